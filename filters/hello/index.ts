@@ -1,0 +1,26 @@
+// The smallest useful filter: adds `x-skiff-hello` to every response. The header value is the plugin
+// configuration, or "world" when there is none.
+import { HeadersAction, HttpContext, RootContext, registerRootContext } from "../../sdk/assembly/index";
+export * from "../../sdk/assembly/dispatcher";
+
+class HelloRoot extends RootContext {
+  greeting: string = "world";
+
+  onConfigure(configurationSize: usize): bool {
+    if (configurationSize > 0) this.greeting = this.pluginConfiguration();
+    return true;
+  }
+
+  createHttpContext(contextId: u32): HttpContext | null {
+    return new Hello(contextId, this);
+  }
+}
+
+class Hello extends HttpContext {
+  onResponseHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
+    this.response.headers.set("x-skiff-hello", (this.root as HelloRoot).greeting);
+    return HeadersAction.Continue;
+  }
+}
+
+registerRootContext((contextId: u32): RootContext => new HelloRoot(contextId));

@@ -1,0 +1,445 @@
+// Typed wrappers over the raw host calls: strings in and out, header maps (de)serialised, results checked.
+// Hot-path rules: arguments are encoded into a reused scratch buffer (no garbage), and every value the host hands
+// back is decoded once and its host-allocated memory freed at once.
+import * as raw from "./imports";
+import { BufferType, Header, LogLevel, MapType, MetricType, StreamType, WasmResult } from "./types";
+
+// Where the host writes returned pointers and sizes.
+const RETURN_DATA = memory.data(8);
+const RETURN_SIZE = memory.data(8);
+const RETURN_EXTRA = memory.data(8);
+
+// ---------------------------------------------------------------------------------------------- scratch encoding
+
+let scratch: usize = heap.alloc(512);
+let scratchCapacity: usize = 512;
+// Lengths of the strings last encoded by encode1/encode2; the second starts at scratch + encodedA.
+let encodedA: usize = 0;
+let encodedB: usize = 0;
+
+function reserve(bytes: usize): void {
+  if (bytes > scratchCapacity) {
+    scratch = heap.realloc(scratch, bytes);
+    scratchCapacity = bytes;
+  }
+}
+
+/** Encodes one string as UTF-8 into scratch; its length lands in encodedA. */
+function encode1(a: string): usize {
+  reserve(<usize>a.length * 3);
+  encodedA = String.UTF8.encodeUnsafe(changetype<usize>(a), a.length, scratch);
+  return scratch;
+}
+
+/** Encodes two strings back to back into scratch; lengths in encodedA and encodedB. */
+function encode2(a: string, b: string): usize {
+  reserve((<usize>a.length + <usize>b.length) * 3);
+  encodedA = String.UTF8.encodeUnsafe(changetype<usize>(a), a.length, scratch);
+  encodedB = String.UTF8.encodeUnsafe(changetype<usize>(b), b.length, scratch + encodedA);
+  return scratch;
+}
+
+/** Takes ownership of memory the host allocated through proxy_on_memory_allocate. */
+function takeString(data: usize, size: usize): string {
+  if (data == 0) return "";
+  const text = String.UTF8.decodeUnsafe(data, size);
+  heap.free(data);
+  return text;
+}
+
+function takeBytes(data: usize, size: usize): ArrayBuffer {
+  const bytes = new ArrayBuffer(<i32>size);
+  if (data != 0) {
+    memory.copy(changetype<usize>(bytes), data, size);
+    heap.free(data);
+  }
+  return bytes;
+}
+
+function returnedString(): string {
+  return takeString(load<usize>(RETURN_DATA), load<usize>(RETURN_SIZE));
+}
+
+function returnedBytes(): ArrayBuffer {
+  return takeBytes(load<usize>(RETURN_DATA), load<usize>(RETURN_SIZE));
+}
+
+function clearReturn(): void {
+  store<usize>(RETURN_DATA, 0);
+  store<usize>(RETURN_SIZE, 0);
+}
+
+// ---------------------------------------------------------------------------------------------- logging and time
+
+/** The host's log level; ask before building an expensive message. */
+export function logLevel(): LogLevel {
+  raw.proxy_get_log_level(RETURN_EXTRA);
+  return <LogLevel>load<u32>(RETURN_EXTRA);
+}
+
+export function logEnabled(level: LogLevel): bool {
+  return level >= logLevel();
+}
+
+export function log(level: LogLevel, message: string): void {
+  if (level < logLevel()) return;
+  const data = encode1(message);
+  raw.proxy_log(level, data, encodedA);
+}
+
+/** Wall-clock time in nanoseconds (the host may freeze it for the duration of a callback). */
+export function nowNanos(): u64 {
+  raw.proxy_get_current_time_nanoseconds(RETURN_EXTRA);
+  return load<u64>(RETURN_EXTRA);
+}
+
+/** Monotonic time in nanoseconds, for measuring intervals. */
+export function monotonicNanos(): u64 {
+  raw.wasi_clock_time_get(1, 0, RETURN_EXTRA);
+  return load<u64>(RETURN_EXTRA);
+}
+
+export function setTickPeriodMilliseconds(periodMs: u32): void {
+  raw.proxy_set_tick_period_milliseconds(periodMs);
+}
+
+/** Fills `bytes` from the host's CSPRNG. */
+export function randomBytes(bytes: ArrayBuffer): void {
+  raw.wasi_random_get(changetype<usize>(bytes), bytes.byteLength);
+}
+
+/** A random u64 from the host's CSPRNG, without allocating. */
+export function randomU64(): u64 {
+  raw.wasi_random_get(RETURN_EXTRA, 8);
+  return load<u64>(RETURN_EXTRA);
+}
+
+// ---------------------------------------------------------------------------------------------- header maps
+
+export function getHeader(map: MapType, name: string): string | null {
+  const key = encode1(name);
+  clearReturn();
+  if (raw.proxy_get_header_map_value(map, key, encodedA, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) return null;
+  return returnedString();
+}
+
+export function replaceHeader(map: MapType, name: string, value: string): WasmResult {
+  const data = encode2(name, value);
+  return <WasmResult>raw.proxy_replace_header_map_value(map, data, encodedA, data + encodedA, encodedB);
+}
+
+export function addHeader(map: MapType, name: string, value: string): WasmResult {
+  const data = encode2(name, value);
+  return <WasmResult>raw.proxy_add_header_map_value(map, data, encodedA, data + encodedA, encodedB);
+}
+
+export function removeHeader(map: MapType, name: string): WasmResult {
+  const key = encode1(name);
+  return <WasmResult>raw.proxy_remove_header_map_value(map, key, encodedA);
+}
+
+export function getHeaderMapSize(map: MapType): usize {
+  if (raw.proxy_get_header_map_size(map, RETURN_EXTRA) != WasmResult.Ok) return 0;
+  return load<usize>(RETURN_EXTRA);
+}
+
+export function getHeaders(map: MapType): Header[] {
+  clearReturn();
+  if (raw.proxy_get_header_map_pairs(map, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) return [];
+  const data = load<usize>(RETURN_DATA);
+  const headers = deserializeHeaders(data, load<usize>(RETURN_SIZE));
+  if (data != 0) heap.free(data);
+  return headers;
+}
+
+export function setHeaders(map: MapType, headers: Header[]): WasmResult {
+  const bytes = serializeHeaders(headers);
+  return <WasmResult>raw.proxy_set_header_map_pairs(map, changetype<usize>(bytes), bytes.byteLength);
+}
+
+/** The ABI's header map format: u32 count, (u32 name length, u32 value length) per pair, then each name and value
+ * followed by a NUL. Little-endian, as Wasm memory is. */
+export function serializeHeaders(headers: Header[]): ArrayBuffer {
+  let size: usize = 4 + <usize>headers.length * 8;
+  for (let i = 0; i < headers.length; i++) {
+    const h = unchecked(headers[i]);
+    size += <usize>String.UTF8.byteLength(h.name) + <usize>String.UTF8.byteLength(h.value) + 2;
+  }
+  const bytes = new ArrayBuffer(<i32>size);
+  const base = changetype<usize>(bytes);
+  store<u32>(base, headers.length);
+  let sizes = base + 4;
+  let strings = base + 4 + <usize>headers.length * 8;
+  for (let i = 0; i < headers.length; i++) {
+    const h = unchecked(headers[i]);
+    const nameLength = String.UTF8.encodeUnsafe(changetype<usize>(h.name), h.name.length, strings, true);
+    strings += nameLength;
+    const valueLength = String.UTF8.encodeUnsafe(changetype<usize>(h.value), h.value.length, strings, true);
+    strings += valueLength;
+    // encodeUnsafe counted the NUL it wrote.
+    store<u32>(sizes, <u32>nameLength - 1);
+    store<u32>(sizes, <u32>valueLength - 1, 4);
+    sizes += 8;
+  }
+  return bytes;
+}
+
+export function deserializeHeaders(data: usize, size: usize): Header[] {
+  if (data == 0 || size < 4) return [];
+  const count = load<u32>(data);
+  const headers = new Array<Header>(<i32>count);
+  let sizes = data + 4;
+  let strings = data + 4 + <usize>count * 8;
+  for (let i: u32 = 0; i < count; i++) {
+    const nameLength = <usize>load<u32>(sizes);
+    const valueLength = <usize>load<u32>(sizes, 4);
+    sizes += 8;
+    const name = String.UTF8.decodeUnsafe(strings, nameLength);
+    strings += nameLength + 1;
+    const value = String.UTF8.decodeUnsafe(strings, valueLength);
+    strings += valueLength + 1;
+    unchecked((headers[i] = new Header(name, value)));
+  }
+  return headers;
+}
+
+// ---------------------------------------------------------------------------------------------- buffers
+
+/** Size of a buffer, or 0 when the host has none of that type now. */
+export function getBufferSize(buffer: BufferType): usize {
+  if (raw.proxy_get_buffer_status(buffer, RETURN_EXTRA, RETURN_SIZE) != WasmResult.Ok) return 0;
+  return load<usize>(RETURN_EXTRA);
+}
+
+export function getBufferBytes(buffer: BufferType, start: usize, maxSize: usize): ArrayBuffer {
+  clearReturn();
+  if (raw.proxy_get_buffer_bytes(buffer, start, maxSize, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) return new ArrayBuffer(0);
+  return returnedBytes();
+}
+
+export function getBufferString(buffer: BufferType, start: usize, maxSize: usize): string {
+  clearReturn();
+  if (raw.proxy_get_buffer_bytes(buffer, start, maxSize, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) return "";
+  return returnedString();
+}
+
+export function setBufferBytes(buffer: BufferType, start: usize, size: usize, data: ArrayBuffer): WasmResult {
+  return <WasmResult>raw.proxy_set_buffer_bytes(buffer, start, size, changetype<usize>(data), data.byteLength);
+}
+
+// ---------------------------------------------------------------------------------------------- properties
+
+/** A property path such as ["upstream", "address"], encoded once (segments joined by NUL) so that reading it on
+ * every request costs one host call and nothing else. */
+export class PropertyPath {
+  readonly encoded: ArrayBuffer;
+  constructor(segments: string[]) {
+    this.encoded = String.UTF8.encode(segments.join("\0"));
+  }
+}
+
+/** The raw bytes of a property, or null when the host does not have it. */
+export function getProperty(path: PropertyPath): ArrayBuffer | null {
+  clearReturn();
+  const encoded = path.encoded;
+  if (raw.proxy_get_property(changetype<usize>(encoded), encoded.byteLength, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) {
+    return null;
+  }
+  return returnedBytes();
+}
+
+/** A string property (Envoy hands strings as raw UTF-8), or null. */
+export function getPropertyString(path: PropertyPath): string | null {
+  clearReturn();
+  const encoded = path.encoded;
+  if (raw.proxy_get_property(changetype<usize>(encoded), encoded.byteLength, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) {
+    return null;
+  }
+  return returnedString();
+}
+
+/** An integer property (Envoy hands them as 8 little-endian bytes), or `fallback`. */
+export function getPropertyU64(path: PropertyPath, fallback: u64 = 0): u64 {
+  const bytes = getProperty(path);
+  if (bytes === null || bytes.byteLength < 8) return fallback;
+  return load<u64>(changetype<usize>(bytes));
+}
+
+export function setProperty(path: PropertyPath, value: ArrayBuffer): WasmResult {
+  const encoded = path.encoded;
+  return <WasmResult>raw.proxy_set_property(changetype<usize>(encoded), encoded.byteLength, changetype<usize>(value), value.byteLength);
+}
+
+// ---------------------------------------------------------------------------------------------- stream control
+
+export function continueStream(stream: StreamType): WasmResult {
+  return <WasmResult>raw.proxy_continue_stream(stream);
+}
+
+export function closeStream(stream: StreamType): WasmResult {
+  return <WasmResult>raw.proxy_close_stream(stream);
+}
+
+export function sendLocalResponse(status: u32, details: string, body: ArrayBuffer, headers: Header[], grpcStatus: i32 = -1): WasmResult {
+  const serialized = serializeHeaders(headers);
+  const detailsBytes = String.UTF8.encode(details);
+  return <WasmResult>raw.proxy_send_local_response(
+    status, changetype<usize>(detailsBytes), detailsBytes.byteLength, changetype<usize>(body), body.byteLength,
+    changetype<usize>(serialized), serialized.byteLength, grpcStatus);
+}
+
+/** Status of the last gRPC close: code and message. */
+export class Status {
+  constructor(public code: u32, public message: string) {}
+}
+
+export function getStatus(): Status {
+  clearReturn();
+  raw.proxy_get_status(RETURN_EXTRA, RETURN_DATA, RETURN_SIZE);
+  const code = load<u32>(RETURN_EXTRA);
+  return new Status(code, returnedString());
+}
+
+export function setEffectiveContext(contextId: u32): WasmResult {
+  return <WasmResult>raw.proxy_set_effective_context(contextId);
+}
+
+export function done(): WasmResult {
+  return <WasmResult>raw.proxy_done();
+}
+
+// ---------------------------------------------------------------------------------------------- callouts
+
+/** Sends an HTTP request to `cluster`; returns the callout id, or 0 when the host refused (unknown cluster, bad
+ * headers). `headers` must include :method, :path and :authority. */
+export function httpCall(cluster: string, headers: Header[], body: ArrayBuffer | null, trailers: Header[], timeoutMs: u32): u32 {
+  const clusterBytes = String.UTF8.encode(cluster);
+  const headerBytes = serializeHeaders(headers);
+  const trailerBytes = serializeHeaders(trailers);
+  const bodyPtr = body === null ? 0 : changetype<usize>(body);
+  const bodySize = body === null ? 0 : <usize>body.byteLength;
+  const result = raw.proxy_http_call(
+    changetype<usize>(clusterBytes), clusterBytes.byteLength, changetype<usize>(headerBytes), headerBytes.byteLength,
+    bodyPtr, bodySize, changetype<usize>(trailerBytes), trailerBytes.byteLength, timeoutMs, RETURN_EXTRA);
+  return result == WasmResult.Ok ? load<u32>(RETURN_EXTRA) : 0;
+}
+
+/** A unary gRPC call to `cluster`; returns the callout id, or 0 when the host refused. */
+export function grpcCall(cluster: string, service: string, method: string, metadata: Header[], message: ArrayBuffer, timeoutMs: u32): u32 {
+  const clusterBytes = String.UTF8.encode(cluster);
+  const serviceBytes = String.UTF8.encode(service);
+  const methodBytes = String.UTF8.encode(method);
+  const metadataBytes = serializeHeaders(metadata);
+  const result = raw.proxy_grpc_call(
+    changetype<usize>(clusterBytes), clusterBytes.byteLength, changetype<usize>(serviceBytes), serviceBytes.byteLength,
+    changetype<usize>(methodBytes), methodBytes.byteLength, changetype<usize>(metadataBytes), metadataBytes.byteLength,
+    changetype<usize>(message), message.byteLength, timeoutMs, RETURN_EXTRA);
+  return result == WasmResult.Ok ? load<u32>(RETURN_EXTRA) : 0;
+}
+
+/** Opens a gRPC stream to `cluster`; returns its token, or 0 when the host refused. */
+export function grpcStream(cluster: string, service: string, method: string, metadata: Header[]): u32 {
+  const clusterBytes = String.UTF8.encode(cluster);
+  const serviceBytes = String.UTF8.encode(service);
+  const methodBytes = String.UTF8.encode(method);
+  const metadataBytes = serializeHeaders(metadata);
+  const result = raw.proxy_grpc_stream(
+    changetype<usize>(clusterBytes), clusterBytes.byteLength, changetype<usize>(serviceBytes), serviceBytes.byteLength,
+    changetype<usize>(methodBytes), methodBytes.byteLength, changetype<usize>(metadataBytes), metadataBytes.byteLength,
+    RETURN_EXTRA);
+  return result == WasmResult.Ok ? load<u32>(RETURN_EXTRA) : 0;
+}
+
+export function grpcSend(token: u32, message: ArrayBuffer, endStream: bool): WasmResult {
+  return <WasmResult>raw.proxy_grpc_send(token, changetype<usize>(message), message.byteLength, endStream ? 1 : 0);
+}
+
+export function grpcCancel(token: u32): WasmResult {
+  return <WasmResult>raw.proxy_grpc_cancel(token);
+}
+
+export function grpcClose(token: u32): WasmResult {
+  return <WasmResult>raw.proxy_grpc_close(token);
+}
+
+// ---------------------------------------------------------------------------------------------- shared data, queues
+
+/** A value from shared data with the CAS token to update it with. */
+export class SharedValue {
+  constructor(public value: ArrayBuffer | null, public cas: u32) {}
+}
+
+export function getSharedData(key: string): SharedValue {
+  const data = encode1(key);
+  clearReturn();
+  store<u32>(RETURN_EXTRA, 0);
+  if (raw.proxy_get_shared_data(data, encodedA, RETURN_DATA, RETURN_SIZE, RETURN_EXTRA) != WasmResult.Ok) {
+    return new SharedValue(null, 0);
+  }
+  const cas = load<u32>(RETURN_EXTRA);
+  return new SharedValue(returnedBytes(), cas);
+}
+
+/** Stores `value` under `key`. With cas != 0 the write succeeds only if nobody wrote since the read that returned
+ * `cas` (else CasMismatch); with cas == 0 it always succeeds. */
+export function setSharedData(key: string, value: ArrayBuffer, cas: u32 = 0): WasmResult {
+  const data = encode1(key);
+  return <WasmResult>raw.proxy_set_shared_data(data, encodedA, changetype<usize>(value), value.byteLength, cas);
+}
+
+export function registerSharedQueue(name: string): u32 {
+  const data = encode1(name);
+  if (raw.proxy_register_shared_queue(data, encodedA, RETURN_EXTRA) != WasmResult.Ok) return 0;
+  return load<u32>(RETURN_EXTRA);
+}
+
+/** Finds a queue that another plugin (in VM `vmId`) registered; 0 when there is none. */
+export function resolveSharedQueue(vmId: string, name: string): u32 {
+  const data = encode2(vmId, name);
+  if (raw.proxy_resolve_shared_queue(data, encodedA, data + encodedA, encodedB, RETURN_EXTRA) != WasmResult.Ok) return 0;
+  return load<u32>(RETURN_EXTRA);
+}
+
+export function enqueueSharedQueue(queueId: u32, value: ArrayBuffer): WasmResult {
+  return <WasmResult>raw.proxy_enqueue_shared_queue(queueId, changetype<usize>(value), value.byteLength);
+}
+
+/** The next item of a queue, or null when it is empty (or unknown). */
+export function dequeueSharedQueue(queueId: u32): ArrayBuffer | null {
+  clearReturn();
+  if (raw.proxy_dequeue_shared_queue(queueId, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) return null;
+  return returnedBytes();
+}
+
+// ---------------------------------------------------------------------------------------------- metrics
+
+export function defineMetric(type: MetricType, name: string): u32 {
+  const data = encode1(name);
+  if (raw.proxy_define_metric(type, data, encodedA, RETURN_EXTRA) != WasmResult.Ok) return 0;
+  return load<u32>(RETURN_EXTRA);
+}
+
+export function incrementMetric(metricId: u32, offset: i64): WasmResult {
+  return <WasmResult>raw.proxy_increment_metric(metricId, offset);
+}
+
+export function recordMetric(metricId: u32, value: u64): WasmResult {
+  return <WasmResult>raw.proxy_record_metric(metricId, value);
+}
+
+export function getMetric(metricId: u32): u64 {
+  if (raw.proxy_get_metric(metricId, RETURN_EXTRA) != WasmResult.Ok) return 0;
+  return load<u64>(RETURN_EXTRA);
+}
+
+// ---------------------------------------------------------------------------------------------- foreign functions
+
+/** Calls a host extension such as Envoy's `clear_route_cache`; null when the host has no such function. */
+export function callForeignFunction(name: string, args: ArrayBuffer): ArrayBuffer | null {
+  const data = encode1(name);
+  clearReturn();
+  if (raw.proxy_call_foreign_function(data, encodedA, changetype<usize>(args), args.byteLength, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) {
+    return null;
+  }
+  return returnedBytes();
+}

@@ -1,0 +1,8 @@
+// The SDK in one import: `import { RootContext, HttpContext, registerRootContext, ... } from "<sdk>/index"`.
+export * from "./types";
+export * from "./contexts";
+export {
+  PropertyPath, SharedValue, callForeignFunction, dequeueSharedQueue, enqueueSharedQueue, getProperty,
+  getPropertyString, getPropertyU64, getSharedData, log, logEnabled, logLevel, monotonicNanos, nowNanos, randomBytes,
+  randomU64, registerSharedQueue, resolveSharedQueue, setProperty, setSharedData,
+} from "./hostcalls";

@@ -1,0 +1,191 @@
+// Starts a real Envoy for a test: free loopback ports (admin and listeners bound to port 0, then read back from the
+// admin API), waits for /ready, keeps the log, and stops it in teardown even when the test throws.
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parse } from "yaml";
+import { locateEnvoy, PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+import { CHILD_MARKER, testRunId, track, untrack } from "./processes.js";
+
+export interface EnvoyOptions {
+  /** The bootstrap, as an object (see loadBootstrap) or YAML text. */
+  bootstrap: Record<string, unknown> | string;
+  /** Worker threads (--concurrency); filters that share state are tested with 2 or more. */
+  concurrency?: number;
+  /** Extra command-line arguments, e.g. ["--component-log-level", "wasm:debug"]. */
+  args?: string[];
+  /** Wait for /ready (default true; a bootstrap waiting on a control plane may need longer). */
+  readyTimeoutMs?: number;
+}
+
+export class Envoy {
+  readonly description: string;
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly dir: string,
+    readonly adminPort: number,
+  ) {
+    this.description = `envoy pid ${child.pid} (admin ${adminPort}, files in ${dir})`;
+  }
+
+  static async start(options: EnvoyOptions): Promise<Envoy> {
+    const binary = locateEnvoy();
+    const dir = mkdtempSync(join(tmpdir(), "skiff-envoy-"));
+    const bootstrap = typeof options.bootstrap === "string" ? (parse(options.bootstrap) as Record<string, unknown>) : structuredClone(options.bootstrap);
+    bootstrap.admin = { address: { socket_address: { address: "127.0.0.1", port_value: 0 } } };
+    const configPath = join(dir, "bootstrap.json");
+    writeFileSync(configPath, JSON.stringify(bootstrap, null, 2));
+    const adminAddressPath = join(dir, "admin-address");
+    const logPath = join(dir, "envoy.log");
+    const args = [
+      "-c", configPath,
+      "--admin-address-path", adminAddressPath,
+      "--disable-hot-restart",
+      "--concurrency", String(options.concurrency ?? 1),
+      "--log-level", "info",
+      ...(options.args ?? []),
+    ];
+    const child = spawn(binary.path, args, {
+      cwd: PROJECT_ROOT,
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, [CHILD_MARKER]: testRunId() },
+    });
+    // Envoy logs to stderr; keep it in a file beside the bootstrap (unbuffered, unlike --log-path).
+    const logFile = createWriteStream(logPath);
+    child.stderr!.pipe(logFile);
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    let exitCode: number | null | undefined;
+    void exited.then((code) => (exitCode = code));
+
+    const deadline = Date.now() + (options.readyTimeoutMs ?? 20_000);
+    let adminPort = 0;
+    while (Date.now() < deadline) {
+      if (exitCode !== undefined) {
+        await new Promise((resolve) => logFile.end(resolve));
+        throw new Error(`Envoy exited with ${exitCode} before it was ready:\n${tail(readFileSync(logPath, "utf8"), 40)}`);
+      }
+      if (!adminPort && existsSync(adminAddressPath)) {
+        const address = readFileSync(adminAddressPath, "utf8").trim();
+        if (address) adminPort = Number(address.split(":").pop());
+      }
+      if (adminPort) {
+        try {
+          const response = await fetch(`http://127.0.0.1:${adminPort}/ready`);
+          if (response.status === 200) {
+            const envoy = new Envoy(child, dir, adminPort);
+            envoy.exited = exited;
+            track(envoy);
+            return envoy;
+          }
+        } catch {
+          // Admin not accepting yet.
+        }
+      }
+      await sleep(50);
+    }
+    child.kill("SIGKILL");
+    await new Promise((resolve) => logFile.end(resolve));
+    throw new Error(`Envoy was not ready within ${options.readyTimeoutMs ?? 20_000} ms:\n${tail(readFileSync(logPath, "utf8"), 40)}`);
+  }
+
+  private exited!: Promise<number | null>;
+
+  get adminUrl(): string {
+    return `http://127.0.0.1:${this.adminPort}`;
+  }
+
+  async admin(path: string, init?: RequestInit): Promise<string> {
+    const response = await fetch(this.adminUrl + path, init);
+    return response.text();
+  }
+
+  /** Port of the listener called `name` (or the only listener). */
+  async listenerPort(name?: string): Promise<number> {
+    const data = JSON.parse(await this.admin("/listeners?format=json")) as {
+      listener_statuses: Array<{ name: string; local_address: { socket_address: { port_value: number } } }>;
+    };
+    const statuses = data.listener_statuses ?? [];
+    const listener = name === undefined ? (statuses.length === 1 ? statuses[0] : undefined) : statuses.find((l) => l.name === name);
+    if (!listener) throw new Error(`no listener ${name ?? "(the only one)"}; have ${statuses.map((l) => l.name).join(", ")}`);
+    return listener.local_address.socket_address.port_value;
+  }
+
+  /** Counters and gauges from /stats, by name. */
+  async stats(filter?: string): Promise<Map<string, number>> {
+    const text = await this.admin(`/stats${filter ? `?filter=${encodeURIComponent(filter)}` : ""}`);
+    const stats = new Map<string, number>();
+    for (const line of text.split("\n")) {
+      const match = /^([^:]+): (\d+)$/.exec(line);
+      if (match) stats.set(match[1], Number(match[2]));
+    }
+    return stats;
+  }
+
+  async stat(name: string): Promise<number | undefined> {
+    return (await this.stats(`^${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`)).get(name);
+  }
+
+  log(): string {
+    const logPath = join(this.dir, "envoy.log");
+    return existsSync(logPath) ? readFileSync(logPath, "utf8") : "";
+  }
+
+  logTail(lines = 40): string {
+    return tail(this.log(), lines);
+  }
+
+  /** Stops Envoy and removes its files (kept when SKIFF_KEEP_ENVOY_FILES=1, for debugging). */
+  async stop(): Promise<void> {
+    untrack(this);
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill("SIGTERM");
+      const stopped = await Promise.race([this.exited.then(() => true), sleep(5_000).then(() => false)]);
+      if (!stopped) {
+        this.child.kill("SIGKILL");
+        await this.exited;
+      }
+    }
+    if (process.env.SKIFF_KEEP_ENVOY_FILES !== "1") rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function tail(text: string, lines: number): string {
+  return text.split("\n").slice(-lines - 1).join("\n");
+}
+
+export function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
+  return Envoy.start(options);
+}
+
+/** Reads a bootstrap from envoy-configs/, with listeners moved to free ports and clusters pointed at test upstreams
+ * (cluster name -> port, or ports for several endpoints). */
+export function loadBootstrap(file: string, upstreams: Record<string, number | number[]> = {}): Record<string, unknown> {
+  const bootstrap = parse(readFileSync(join(PROJECT_ROOT, "envoy-configs", file), "utf8")) as Bootstrap;
+  for (const listener of bootstrap.static_resources?.listeners ?? []) {
+    listener.address.socket_address.port_value = 0;
+  }
+  for (const cluster of bootstrap.static_resources?.clusters ?? []) {
+    const ports = upstreams[cluster.name];
+    if (ports === undefined) continue;
+    cluster.load_assignment = {
+      cluster_name: cluster.name,
+      endpoints: [
+        {
+          lb_endpoints: (Array.isArray(ports) ? ports : [ports]).map((port) => ({
+            endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } },
+          })),
+        },
+      ],
+    };
+  }
+  return bootstrap as unknown as Record<string, unknown>;
+}
+
+interface Bootstrap {
+  static_resources?: {
+    listeners?: Array<{ address: { socket_address: { port_value: number } } }>;
+    clusters?: Array<{ name: string; load_assignment?: unknown }>;
+  };
+}

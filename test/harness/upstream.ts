@@ -1,0 +1,105 @@
+// Real upstream servers on 127.0.0.1 for e2e tests. Each echoes what it received (method, path, headers) as JSON,
+// names itself in the `x-upstream` response header, and can be scripted per request: status, delay, reset.
+import { createServer as createHttp1Server, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createH2cServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import type { AddressInfo, Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { track, untrack } from "./processes.js";
+
+export interface Reply {
+  status?: number;
+  headers?: Record<string, string>;
+  /** Body text; the default is the JSON echo. */
+  body?: string;
+  /** Wait this long before answering. */
+  delayMs?: number;
+  /** Drop the connection instead of answering. */
+  reset?: boolean;
+}
+
+export interface ReceivedRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Decides the reply to one request; `index` counts from 0 over this server's life. */
+export type Script = (request: ReceivedRequest, index: number) => Reply | Promise<Reply>;
+
+export interface UpstreamOptions {
+  /** The identity this server reports in `x-upstream` (e.g. "v1", "host-a"). */
+  name: string;
+  protocol?: "http1" | "h2c";
+  script?: Script;
+}
+
+export class Upstream {
+  readonly requests: ReceivedRequest[] = [];
+  readonly description: string;
+  private script: Script;
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    readonly name: string,
+    private readonly server: Server | Http2Server,
+    script: Script | undefined,
+  ) {
+    this.script = script ?? (() => ({}));
+    this.description = `upstream ${name}`;
+  }
+
+  static async start(options: UpstreamOptions): Promise<Upstream> {
+    let upstream!: Upstream;
+    const handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) =>
+      void upstream.handle(req, res);
+    const server = options.protocol === "h2c" ? createH2cServer(handler) : createHttp1Server(handler);
+    upstream = new Upstream(options.name, server, options.script);
+    server.on("connection", (socket: Socket) => {
+      upstream.sockets.add(socket);
+      socket.once("close", () => upstream.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    track(upstream);
+    return upstream;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Replaces the script, e.g. to make a healthy server start failing. */
+  setScript(script: Script): void {
+    this.script = script;
+  }
+
+  private async handle(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const headers: Record<string, string> = {};
+    for (const [key, value] of Object.entries(req.headers)) {
+      if (value !== undefined && !key.startsWith(":")) headers[key] = Array.isArray(value) ? value.join(",") : value;
+    }
+    const received: ReceivedRequest = { method: req.method ?? "", path: req.url ?? "", headers, body: Buffer.concat(chunks).toString() };
+    const index = this.requests.push(received) - 1;
+    const reply = await this.script(received, index);
+    if (reply.delayMs) await sleep(reply.delayMs);
+    if (reply.reset) {
+      req.socket.destroy();
+      return;
+    }
+    const body = reply.body ?? JSON.stringify({ upstream: this.name, ...received });
+    res.writeHead(reply.status ?? 200, { "content-type": "application/json", "x-upstream": this.name, ...reply.headers });
+    res.end(body);
+  }
+
+  async stop(): Promise<void> {
+    untrack(this);
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+export function startUpstream(options: UpstreamOptions): Promise<Upstream> {
+  return Upstream.start(options);
+}
