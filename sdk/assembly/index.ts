@@ -6,3 +6,4 @@ export {
   getPropertyString, getPropertyU64, getSharedData, log, logEnabled, logLevel, monotonicNanos, nowNanos, randomBytes,
   randomU64, registerSharedQueue, resolveSharedQueue, setProperty, setSharedData,
 } from "./hostcalls";
+export { ConfigReader, JsonKind, JsonParser, JsonValue, parseDurationMs } from "./config";
