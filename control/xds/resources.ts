@@ -1,0 +1,64 @@
+// The contract between translation (Istio resources -> Envoy resources) and delivery (snapshots, the xDS server):
+// every Envoy resource travels as proto3 JSON, the form Envoy's docs and /config_dump use, so translation code and
+// golden files read like Envoy configuration. Only the xDS server turns it into protobuf bytes.
+
+export const TypeUrl = {
+  Cluster: "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+  ClusterLoadAssignment: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+  Listener: "type.googleapis.com/envoy.config.listener.v3.Listener",
+  RouteConfiguration: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+  Secret: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+  ExtensionConfig: "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+} as const;
+
+export type TypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
+
+/** The order in which updates reach a proxy, so it never holds a reference to something it does not know yet:
+ * clusters, then endpoints, then extension configs and secrets, then listeners, then routes. */
+export const PUSH_ORDER: readonly TypeUrl[] = [
+  TypeUrl.Cluster,
+  TypeUrl.ClusterLoadAssignment,
+  TypeUrl.ExtensionConfig,
+  TypeUrl.Secret,
+  TypeUrl.Listener,
+  TypeUrl.RouteConfiguration,
+];
+
+/** One xDS resource. `body` is proto3 JSON: durations as "1s", enums by name, `google.protobuf.Any` as
+ * `{ "@type": "type.googleapis.com/...", ...fields }`, field names in snake_case as in Envoy's docs. */
+export interface XdsResource {
+  name: string;
+  body: Record<string, unknown>;
+}
+
+/** Everything one proxy should have, by type. */
+export type ProxyResources = Record<TypeUrl, XdsResource[]>;
+
+export function emptyResources(): ProxyResources {
+  return Object.fromEntries(Object.values(TypeUrl).map((url) => [url, []])) as unknown as ProxyResources;
+}
+
+/** Who a connected proxy is, from the `node` of its first discovery request (see `skiff bootstrap`):
+ * `node.id`, and `node.metadata.ROLE` ("gateway" or "sidecar"), `node.metadata.LABELS` (workload labels). */
+export interface ProxyIdentity {
+  nodeId: string;
+  role: "gateway" | "sidecar";
+  labels: Record<string, string>;
+}
+
+/** A Wasm module the control plane serves to proxies over HTTP, pinned by its sha256. */
+export interface ServedModule {
+  /** Where Envoy fetches it (`remote.http_uri.uri`). */
+  uri: string;
+  sha256: string;
+  size: number;
+}
+
+/** What translation needs to know beyond the Istio resources. */
+export interface TranslationContext {
+  proxy: ProxyIdentity;
+  /** The Envoy cluster through which proxies reach the control plane's module server. */
+  moduleCluster: { name: string; host: string; port: number };
+  /** The served module for a WasmPlugin `url` (resolved against the config folder), if it could be loaded. */
+  module(url: string): ServedModule | undefined;
+}
