@@ -244,14 +244,15 @@ export class ConfigReader {
   }
 
   /** A duration as Istio writes it ("10s", "500ms", "1m", "1.5s") or a number of milliseconds; in milliseconds. */
-  durationMs(field: string, fallback: i64, min: i64 = 0): i64 {
+  durationMs(field: string, fallback: i64, min: i64 = 0, max: i64 = i64.MAX_VALUE): i64 {
     const v = this.field(field);
     if (v === null) return fallback;
     let ms: f64 = -1;
     if (v.kind == JsonKind.Number) ms = v.number;
     else if (v.kind == JsonKind.String) ms = parseDurationMs(v.text);
-    if (ms < <f64>min || isNaN(ms)) {
-      this.problem(field, "expected a duration such as \"10s\" or \"250ms\"" + (min > 0 ? " of at least " + min.toString() + "ms" : ""));
+    if (ms < <f64>min || ms > <f64>max || isNaN(ms)) {
+      const bound = ms > <f64>max ? " of at most " + max.toString() + "ms" : min > 0 ? " of at least " + min.toString() + "ms" : "";
+      this.problem(field, "expected a duration such as \"10s\" or \"250ms\"" + bound);
       return fallback;
     }
     return <i64>ms;

@@ -14,7 +14,7 @@ export class HeaderMap {
   constructor(readonly type: MapType) {}
   /** The value of `name` (lower case), or null when absent. */
   get(name: string): string | null { return host.getHeader(this.type, name); }
-  has(name: string): bool { return host.getHeader(this.type, name) !== null; }
+  has(name: string): bool { return host.hasHeader(this.type, name); }
   /** Sets `name` to `value`, replacing any existing values. */
   set(name: string, value: string): void { host.replaceHeader(this.type, name, value); }
   /** Adds a value, keeping existing ones. */
@@ -24,7 +24,8 @@ export class HeaderMap {
   all(): Header[] { return host.getHeaders(this.type); }
   /** Replaces the whole map. */
   replaceAll(headers: Header[]): void { host.setHeaders(this.type, headers); }
-  /** Number of headers. */
+  /** The map's size in bytes (names plus values), which is what Envoy's proxy_get_header_map_size reports; the
+   * header count comes with each headers callback (numHeaders). */
   size(): usize { return host.getHeaderMapSize(this.type); }
 }
 
@@ -93,9 +94,10 @@ export class Context {
   }
   onHttpCallResponse(calloutId: u32, response: HttpCallResponse): void {}
 
-  /** A unary gRPC call; answers come to onGrpcReceive and onGrpcClose. */
+  /** A unary gRPC call. Envoy answers with exactly one callback: onGrpcReceive with the response message on
+   * success, or onGrpcClose with the status on failure. */
   grpcCall(cluster: string, service: string, method: string, metadata: Header[], message: ArrayBuffer, timeoutMs: u32): u32 {
-    return registerCallout(host.grpcCall(cluster, service, method, metadata, message, timeoutMs), this.id);
+    return registerCallout(host.grpcCall(cluster, service, method, metadata, message, timeoutMs), this.id | UNARY_CALLOUT);
   }
   /** Opens a gRPC stream; send with grpcSend, answers come to the onGrpc* callbacks. */
   grpcStream(cluster: string, service: string, method: string, metadata: Header[]): u32 {
@@ -210,15 +212,28 @@ export class Histogram {
 /** Makes the plugin's root context; called once per root context the host creates. */
 export type RootContextFactory = (contextId: u32) => RootContext;
 
-export const factories = new Map<string, RootContextFactory>();
+/** The registered plugins, root_id and factory at the same index; the dispatcher reads them. Arrays rather than a
+ * Map, so that a module with the usual single plugin carries no string-keyed map. */
+export const rootIds: string[] = [];
+export const rootFactories: RootContextFactory[] = [];
 
 /** Registers the plugin. `rootId` is Envoy's `root_id`; leave it empty when the module holds one plugin. */
 export function registerRootContext(factory: RootContextFactory, rootId: string = ""): void {
-  factories.set(rootId, factory);
+  const at = rootIds.indexOf(rootId);
+  if (at >= 0) {
+    rootFactories[at] = factory;
+    return;
+  }
+  rootIds.push(rootId);
+  rootFactories.push(factory);
 }
 
-// Which context made which callout, so its answer reaches that context.
+// Which context made which callout. Envoy makes every callout on the root context (proxy-wasm-cpp-host's
+// exports.cc: `contextOrEffectiveContext()->root_context()`) and answers it there, so the dispatcher looks the
+// maker up here to deliver the answer to the stream that asked.
 export const calloutOwners = new Map<u32, u32>();
+/** Marks, in calloutOwners, a unary gRPC call: its one answer ends it, whichever callback brings it. */
+export const UNARY_CALLOUT: u32 = 0x80000000;
 
 function registerCallout(calloutId: u32, contextId: u32): u32 {
   if (calloutId != 0) calloutOwners.set(calloutId, contextId);

@@ -1,48 +1,70 @@
 // The guest side of the ABI: every proxy_on_* export, routed to the context object it is for. A filter's entry
 // file re-exports this module (`export * from "<sdk>/dispatcher"`) and calls registerRootContext once.
 import * as host from "./hostcalls";
-import { Body, Context, HeaderMap, HttpCallResponse, HttpContext, RootContext, TcpContext, calloutOwners, factories } from "./contexts";
-import { BufferType, GrpcStatus, MapType, PeerType } from "./types";
+import { Body, Context, HeaderMap, HttpCallResponse, HttpContext, RootContext, TcpContext, UNARY_CALLOUT, calloutOwners, rootFactories, rootIds } from "./contexts";
+import { BufferType, DataAction, GrpcStatus, HeadersAction, MapType, NetworkAction, PeerType } from "./types";
 import "./runtime";
 
 const GRPC_INITIAL_METADATA = new HeaderMap(MapType.GrpcInitialMetadata);
 const GRPC_TRAILING_METADATA = new HeaderMap(MapType.GrpcTrailingMetadata);
 const GRPC_MESSAGE = new Body(BufferType.GrpcReceiveBuffer);
-const PLUGIN_ROOT_ID = new host.PropertyPath(["plugin_root_id"]);
 
-const roots = new Map<u32, RootContext>();
-const httpStreams = new Map<u32, HttpContext>();
-const tcpStreams = new Map<u32, TcpContext>();
+// Every live context by id: one map (one instantiation of Map's code in the module) for roots, HTTP and TCP.
+const contexts = new Map<u32, Context>();
 
 function newRoot(contextId: u32): RootContext {
-  if (factories.size == 1) {
-    const only = factories.values()[0];
-    return only(contextId);
-  }
-  const rootId = host.getPropertyString(PLUGIN_ROOT_ID);
-  const key = rootId !== null && factories.has(rootId) ? rootId : "";
-  if (!factories.has(key)) abort("no root context registered for root_id '" + (rootId !== null ? rootId : "") + "'");
-  const factory = factories.get(key);
-  return factory(contextId);
+  if (rootFactories.length == 1) return rootFactories[0](contextId);
+  // Several plugins in one module: Envoy's root_id picks one; "" is the fallback.
+  const rootId = host.getPropertyString(new host.PropertyPath(["plugin_root_id"]));
+  let at = rootId !== null ? rootIds.indexOf(rootId) : -1;
+  if (at < 0) at = rootIds.indexOf("");
+  if (at < 0) abort("no root context registered for root_id '" + (rootId !== null ? rootId : "") + "'");
+  return rootFactories[at](contextId);
 }
 
-// The HTTP stream the host called last: most callbacks in a row are for the same stream.
+// Under `--runtime minimal` (the preset's `small` target) nothing collects garbage unless asked. The SDK asks at the
+// end of an export, where no managed object lives only on the stack (a context on the stack is also in `contexts`):
+// after every COLLECT_EVERY callbacks that end a context, tick, or carry data, so that a long-lived stream with many
+// body or TCP data callbacks is collected too. The check folds away at compile time under the default runtime.
+const COLLECT_EVERY: u32 = 64;
+let sinceCollect: u32 = 0;
+
+function collectNowAndThen(): void {
+  if (ASC_RUNTIME != 1) return;
+  if (++sinceCollect < COLLECT_EVERY) return;
+  sinceCollect = 0;
+  __collect();
+}
+
+// The HTTP stream the host called last, or created last: most callbacks in a row, from its creation to its
+// deletion, are for the same stream, and this spares them the map lookups.
 let lastHttpId: u32 = 0;
 let lastHttp: HttpContext | null = null;
 
-function http(contextId: u32): HttpContext {
-  if (contextId == lastHttpId && lastHttp !== null) return lastHttp!;
-  const stream = httpStreams.get(contextId);
+function anyContext(contextId: u32): Context | null {
+  if (contextId == lastHttpId && lastHttp !== null) return lastHttp;
+  return contexts.has(contextId) ? contexts.get(contextId) : null;
+}
+
+/** The HTTP context of `contextId`, or null when the plugin made none for it (its root is not an HTTP filter). */
+function http(contextId: u32): HttpContext | null {
+  if (contextId == lastHttpId && lastHttp !== null) return lastHttp;
+  const context = anyContext(contextId);
+  if (context === null || !(context instanceof HttpContext)) return null;
+  const stream = changetype<HttpContext>(context);
   lastHttpId = contextId;
   lastHttp = stream;
   return stream;
 }
 
-function anyContext(contextId: u32): Context | null {
-  if (httpStreams.has(contextId)) return httpStreams.get(contextId);
-  if (tcpStreams.has(contextId)) return tcpStreams.get(contextId);
-  if (roots.has(contextId)) return roots.get(contextId);
-  return null;
+/** The TCP context of `contextId`, or null. */
+function tcp(contextId: u32): TcpContext | null {
+  const context = anyContext(contextId);
+  return context !== null && context instanceof TcpContext ? changetype<TcpContext>(context) : null;
+}
+
+function root(contextId: u32): RootContext {
+  return changetype<RootContext>(contexts.get(contextId));
 }
 
 // ---------------------------------------------------------------------------------------------- integration
@@ -57,17 +79,19 @@ export function proxy_on_memory_allocate(size: usize): usize {
 
 export function proxy_on_context_create(contextId: u32, parentId: u32): void {
   if (parentId == 0) {
-    roots.set(contextId, newRoot(contextId));
+    contexts.set(contextId, newRoot(contextId));
     return;
   }
-  const root = roots.get(parentId);
-  const httpStream = root.createHttpContext(contextId);
+  const parent = root(parentId);
+  const httpStream = parent.createHttpContext(contextId);
   if (httpStream !== null) {
-    httpStreams.set(contextId, httpStream);
+    contexts.set(contextId, httpStream);
+    lastHttpId = contextId;
+    lastHttp = httpStream;
     return;
   }
-  const tcpStream = root.createTcpContext(contextId);
-  if (tcpStream !== null) tcpStreams.set(contextId, tcpStream);
+  const tcpStream = parent.createTcpContext(contextId);
+  if (tcpStream !== null) contexts.set(contextId, tcpStream);
 }
 
 export function proxy_on_done(contextId: u32): bool {
@@ -88,113 +112,150 @@ export function proxy_on_delete(contextId: u32): void {
     lastHttpId = 0;
     lastHttp = null;
   }
-  if (!httpStreams.delete(contextId) && !tcpStreams.delete(contextId)) roots.delete(contextId);
+  contexts.delete(contextId);
+  collectNowAndThen();
 }
 
 // ---------------------------------------------------------------------------------------------- configuration, timers
 
 export function proxy_on_vm_start(rootId: u32, vmConfigurationSize: usize): bool {
-  return roots.get(rootId).onVmStart(vmConfigurationSize);
+  return root(rootId).onVmStart(vmConfigurationSize);
 }
 
 export function proxy_on_configure(rootId: u32, configurationSize: usize): bool {
-  return roots.get(rootId).onConfigure(configurationSize);
+  return root(rootId).onConfigure(configurationSize);
 }
 
 export function proxy_on_tick(rootId: u32): void {
-  roots.get(rootId).onTick();
+  root(rootId).onTick();
+  collectNowAndThen();
 }
 
 export function proxy_on_queue_ready(rootId: u32, queueId: u32): void {
-  roots.get(rootId).onQueueReady(queueId);
+  root(rootId).onQueueReady(queueId);
 }
 
 export function proxy_on_foreign_function(rootId: u32, functionId: u32, argumentsSize: usize): void {
-  roots.get(rootId).onForeignFunction(functionId, argumentsSize);
+  root(rootId).onForeignFunction(functionId, argumentsSize);
 }
 
 // ---------------------------------------------------------------------------------------------- HTTP
 
 export function proxy_on_request_headers(contextId: u32, numHeaders: u32, endOfStream: bool): u32 {
-  return http(contextId).onRequestHeaders(numHeaders, endOfStream);
+  const stream = http(contextId);
+  return stream === null ? HeadersAction.Continue : stream.onRequestHeaders(numHeaders, endOfStream);
 }
 
 export function proxy_on_request_body(contextId: u32, bodySize: usize, endOfStream: bool): u32 {
-  return http(contextId).onRequestBody(bodySize, endOfStream);
+  const stream = http(contextId);
+  const action = stream === null ? DataAction.Continue : stream.onRequestBody(bodySize, endOfStream);
+  collectNowAndThen();
+  return action;
 }
 
 export function proxy_on_request_trailers(contextId: u32, numTrailers: u32): u32 {
-  return http(contextId).onRequestTrailers(numTrailers);
+  const stream = http(contextId);
+  return stream === null ? DataAction.Continue : stream.onRequestTrailers(numTrailers);
 }
 
 export function proxy_on_response_headers(contextId: u32, numHeaders: u32, endOfStream: bool): u32 {
-  return http(contextId).onResponseHeaders(numHeaders, endOfStream);
+  const stream = http(contextId);
+  return stream === null ? HeadersAction.Continue : stream.onResponseHeaders(numHeaders, endOfStream);
 }
 
 export function proxy_on_response_body(contextId: u32, bodySize: usize, endOfStream: bool): u32 {
-  return http(contextId).onResponseBody(bodySize, endOfStream);
+  const stream = http(contextId);
+  const action = stream === null ? DataAction.Continue : stream.onResponseBody(bodySize, endOfStream);
+  collectNowAndThen();
+  return action;
 }
 
 export function proxy_on_response_trailers(contextId: u32, numTrailers: u32): u32 {
-  return http(contextId).onResponseTrailers(numTrailers);
+  const stream = http(contextId);
+  return stream === null ? DataAction.Continue : stream.onResponseTrailers(numTrailers);
 }
 
 // ---------------------------------------------------------------------------------------------- TCP
 
 export function proxy_on_new_connection(contextId: u32): u32 {
-  return tcpStreams.get(contextId).onNewConnection();
+  let stream = tcp(contextId);
+  const context = anyContext(contextId);
+  if (stream === null && context !== null && context instanceof HttpContext) {
+    // A plugin that makes both kinds of context got an HTTP one at creation; Envoy calls proxy_on_new_connection
+    // only on a network filter's context, so this one is TCP.
+    if (lastHttpId == contextId) {
+      lastHttpId = 0;
+      lastHttp = null;
+    }
+    contexts.delete(contextId);
+    stream = changetype<HttpContext>(context).root.createTcpContext(contextId);
+    if (stream !== null) contexts.set(contextId, stream);
+  }
+  return stream === null ? NetworkAction.Continue : stream.onNewConnection();
 }
 
 export function proxy_on_downstream_data(contextId: u32, dataSize: usize, endOfStream: bool): u32 {
-  return tcpStreams.get(contextId).onDownstreamData(dataSize, endOfStream);
+  const stream = tcp(contextId);
+  const action = stream === null ? NetworkAction.Continue : stream.onDownstreamData(dataSize, endOfStream);
+  collectNowAndThen();
+  return action;
 }
 
 export function proxy_on_upstream_data(contextId: u32, dataSize: usize, endOfStream: bool): u32 {
-  return tcpStreams.get(contextId).onUpstreamData(dataSize, endOfStream);
+  const stream = tcp(contextId);
+  const action = stream === null ? NetworkAction.Continue : stream.onUpstreamData(dataSize, endOfStream);
+  collectNowAndThen();
+  return action;
 }
 
 export function proxy_on_downstream_connection_close(contextId: u32, peer: u32): void {
-  tcpStreams.get(contextId).onDownstreamConnectionClose(<PeerType>peer);
+  const stream = tcp(contextId);
+  if (stream !== null) stream.onDownstreamConnectionClose(<PeerType>peer);
 }
 
 export function proxy_on_upstream_connection_close(contextId: u32, peer: u32): void {
-  tcpStreams.get(contextId).onUpstreamConnectionClose(<PeerType>peer);
+  const stream = tcp(contextId);
+  if (stream !== null) stream.onUpstreamConnectionClose(<PeerType>peer);
 }
 
 // ---------------------------------------------------------------------------------------------- callouts
 
-/** The context that made callout `token`, made effective again so it can resume its stream. */
-function calloutOwner(token: u32, keep: bool): Context | null {
+/** The context that made callout `token`, made effective so that its host calls act on its stream. Envoy answers
+ * every callout on the root context (`contextId`), whichever context made it. `final` forgets the callout; a
+ * unary gRPC call is forgotten by whichever callback answers it. */
+function calloutOwner(token: u32, final: bool): Context | null {
   if (!calloutOwners.has(token)) return null;
-  const owner = calloutOwners.get(token);
-  if (!keep) calloutOwners.delete(token);
+  const entry = calloutOwners.get(token);
+  if (final || (entry & UNARY_CALLOUT) != 0) calloutOwners.delete(token);
+  const owner = entry & ~UNARY_CALLOUT;
   const context = anyContext(owner);
   if (context !== null) host.setEffectiveContext(owner);
   return context;
 }
 
 export function proxy_on_http_call_response(contextId: u32, calloutId: u32, numHeaders: u32, bodySize: usize, numTrailers: u32): void {
-  const owner = calloutOwner(calloutId, false);
+  const owner = calloutOwner(calloutId, true);
   if (owner !== null) owner.onHttpCallResponse(calloutId, new HttpCallResponse(numHeaders, bodySize, numTrailers));
 }
 
 export function proxy_on_grpc_receive_initial_metadata(contextId: u32, token: u32, numHeaders: u32): void {
-  const owner = calloutOwner(token, true);
+  const owner = calloutOwner(token, false);
   if (owner !== null) owner.onGrpcReceiveInitialMetadata(token, GRPC_INITIAL_METADATA);
 }
 
 export function proxy_on_grpc_receive(contextId: u32, token: u32, messageSize: usize): void {
-  const owner = calloutOwner(token, true);
+  const owner = calloutOwner(token, false);
   if (owner !== null) owner.onGrpcReceive(token, GRPC_MESSAGE);
+  collectNowAndThen();
 }
 
 export function proxy_on_grpc_receive_trailing_metadata(contextId: u32, token: u32, numTrailers: u32): void {
-  const owner = calloutOwner(token, true);
+  const owner = calloutOwner(token, false);
   if (owner !== null) owner.onGrpcReceiveTrailingMetadata(token, GRPC_TRAILING_METADATA);
 }
 
 export function proxy_on_grpc_close(contextId: u32, token: u32, statusCode: u32): void {
-  const owner = calloutOwner(token, false);
+  const owner = calloutOwner(token, true);
   if (owner === null) return;
   const status = host.getStatus();
   owner.onGrpcClose(token, <GrpcStatus>statusCode, status.message);

@@ -103,15 +103,28 @@ export function setTickPeriodMilliseconds(periodMs: u32): void {
   raw.proxy_set_tick_period_milliseconds(periodMs);
 }
 
-/** Fills `bytes` from the host's CSPRNG. */
+/** Fills `bytes` from the host's CSPRNG, in calls of at most 64 KiB (Envoy refuses larger ones). */
 export function randomBytes(bytes: ArrayBuffer): void {
-  raw.wasi_random_get(changetype<usize>(bytes), bytes.byteLength);
+  const base = changetype<usize>(bytes);
+  const size = <usize>bytes.byteLength;
+  for (let at: usize = 0; at < size; at += 65536) raw.wasi_random_get(base + at, min<usize>(65536, size - at));
 }
+
+// randomU64 draws from a pool of CSPRNG bytes refilled RANDOM_POOL_BYTES at a time: one host call per 64 values
+// instead of one per value (a B3 filter takes six per request). Each byte is handed out once.
+const RANDOM_POOL_BYTES: usize = 512;
+const RANDOM_POOL = memory.data(<i32>RANDOM_POOL_BYTES, 8);
+let randomPoolUsed: usize = RANDOM_POOL_BYTES;
 
 /** A random u64 from the host's CSPRNG, without allocating. */
 export function randomU64(): u64 {
-  raw.wasi_random_get(RETURN_EXTRA, 8);
-  return load<u64>(RETURN_EXTRA);
+  if (randomPoolUsed == RANDOM_POOL_BYTES) {
+    raw.wasi_random_get(RANDOM_POOL, RANDOM_POOL_BYTES);
+    randomPoolUsed = 0;
+  }
+  const value = load<u64>(RANDOM_POOL + randomPoolUsed);
+  randomPoolUsed += 8;
+  return value;
 }
 
 // ---------------------------------------------------------------------------------------------- header maps
@@ -121,6 +134,16 @@ export function getHeader(map: MapType, name: string): string | null {
   clearReturn();
   if (raw.proxy_get_header_map_value(map, key, encodedA, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) return null;
   return returnedString();
+}
+
+/** Whether the map has `name`: the value the host copies into guest memory is freed undecoded. */
+export function hasHeader(map: MapType, name: string): bool {
+  const key = encode1(name);
+  clearReturn();
+  if (raw.proxy_get_header_map_value(map, key, encodedA, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) return false;
+  const data = load<usize>(RETURN_DATA);
+  if (data != 0) heap.free(data);
+  return true;
 }
 
 export function replaceHeader(map: MapType, name: string, value: string): WasmResult {
@@ -258,11 +281,19 @@ export function getPropertyString(path: PropertyPath): string | null {
   return returnedString();
 }
 
-/** An integer property (Envoy hands them as 8 little-endian bytes), or `fallback`. */
+/** An integer property (Envoy hands them as 8 little-endian bytes), or `fallback` when the host does not have it.
+ * Read straight from the host's buffer: nothing is allocated in the guest. */
 export function getPropertyU64(path: PropertyPath, fallback: u64 = 0): u64 {
-  const bytes = getProperty(path);
-  if (bytes === null || bytes.byteLength < 8) return fallback;
-  return load<u64>(changetype<usize>(bytes));
+  clearReturn();
+  const encoded = path.encoded;
+  if (raw.proxy_get_property(changetype<usize>(encoded), encoded.byteLength, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) {
+    return fallback;
+  }
+  const data = load<usize>(RETURN_DATA);
+  if (data == 0) return fallback;
+  const value = load<usize>(RETURN_SIZE) >= 8 ? load<u64>(data) : fallback;
+  heap.free(data);
+  return value;
 }
 
 export function setProperty(path: PropertyPath, value: ArrayBuffer): WasmResult {
@@ -316,17 +347,52 @@ export function httpCall(cluster: string, headers: Header[], body: ArrayBuffer |
   const clusterBytes = String.UTF8.encode(cluster);
   const headerBytes = serializeHeaders(headers);
   const trailerBytes = serializeHeaders(trailers);
-  const bodyPtr = body === null ? 0 : changetype<usize>(body);
-  const bodySize = body === null ? 0 : <usize>body.byteLength;
+  const bodyPtr: usize = body === null ? 0 : changetype<usize>(body);
+  const bodySize: usize = body === null ? 0 : <usize>body.byteLength;
   const result = raw.proxy_http_call(
     changetype<usize>(clusterBytes), clusterBytes.byteLength, changetype<usize>(headerBytes), headerBytes.byteLength,
     bodyPtr, bodySize, changetype<usize>(trailerBytes), trailerBytes.byteLength, timeoutMs, RETURN_EXTRA);
   return result == WasmResult.Ok ? load<u32>(RETURN_EXTRA) : 0;
 }
 
+/** `cluster` as a serialised envoy.config.core.v3.GrpcService { envoy_grpc { cluster_name } }. Envoy parses the
+ * upstream argument of a gRPC callout as that message and uses the raw bytes as a cluster name only when they do not
+ * parse; some plain names do parse (as unknown fields), so the SDK always sends the message. */
+export function grpcService(cluster: string): ArrayBuffer {
+  const name = String.UTF8.encode(cluster);
+  const nameLength = <u32>name.byteLength;
+  const innerLength = 1 + varintSize(nameLength) + nameLength;
+  const bytes = new ArrayBuffer(<i32>(1 + varintSize(innerLength) + innerLength));
+  let at = changetype<usize>(bytes);
+  store<u8>(at++, 0x0a); // field 1 (envoy_grpc), length-delimited
+  at = writeVarint(at, innerLength);
+  store<u8>(at++, 0x0a); // field 1 (cluster_name), length-delimited
+  at = writeVarint(at, nameLength);
+  memory.copy(at, changetype<usize>(name), nameLength);
+  return bytes;
+}
+
+function varintSize(value: u32): u32 {
+  let size: u32 = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(at: usize, value: u32): usize {
+  while (value >= 0x80) {
+    store<u8>(at++, <u8>(value & 0x7f) | 0x80);
+    value >>= 7;
+  }
+  store<u8>(at++, <u8>value);
+  return at;
+}
+
 /** A unary gRPC call to `cluster`; returns the callout id, or 0 when the host refused. */
 export function grpcCall(cluster: string, service: string, method: string, metadata: Header[], message: ArrayBuffer, timeoutMs: u32): u32 {
-  const clusterBytes = String.UTF8.encode(cluster);
+  const clusterBytes = grpcService(cluster);
   const serviceBytes = String.UTF8.encode(service);
   const methodBytes = String.UTF8.encode(method);
   const metadataBytes = serializeHeaders(metadata);
@@ -339,7 +405,7 @@ export function grpcCall(cluster: string, service: string, method: string, metad
 
 /** Opens a gRPC stream to `cluster`; returns its token, or 0 when the host refused. */
 export function grpcStream(cluster: string, service: string, method: string, metadata: Header[]): u32 {
-  const clusterBytes = String.UTF8.encode(cluster);
+  const clusterBytes = grpcService(cluster);
   const serviceBytes = String.UTF8.encode(service);
   const methodBytes = String.UTF8.encode(method);
   const metadataBytes = serializeHeaders(metadata);
@@ -442,4 +508,19 @@ export function callForeignFunction(name: string, args: ArrayBuffer): ArrayBuffe
     return null;
   }
   return returnedBytes();
+}
+
+const CLEAR_ROUTE_CACHE = String.UTF8.encode("clear_route_cache");
+
+/** Asks Envoy to pick the route again for the current request (Envoy's `clear_route_cache` foreign function). Setting
+ * a request header already does this under ABI 0.2.1; call it after changing what a route matches some other way.
+ * Returns false when the host has no such function. */
+export function clearRouteCache(): bool {
+  clearReturn();
+  const found = raw.proxy_call_foreign_function(
+    changetype<usize>(CLEAR_ROUTE_CACHE), CLEAR_ROUTE_CACHE.byteLength, 0, 0, RETURN_DATA, RETURN_SIZE) == WasmResult.Ok;
+  // Envoy returns no result for this function; free one if a host does, rather than leak it on every call.
+  const data = load<usize>(RETURN_DATA);
+  if (data != 0) heap.free(data);
+  return found;
 }

@@ -2,7 +2,7 @@
 export * from "./types";
 export * from "./contexts";
 export {
-  PropertyPath, SharedValue, callForeignFunction, dequeueSharedQueue, enqueueSharedQueue, getProperty,
+  PropertyPath, SharedValue, callForeignFunction, clearRouteCache, dequeueSharedQueue, enqueueSharedQueue, getProperty,
   getPropertyString, getPropertyU64, getSharedData, log, logEnabled, logLevel, monotonicNanos, nowNanos, randomBytes,
   randomU64, registerSharedQueue, resolveSharedQueue, setProperty, setSharedData,
 } from "./hostcalls";

@@ -1,4 +1,5 @@
-// The enums of proxy-wasm ABI 0.2.1, with Envoy's extra header statuses.
+// The enums of proxy-wasm ABI 0.2.1, with Envoy's extras. Plain TypeScript on purpose: the host emulator
+// (sdk/testing/abi.ts) imports this same file, so guest and host can never disagree on a number.
 
 /** proxy_status_t: what every host call returns. */
 export enum WasmResult {
@@ -11,6 +12,8 @@ export enum WasmResult {
   Empty = 7,
   CasMismatch = 8,
   InternalFailure = 10,
+  /** Envoy-specific: an HTTP call whose connection failed. */
+  BrokenConnection = 11,
   Unimplemented = 12,
 }
 
@@ -74,7 +77,9 @@ export enum StreamType {
 /** What a headers callback returns. */
 export enum HeadersAction {
   Continue = 0,
-  /** Pause until continueRequest()/continueResponse(); Envoy keeps buffering the body. */
+  /** Hold the message until `request.resume()` / `response.resume()`. Envoy turns this into
+   * StopAllIterationAndWatermark (body and trailers wait too, buffered) unless the plugin config sets
+   * `allow_on_headers_stop_iteration`, in which case only the headers wait and body callbacks still come. */
   Pause = 1,
   /** Envoy-specific: StopAllIterationAndBuffer. */
   StopAllAndBuffer = 3,

@@ -7,16 +7,21 @@ import { fileURLToPath } from "node:url";
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
 
-export async function buildFilter(name: string, target = "release"): Promise<string> {
-  const entry = join("filters", name, "index.ts");
-  const outFile = join("build", "filters", target === "release" ? `${name}.wasm` : `${name}.${target}.wasm`);
+/** Compiles an AssemblyScript entry file (relative to the repository root, or absolute) to `outFile` with the
+ * project's asconfig.json, which extends the SDK preset. Returns the absolute path of the module. */
+export async function compileModule(entry: string, outFile: string, target = "release"): Promise<string> {
   let log = "";
   const { error } = await asc.main(
-    [entry, "--config", "asconfig.json", "--target", target, "--outFile", outFile, "--baseDir", root],
+    [entry, "--config", join(root, "asconfig.json"), "--target", target, "--outFile", outFile, "--baseDir", root],
     { stdout: { write: (s: string) => ((log += s), true) } as never, stderr: { write: (s: string) => ((log += s), true) } as never },
   );
-  if (error) throw new Error(`building ${name} failed:\n${log}`);
-  return join(root, outFile);
+  if (error) throw new Error(`compiling ${entry} failed:\n${log}`);
+  return resolve(root, outFile);
+}
+
+export async function buildFilter(name: string, target = "release"): Promise<string> {
+  const outFile = join("build", "filters", target === "release" ? `${name}.wasm` : `${name}.${target}.wasm`);
+  return compileModule(join("filters", name, "index.ts"), outFile, target);
 }
 
 export function filterNames(): string[] {
