@@ -1,0 +1,123 @@
+// b3-propagation: gives every request a trace context and makes each hop a child span. A request without one gets
+// `x-request-id` (UUID v4) and a new B3 trace (128-bit trace id, sampled at the configured rate); a request with a
+// valid one keeps its trace id and sampling decision, and goes on with a new span id whose parent is the incoming
+// span; a malformed one is replaced by a new trace and counted. See README.md.
+import { ConfigReader, Counter, HeadersAction, HttpContext, LogLevel, RootContext, log, logEnabled, randomU64, registerRootContext } from "../../sdk/assembly/index";
+import { newSpanId, newTraceId, newUuid4 } from "./ids";
+import { Incoming, IncomingTrace } from "./incoming";
+export * from "../../sdk/assembly/dispatcher";
+
+const STAT_PREFIX = "b3_propagation.";
+/** Sampling resolution: the rate is kept in parts per million. */
+const PER_MILLION: u64 = 1_000_000;
+
+class B3Counters {
+  readonly traceStarted: Counter = new Counter(STAT_PREFIX + "trace_started");
+  readonly traceContinued: Counter = new Counter(STAT_PREFIX + "trace_continued");
+  readonly traceMalformed: Counter = new Counter(STAT_PREFIX + "trace_malformed");
+  readonly sampled: Counter = new Counter(STAT_PREFIX + "sampled");
+  readonly notSampled: Counter = new Counter(STAT_PREFIX + "not_sampled");
+  readonly requestIdGenerated: Counter = new Counter(STAT_PREFIX + "request_id_generated");
+}
+
+class B3Root extends RootContext {
+  samplingPerMillion: u64 = PER_MILLION;
+  debug: bool = false;
+  generateRequestId: bool = true;
+  counters: B3Counters | null = null;
+
+  onConfigure(configurationSize: usize): bool {
+    const reader = ConfigReader.parse(configurationSize > 0 ? this.pluginConfiguration() : "");
+    const percent = reader.number("samplingPercent", 100, 0, 100);
+    const debug = reader.bool("debug", false);
+    const generateRequestId = reader.bool("generateRequestId", true);
+    reader.rejectUnknownFields();
+    if (!reader.ok) {
+      log(LogLevel.Error, "b3-propagation: configuration rejected: " + reader.error);
+      return false;
+    }
+    this.samplingPerMillion = <u64>Math.round(percent * <f64>PER_MILLION / 100);
+    this.debug = debug;
+    this.generateRequestId = generateRequestId;
+    if (this.counters === null) this.counters = new B3Counters();
+    return true;
+  }
+
+  /** A sampling decision at the configured rate, counted. */
+  decideSampled(): bool {
+    const counters = this.counters!;
+    if (randomU64() % PER_MILLION < this.samplingPerMillion) {
+      counters.sampled.increment();
+      return true;
+    }
+    counters.notSampled.increment();
+    return false;
+  }
+
+  createHttpContext(contextId: u32): HttpContext | null {
+    return new B3Propagation(contextId, this);
+  }
+}
+
+const incoming = new IncomingTrace();
+
+class B3Propagation extends HttpContext {
+  onRequestHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
+    const root = this.root as B3Root;
+    const counters = root.counters;
+    if (counters === null) return HeadersAction.Continue;
+    const headers = this.request.headers;
+
+    if (root.generateRequestId) {
+      const requestId = headers.get("x-request-id");
+      if (requestId === null || requestId.length == 0) {
+        headers.set("x-request-id", newUuid4());
+        counters.requestIdGenerated.increment();
+      }
+    }
+
+    const trace = incoming.read(headers);
+    let traceId: string;
+    let parentSpanId = "";
+    let sampled: bool;
+    let debug: bool;
+    if (trace.kind == Incoming.Valid) {
+      traceId = trace.traceId;
+      parentSpanId = trace.spanId;
+      debug = trace.debug;
+      sampled = trace.sampled >= 0 ? trace.sampled == 1 : root.decideSampled();
+      counters.traceContinued.increment();
+    } else {
+      if (trace.kind == Incoming.Malformed) {
+        counters.traceMalformed.increment();
+        if (logEnabled(LogLevel.Debug)) log(LogLevel.Debug, "b3-propagation: replaced a malformed trace context: " + trace.problem);
+      }
+      traceId = newTraceId();
+      debug = trace.kind == Incoming.DecisionOnly ? trace.debug : root.debug;
+      sampled = trace.sampled >= 0 ? trace.sampled == 1 : root.decideSampled();
+      counters.traceStarted.increment();
+    }
+    const spanId = newSpanId();
+
+    // Valid x-b3-traceid already says this; every other case writes it.
+    if (trace.kind != Incoming.Valid || trace.hadSingle) headers.set("x-b3-traceid", traceId);
+    headers.set("x-b3-spanid", spanId);
+    if (parentSpanId.length > 0) headers.set("x-b3-parentspanid", parentSpanId);
+    else if (trace.hadParent) headers.remove("x-b3-parentspanid");
+    // Debug implies sampled, and B3 says not to send both.
+    if (debug) {
+      headers.set("x-b3-flags", "1");
+      if (trace.hadSampled) headers.remove("x-b3-sampled");
+    } else {
+      headers.set("x-b3-sampled", sampled ? "1" : "0");
+      if (trace.hadFlags) headers.remove("x-b3-flags");
+    }
+    if (trace.hadSingle) {
+      const state = debug ? "d" : sampled ? "1" : "0";
+      headers.set("b3", traceId + "-" + spanId + "-" + state + (parentSpanId.length > 0 ? "-" + parentSpanId : ""));
+    }
+    return HeadersAction.Continue;
+  }
+}
+
+registerRootContext((contextId: u32): RootContext => new B3Root(contextId));
