@@ -1,32 +1,96 @@
-// `skiff demo`: a demo service behind Envoy with the hello filter, on the ports of envoy-configs/static-hello.yaml.
-// Ctrl-C stops everything.
+// `skiff demo`: the coolstore mesh of examples/ on this machine. The control plane reads examples/, a gateway Envoy
+// started from a `skiff bootstrap` bootstrap gets everything else from it (listeners, routes, clusters, endpoints and
+// the Skiff filters by ECDS), and the demo services answer behind it. Ctrl-C stops all of it.
 import { spawn } from "node:child_process";
-import { createServer } from "node:http";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { bootstrapYaml } from "../bootstrap/bootstrap.js";
+import { startControlPlane } from "../control-plane.js";
 import { locateEnvoy, PROJECT_ROOT } from "../envoy-binary/locate.js";
+import { DEMO_PORTS, startDemoServices } from "./demo-services.js";
+
+const ADMIN_PORT = 9901;
+const XDS_PORT = 18000;
+const CONTROL_HTTP_PORT = 18080;
 
 export async function runDemo(): Promise<void> {
-  const service = createServer((req, res) => {
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ service: "demo", path: req.url, headers: req.headers }, null, 2) + "\n");
+  const envoyBinary = locateEnvoy();
+  const stopServices = await startDemoServices();
+  const controlPlane = await startControlPlane({
+    configDir: join(PROJECT_ROOT, "examples"),
+    xdsPort: XDS_PORT,
+    httpPort: CONTROL_HTTP_PORT,
+    log: (line) => console.error(`[control-plane] ${line}`),
+  }).catch(async (error: Error) => {
+    await stopServices();
+    throw error;
   });
-  await new Promise<void>((resolve) => service.listen(8080, "127.0.0.1", resolve));
 
-  const envoy = locateEnvoy();
-  const child = spawn(envoy.path, ["-c", join("envoy-configs", "static-hello.yaml"), "--disable-hot-restart", "--log-level", "warn"], {
-    cwd: PROJECT_ROOT,
-    stdio: "inherit",
-  });
+  const dir = mkdtempSync(join(tmpdir(), "skiff-demo-"));
+  const bootstrapPath = join(dir, "gateway.yaml");
+  writeFileSync(
+    bootstrapPath,
+    bootstrapYaml({ nodeId: "ingressgateway", role: "gateway", labels: { istio: "ingressgateway" }, xdsPort: XDS_PORT, adminPort: ADMIN_PORT }),
+  );
+  // misc:error hides the deprecation notice for PluginConfig.fail_open on every push (failStrategy: FAIL_OPEN; its
+  // replacement, failure_policy, is not in the protos the control plane encodes with yet).
+  const envoy = spawn(envoyBinary.path, ["-c", bootstrapPath, "--disable-hot-restart", "--log-level", "warn", "--component-log-level", "misc:error"], { cwd: PROJECT_ROOT, stdio: "inherit" });
+  const exited = new Promise<number | null>((resolve) => envoy.once("exit", resolve));
+
+  let stopping = false;
   const stop = () => {
-    child.kill("SIGTERM");
-    service.close();
+    if (stopping) return;
+    stopping = true;
+    envoy.kill("SIGTERM");
   };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  console.log(`Envoy ${envoy.version} is proxying 127.0.0.1:10000 to a demo service on 127.0.0.1:8080 through the hello filter.`);
-  console.log("Try:  curl -si http://127.0.0.1:10000/ | grep x-skiff-hello");
-  console.log("Ctrl-C stops it.");
-  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-  service.close();
-  if (code !== 0 && code !== null) process.exitCode = code;
+
+  const ready = await Promise.race([waitReady(), exited.then(() => false)]);
+  if (ready) printTryLines(envoyBinary.version);
+  else if (!stopping) console.error("Envoy stopped before it was ready; its log is above.");
+  const code = await exited;
+  await controlPlane.stop();
+  await stopServices();
+  rmSync(dir, { recursive: true, force: true });
+  process.removeListener("SIGINT", stop);
+  process.removeListener("SIGTERM", stop);
+  if (!stopping && code !== 0) process.exitCode = code ?? 1;
+}
+
+/** Ready once Envoy has its listeners from the control plane and the gateway port answers. */
+async function waitReady(): Promise<boolean> {
+  for (let i = 0; i < 600; i++) {
+    try {
+      const response = await fetch(`http://127.0.0.1:${ADMIN_PORT}/ready`);
+      if (response.status === 200) return true;
+    } catch {
+      // Admin not up yet.
+    }
+    await sleep(100);
+  }
+  return false;
+}
+
+function printTryLines(version: string): void {
+  const gw = `http://127.0.0.1:${DEMO_PORTS.gateway}`;
+  const catalog = `curl -s -H "Host: catalog.istioinaction.io"`;
+  const lines: Array<[command: string, comment: string]> = [
+    [`curl -s -H "Host: webapp.istioinaction.io" ${gw}/api/catalog`, "webapp calls catalog through the gateway"],
+    [`${catalog} ${gw}/items`, "90% v1, 10% v2 (v2 items have imageUrl)"],
+    [`${catalog} -H "x-istio-cohort: internal" ${gw}/items`, "the internal cohort: always v2"],
+    [`${catalog} -H "x-user: alice" ${gw}/items`, "cohort-router: each user sticks to one version"],
+    [`for i in $(seq 100); do ${catalog} ${gw}/items | grep -o '"version": "v[12]"'; done | sort | uniq -c`, "the 90/10 split"],
+    [`curl -s -o /dev/null -w "%{http_code}\\n" -H "Host: nobody.istioinaction.io" ${gw}/`, "404: no such virtual host"],
+    [`curl -s http://127.0.0.1:${ADMIN_PORT}/stats | grep -E 'cohort_router|b3_propagation|retry_budget'`, "the filters' counters"],
+    ["npx skiff proxy-status", "what the gateway has acknowledged, like istioctl"],
+  ];
+  console.log(`
+Envoy ${version} is the coolstore ingress gateway on ${gw}, configured only by the Skiff control plane from examples/.
+Try:
+${lines.map(([command, comment]) => `  # ${comment}\n  ${command}`).join("\n")}
+Edit a file in examples/ and the gateway follows within a second (npx skiff validate examples checks it first).
+Ctrl-C stops everything.`);
 }

@@ -1,7 +1,11 @@
 // skiff: the command line of the Skiff control plane and its tools.
-import { Command } from "commander";
+import { Command, InvalidArgumentError } from "commander";
 import { EnvoyNotFoundError, installEnvoy, locateEnvoy } from "../envoy-binary/locate.js";
 import { runDemo } from "./demo.js";
+import { runValidate } from "./validate.js";
+import { bootstrapYaml } from "../bootstrap/bootstrap.js";
+import { startControlPlane } from "../control-plane.js";
+import { printProxyStatus } from "./proxy-status.js";
 
 const program = new Command("skiff").description("Proxy-wasm filters and an xDS control plane for Envoy").showHelpAfterError();
 
@@ -26,8 +30,68 @@ envoy
 
 program
   .command("demo")
-  .description("run a demo service behind Envoy with the hello filter (build first: npm run build)")
+  .description("run the coolstore mesh of examples/: control plane, gateway Envoy, demo services (build first: npm run build)")
   .action(runDemo);
+
+const port = (value: string) => {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0 || number > 65535) throw new InvalidArgumentError("expected a port number (0-65535)");
+  return number;
+};
+
+program
+  .command("control-plane")
+  .description("serve Envoy configuration by ADS from Istio-style YAML in a folder, watching it for changes")
+  .requiredOption("--config <dir>", "folder of Gateway, VirtualService, DestinationRule, ServiceEntry, WasmPlugin YAML")
+  .option("--port <port>", "xDS (ADS) port on 127.0.0.1", port, 18000)
+  .option("--http-port <port>", "port on 127.0.0.1 for Wasm modules and /status", port, 18080)
+  .action(async (options: { config: string; port: number; httpPort: number }) => {
+    const controlPlane = await startControlPlane({
+      configDir: options.config,
+      xdsPort: options.port,
+      httpPort: options.httpPort,
+      log: (line) => console.log(`${new Date().toISOString()} ${line}`),
+    });
+    await new Promise<void>((resolve) => {
+      process.once("SIGINT", resolve);
+      process.once("SIGTERM", resolve);
+    });
+    await controlPlane.stop();
+  });
+
+program
+  .command("proxy-status")
+  .description("show each connected proxy's sync state per xDS type (SYNCED, NOT SENT, STALE, ERROR), like istioctl")
+  .option("--http-port <port>", "the control plane's HTTP port on 127.0.0.1", port, 18080)
+  .action((options: { httpPort: number }) => printProxyStatus(options.httpPort));
+
+program
+  .command("bootstrap")
+  .description("print an Envoy bootstrap (YAML) that gets everything from the Skiff control plane")
+  .requiredOption("--node <id>", "node id of this proxy")
+  .requiredOption("--role <role>", "gateway or sidecar", (value: string) => {
+    if (value !== "gateway" && value !== "sidecar") throw new InvalidArgumentError("expected gateway or sidecar");
+    return value;
+  })
+  .option("--label <key=value...>", "workload label (node.metadata.LABELS), repeatable", (value: string, labels: Record<string, string>) => {
+    const at = value.indexOf("=");
+    if (at <= 0) throw new InvalidArgumentError("expected key=value");
+    return { ...labels, [value.slice(0, at)]: value.slice(at + 1) };
+  }, {} as Record<string, string>)
+  .option("--xds-port <port>", "the control plane's xDS port on 127.0.0.1", port, 18000)
+  .option("--admin-port <port>", "Envoy's admin port on 127.0.0.1", port, 9901)
+  .option("--delta", "use incremental xDS (DELTA_GRPC)")
+  .action((options: { node: string; role: "gateway" | "sidecar"; label: Record<string, string>; xdsPort: number; adminPort: number; delta?: boolean }) => {
+    process.stdout.write(
+      bootstrapYaml({ nodeId: options.node, role: options.role, labels: options.label, xdsPort: options.xdsPort, adminPort: options.adminPort, delta: options.delta }),
+    );
+  });
+
+program
+  .command("validate")
+  .description("check a folder of Istio-style YAML as the control plane reads it; exits 1 on errors")
+  .argument("<dir>", "the config folder")
+  .action(runValidate);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,117 @@
+// The control plane: Istio YAML from a folder (sources) -> Envoy resources per proxy (translate) -> encoded,
+// versioned snapshots (snapshots) -> ADS streams (xds). Data flows one way; Wasm modules are served over HTTP.
+import { formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
+import { translate } from "./translate/index.js";
+import { inlineServedModules } from "./modules/inline.js";
+import { ModuleServer } from "./modules/server.js";
+import { SnapshotCache, SnapshotError } from "./snapshots/cache.js";
+import type { ProxyIdentity, ProxyResources, TranslationContext } from "./xds/resources.js";
+import { XdsServer } from "./xds/server.js";
+
+export interface ControlPlaneOptions {
+  configDir: string;
+  /** ADS port on 127.0.0.1 (0 picks a free one). */
+  xdsPort?: number;
+  /** Module and status HTTP port on 127.0.0.1 (0 picks a free one). */
+  httpPort?: number;
+  log?: (line: string) => void;
+}
+
+export interface ControlPlane {
+  xds: XdsServer;
+  modules: ModuleServer;
+  cache: SnapshotCache;
+  stop(): Promise<void>;
+}
+
+/** The Envoy cluster through which proxies fetch modules (translation emits it when a WasmPlugin applies). */
+const MODULE_CLUSTER = "skiff-modules";
+
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = options.log ?? (() => {});
+  const cache = new SnapshotCache();
+  const proxies = new Map<string, ProxyIdentity>();
+  let mesh: MeshConfig | undefined;
+  let xds: XdsServer | undefined;
+  const modules = await ModuleServer.start({ port: options.httpPort, status: () => xds?.status() ?? [] });
+
+  // Translation depends on the proxy's role and labels only (not its node id), so proxies alike share one
+  // translation per config version, and the snapshot cache encodes that shared result once (istiod's push context
+  // does the same). Cleared whenever the config changes.
+  let translations = new Map<string, ProxyResources>();
+  const resourcesFor = (current: MeshConfig, proxy: ProxyIdentity): ProxyResources => {
+    const kind = JSON.stringify([proxy.role, Object.entries(proxy.labels).sort()]);
+    let resources = translations.get(kind);
+    if (!resources) {
+      const context: TranslationContext = {
+        proxy,
+        moduleCluster: { name: MODULE_CLUSTER, host: modules.host, port: modules.port },
+        module: (url) => modules.addFile(wasmModulePath(options.configDir, url)),
+      };
+      resources = inlineServedModules(translate(current, context), modules);
+      translations.set(kind, resources);
+    }
+    return resources;
+  };
+
+  const update = (proxy: ProxyIdentity) => {
+    if (!mesh) return;
+    try {
+      const before = cache.get(proxy.nodeId)?.version;
+      const snapshot = cache.set(proxy.nodeId, resourcesFor(mesh, proxy));
+      if (snapshot.version !== before) log(`${proxy.nodeId}: snapshot ${snapshot.version}`);
+    } catch (error) {
+      // An Envoy resource that does not encode: the proxy keeps its last good snapshot.
+      log(error instanceof SnapshotError ? error.message : `${proxy.nodeId}: translation failed, the previous snapshot stays: ${(error as Error).stack}`);
+    }
+  };
+
+  let watcher: { close(): Promise<void> } | undefined;
+  try {
+    watcher = watchConfigDir(
+      options.configDir,
+      (next) => {
+        mesh = next;
+        // Module files may have changed with the YAML: translate afresh (modules are re-read when their file changed).
+        translations = new Map();
+        for (const proxy of proxies.values()) update(proxy);
+      },
+      (errors) => {
+        if (errors.length === 0) log(`config: no errors`);
+        for (const error of errors) log(`config error (the last good version of the file keeps serving): ${formatConfigError(error)}`);
+      },
+    );
+    xds = await XdsServer.start({
+      cache,
+      port: options.xdsPort,
+      log,
+      onProxyConnected: (proxy) => {
+        proxies.set(proxy.nodeId, proxy);
+        update(proxy);
+      },
+      // Nothing is kept for a proxy that went away: it is no longer translated for, and a reconnect (perhaps with
+      // other labels) starts from a fresh snapshot.
+      onProxyDisconnected: (nodeId) => {
+        proxies.delete(nodeId);
+        cache.delete(nodeId);
+      },
+    });
+  } catch (error) {
+    // An unreadable config folder or a taken port: release what was started.
+    await watcher?.close();
+    await modules.stop();
+    throw error;
+  }
+  log(`xDS (ADS) on 127.0.0.1:${xds.port}, modules and /status on http://127.0.0.1:${modules.port}`);
+  const [server, folderWatcher] = [xds, watcher];
+  return {
+    xds: server,
+    modules,
+    cache,
+    stop: async () => {
+      await folderWatcher.close();
+      await server.stop();
+      await modules.stop();
+    },
+  };
+}

@@ -1,0 +1,86 @@
+// The control plane's HTTP server on 127.0.0.1: Wasm modules by sha256 (`/modules/<sha256>.wasm`, what Envoy's
+// `vm_config.code.remote` fetches and checks against the same sha256), and the proxy status view (`/status`).
+import { createHash } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { ServedModule } from "../xds/resources.js";
+
+export interface ModuleServerOptions {
+  /** Port on 127.0.0.1 (0 picks a free one). */
+  port?: number;
+  /** Served as JSON at /status. */
+  status?: () => unknown;
+}
+
+export class ModuleServer {
+  readonly host = "127.0.0.1";
+  private readonly modules = new Map<string, Uint8Array>();
+  private readonly byFile = new Map<string, { mtimeMs: number; size: number; module: ServedModule }>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  static async start(options: ModuleServerOptions = {}): Promise<ModuleServer> {
+    let modules: ModuleServer | undefined;
+    const server = createServer((request, response) => {
+      let path = "";
+      try {
+        path = new URL(request.url ?? "/", "http://localhost").pathname;
+      } catch {
+        // A malformed request target ("GET http://[ ..."): answered 404 below, not thrown, which would end the process.
+      }
+      const match = /^\/modules\/([0-9a-f]{64})\.wasm$/.exec(path);
+      const bytes = match && modules?.modules.get(match[1]);
+      if (request.method === "GET" && bytes) {
+        response.writeHead(200, { "content-type": "application/wasm", "content-length": bytes.length });
+        response.end(bytes);
+      } else if (request.method === "GET" && path === "/status" && options.status) {
+        response.writeHead(200, { "content-type": "application/json" });
+        response.end(JSON.stringify(options.status(), null, 2));
+      } else {
+        response.writeHead(404, { "content-type": "text/plain" });
+        response.end("not found\n");
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port ?? 0, "127.0.0.1", () => resolve());
+    });
+    modules = new ModuleServer(server, (server.address() as AddressInfo).port);
+    return modules;
+  }
+
+  /** Serves `bytes` under their sha256. Modules stay served: a proxy still loading an old version can finish. */
+  add(bytes: Uint8Array): ServedModule {
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    this.modules.set(sha256, bytes);
+    return { uri: `http://${this.host}:${this.port}/modules/${sha256}.wasm`, sha256, size: bytes.length };
+  }
+
+  /** The bytes served under a sha256, if any. */
+  bytes(sha256: string): Uint8Array | undefined {
+    return this.modules.get(sha256);
+  }
+
+  /** Serves a module file, read again only when it changed; undefined when it cannot be read. */
+  addFile(path: string): ServedModule | undefined {
+    try {
+      const { mtimeMs, size } = statSync(path);
+      const known = this.byFile.get(path);
+      if (known && known.mtimeMs === mtimeMs && known.size === size) return known.module;
+      const module = this.add(readFileSync(path));
+      this.byFile.set(path, { mtimeMs, size, module });
+      return module;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,173 @@
+// Istio-style YAML from a folder: load it once (`skiff validate`) or watch it (`skiff control-plane`).
+import { type FSWatcher, readdirSync, readFileSync, watch } from "node:fs";
+import { basename, dirname, resolve } from "node:path";
+import { type ConfigError, emptyMesh, type MeshConfig, type Resource } from "./model.js";
+import { type ParsedFile, parseFile } from "./parse.js";
+
+export type { ConfigError, MeshConfig } from "./model.js";
+export { formatConfigError } from "./model.js";
+export { type CredentialFiles, credentialFiles, MESH_CONFIG_FILE, wasmModulePath } from "./parse.js";
+
+/** istiod's push debounce: wait for 100 ms without changes, but never longer than 10 s after the first one. */
+export const DEBOUNCE = { quietMs: 100, maxMs: 10_000 };
+
+/** Reads every *.yaml / *.yml file directly in `dir`. Invalid files contribute nothing and are listed in `errors`. */
+export function loadConfigDir(dir: string): { mesh: MeshConfig; errors: ConfigError[] } {
+  const parsed = readFolder(resolve(dir));
+  return assemble(resolve(dir), parsed);
+}
+
+/** Watches `dir` and calls `onChange` with the new mesh after each debounced burst of changes that changes it, and
+ * `onErrors` whenever the list of errors changes (an empty list when they are fixed). An invalid file keeps its last
+ * good version in the mesh, so a typo never takes routes away. The first call of each happens right away. */
+export function watchConfigDir(
+  dir: string,
+  onChange: (mesh: MeshConfig) => void,
+  onErrors: (errors: ConfigError[]) => void,
+): { close(): Promise<void> } {
+  const root = resolve(dir);
+  const lastGood = new Map<string, ParsedFile>();
+  let lastMesh = "";
+  let lastErrors = "";
+
+  const reload = () => {
+    const current = readFolder(root);
+    const effective = new Map<string, ParsedFile>();
+    for (const [file, parsed] of current) {
+      if (parsed.errors.length === 0) lastGood.set(file, parsed);
+      effective.set(file, lastGood.get(file) ?? { resources: [], errors: [] });
+    }
+    for (const file of lastGood.keys()) if (!current.has(file)) lastGood.delete(file);
+    const { mesh } = assemble(root, effective);
+    // Errors are those of the files as they are now (the mesh may hold older, good versions of some).
+    const { errors } = assemble(root, current);
+    const meshText = JSON.stringify(mesh);
+    const errorsText = JSON.stringify(errors);
+    if (errorsText !== lastErrors) {
+      lastErrors = errorsText;
+      onErrors(errors);
+    }
+    if (meshText !== lastMesh) {
+      lastMesh = meshText;
+      watchModules(mesh);
+      onChange(mesh);
+    }
+  };
+
+  // WasmPlugin modules usually live outside the folder (build/filters/): their folders are watched too, so that a
+  // rebuilt module reaches the proxies like an edited file. Folders, not files: builds replace files.
+  const moduleWatchers = new Map<string, FSWatcher>();
+  let modulesInFolders = new Map<string, Set<string>>();
+  const watchModules = (mesh: MeshConfig) => {
+    const files = new Map<string, Set<string>>();
+    for (const plugin of mesh.wasmPlugins) {
+      const folder = dirname(plugin.module.path);
+      if (folder !== root) files.set(folder, (files.get(folder) ?? new Set()).add(basename(plugin.module.path)));
+    }
+    for (const [folder, watcher] of moduleWatchers) {
+      if (!files.has(folder)) {
+        watcher.close();
+        moduleWatchers.delete(folder);
+      }
+    }
+    for (const folder of files.keys()) {
+      if (moduleWatchers.has(folder)) continue;
+      try {
+        const moduleWatcher = watch(folder, (_event, name) => name && modulesInFolders.get(folder)?.has(name.toString()) && changed());
+        // An unhandled watcher error would end the process; a reload reports what is wrong with the module.
+        moduleWatcher.on("error", changed);
+        moduleWatchers.set(folder, moduleWatcher);
+      } catch {
+        // The folder went away; the next reload reports the missing module.
+      }
+    }
+    modulesInFolders = files;
+  };
+
+  let quietTimer: NodeJS.Timeout | undefined;
+  let maxTimer: NodeJS.Timeout | undefined;
+  const fire = () => {
+    clearTimeout(quietTimer);
+    clearTimeout(maxTimer);
+    quietTimer = maxTimer = undefined;
+    try {
+      reload();
+    } catch (error) {
+      // The folder itself is unreadable (removed, permissions): report it and keep serving the last mesh.
+      lastErrors = "";
+      onErrors([{ file: ".", message: `cannot read the config folder ${root}: ${(error as Error).message}` }]);
+    }
+  };
+  const changed = () => {
+    clearTimeout(quietTimer);
+    quietTimer = setTimeout(fire, DEBOUNCE.quietMs);
+    maxTimer ??= setTimeout(fire, DEBOUNCE.maxMs);
+  };
+
+  const watcher: FSWatcher = watch(root, changed);
+  // The folder removed or unreadable: a reload reports it and the last mesh keeps serving.
+  watcher.on("error", changed);
+  const close = () => {
+    watcher.close();
+    for (const moduleWatcher of moduleWatchers.values()) moduleWatcher.close();
+    clearTimeout(quietTimer);
+    clearTimeout(maxTimer);
+  };
+  try {
+    reload();
+  } catch (error) {
+    // The folder cannot be read at all: nothing to serve, so the caller gets the error (and no watcher lingers).
+    close();
+    throw error;
+  }
+  return { close: async () => close() };
+}
+
+function readFolder(root: string): Map<string, ParsedFile> {
+  const files = readdirSync(root, { withFileTypes: true })
+    .filter((entry) => entry.isFile() && /\.ya?ml$/.test(entry.name))
+    .map((entry) => entry.name)
+    .sort();
+  const parsed = new Map<string, ParsedFile>();
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(resolve(root, file), "utf8");
+    } catch (error) {
+      // Deleted between listing and reading: the next watch event sees it gone.
+      parsed.set(file, { resources: [], errors: [{ file, message: `cannot read: ${(error as Error).message}` }] });
+      continue;
+    }
+    parsed.set(file, parseFile(root, file, text));
+  }
+  return parsed;
+}
+
+function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshConfig; errors: ConfigError[] } {
+  const mesh = emptyMesh(root);
+  const errors: ConfigError[] = [];
+  const seen = new Map<string, string>();
+  const lists: Record<string, Resource<unknown>[]> = {
+    Gateway: mesh.gateways,
+    VirtualService: mesh.virtualServices,
+    DestinationRule: mesh.destinationRules,
+    ServiceEntry: mesh.serviceEntries,
+    WasmPlugin: mesh.wasmPlugins,
+    EnvoyFilter: mesh.envoyFilters,
+  };
+  for (const [file, parsed] of files) {
+    errors.push(...parsed.errors);
+    if (parsed.meshConfig?.outboundTrafficPolicy) mesh.outboundTrafficPolicy = parsed.meshConfig.outboundTrafficPolicy.mode;
+    for (const resource of parsed.resources) {
+      const id = `${resource.kind} ${resource.namespace}/${resource.name}`;
+      const first = seen.get(id);
+      if (first !== undefined) {
+        errors.push({ file, resource: id, message: `duplicate resource: already defined in ${first}; this one is ignored` });
+        continue;
+      }
+      seen.set(id, file);
+      lists[resource.kind]!.push(resource);
+    }
+  }
+  return { mesh, errors };
+}

@@ -1,0 +1,72 @@
+// The validated mesh: what translation reads. Each resource keeps the file it came from, for error messages.
+import type { z } from "zod";
+import type {
+  destinationRuleSpec,
+  envoyFilterSpec,
+  gatewaySpec,
+  Kind,
+  serviceEntrySpec,
+  virtualServiceSpec,
+  wasmPluginSpec,
+} from "./schema.js";
+
+export interface Resource<S> {
+  kind: Kind;
+  name: string;
+  namespace: string;
+  /** The file it was read from, relative to the config folder. */
+  file: string;
+  spec: S;
+  /** WasmPlugins only (see WasmPlugin). */
+  module?: { path: string; sha256: string };
+}
+
+export type Gateway = Resource<z.infer<typeof gatewaySpec>>;
+export type VirtualService = Resource<z.infer<typeof virtualServiceSpec>>;
+export type DestinationRule = Resource<z.infer<typeof destinationRuleSpec>>;
+export type ServiceEntry = Resource<z.infer<typeof serviceEntrySpec>>;
+export type WasmPlugin = Resource<z.infer<typeof wasmPluginSpec>> & {
+  /** The module file `spec.url` names, and its sha256 when the folder was read. */
+  module: { path: string; sha256: string };
+};
+export type EnvoyFilter = Resource<z.infer<typeof envoyFilterSpec>>;
+
+export interface MeshConfig {
+  /** The config folder, absolute; WasmPlugin file urls are relative to it. */
+  dir: string;
+  gateways: Gateway[];
+  virtualServices: VirtualService[];
+  destinationRules: DestinationRule[];
+  serviceEntries: ServiceEntry[];
+  wasmPlugins: WasmPlugin[];
+  envoyFilters: EnvoyFilter[];
+  /** From meshconfig.yaml; the embedded mode supports only REGISTRY_ONLY (see control/sources/README.md). */
+  outboundTrafficPolicy: "REGISTRY_ONLY";
+}
+
+export interface ConfigError {
+  /** Relative to the config folder. */
+  file: string;
+  /** "Kind namespace/name", when the error belongs to one resource. */
+  resource?: string;
+  /** Dotted path inside the resource, e.g. "spec.http[0].route[1].weight". */
+  field?: string;
+  message: string;
+}
+
+export function formatConfigError(error: ConfigError): string {
+  return [error.file, error.resource, error.field, error.message].filter(Boolean).join(": ");
+}
+
+export function emptyMesh(dir: string): MeshConfig {
+  return {
+    dir,
+    gateways: [],
+    virtualServices: [],
+    destinationRules: [],
+    serviceEntries: [],
+    wasmPlugins: [],
+    envoyFilters: [],
+    outboundTrafficPolicy: "REGISTRY_ONLY",
+  };
+}

@@ -1,0 +1,212 @@
+// One YAML file -> validated resources, or errors naming file, resource and field. A file is all or nothing: if any
+// document in it is invalid, none of its resources are taken (the watcher then keeps the file's last good version).
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import { parseAllDocuments } from "yaml";
+import type { z } from "zod";
+import type { ConfigError, Resource } from "./model.js";
+import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
+import { TypeUrl } from "../xds/resources.js";
+import { type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, resourceEnvelope } from "./schema.js";
+
+type GatewaySpec = z.infer<typeof gatewaySpec>;
+type EnvoyFilterSpec = z.infer<typeof envoyFilterSpec>;
+
+/** The file holding Istio MeshConfig fields (istiod reads the same from its `mesh` file). */
+export const MESH_CONFIG_FILE = "meshconfig.yaml";
+
+export interface ParsedFile {
+  resources: Resource<unknown>[];
+  meshConfig?: z.infer<typeof meshConfigSchema>;
+  errors: ConfigError[];
+}
+
+export function parseFile(dir: string, file: string, text: string): ParsedFile {
+  const documents = parseAllDocuments(text);
+  const syntaxErrors = (Array.isArray(documents) ? documents : []).flatMap((doc) => doc.errors);
+  if (!Array.isArray(documents) || syntaxErrors.length > 0) {
+    const first = syntaxErrors[0];
+    return { resources: [], errors: [{ file, message: `not valid YAML: ${first?.message ?? "empty stream"}` }] };
+  }
+  let values: unknown[];
+  try {
+    values = documents.map((doc) => doc.toJS());
+  } catch (error) {
+    // Well-formed YAML that does not become data, e.g. aliases expanding without bound (the yaml library's guard).
+    return { resources: [], errors: [{ file, message: `not valid YAML: ${(error as Error).message}` }] };
+  }
+  if (file === MESH_CONFIG_FILE) {
+    const result = meshConfigSchema.safeParse(values[0] ?? {});
+    if (!result.success) return { resources: [], errors: zodErrors(file, undefined, result.error.issues) };
+    return { resources: [], meshConfig: result.data, errors: [] };
+  }
+
+  const errors: ConfigError[] = [];
+  const resources: Resource<unknown>[] = [];
+  values.forEach((value, index) => {
+    if (value === null || value === undefined) return;
+    const envelope = resourceEnvelope.safeParse(value);
+    if (!envelope.success) {
+      errors.push(...zodErrors(file, `document ${index + 1}`, envelope.error.issues));
+      return;
+    }
+    const { apiVersion, kind, metadata, spec } = envelope.data;
+    const resource = `${kind} ${metadata.namespace}/${metadata.name}`;
+    const known = (KINDS as Record<string, (typeof KINDS)[Kind]>)[kind];
+    if (!known) {
+      errors.push({ file, resource, field: "kind", message: `unsupported kind; Skiff reads ${Object.keys(KINDS).join(", ")}` });
+      return;
+    }
+    const [group, version] = apiVersion.split("/");
+    if (group !== known.group || !(known.versions as readonly string[]).includes(version ?? "")) {
+      errors.push({ file, resource, field: "apiVersion", message: `expected ${known.versions.map((v) => `${known.group}/${v}`).join(", ")}` });
+      return;
+    }
+    const parsed = known.spec.safeParse(spec);
+    if (!parsed.success) {
+      errors.push(...zodErrors(file, resource, parsed.error.issues, ["spec"]));
+      return;
+    }
+    if (kind === "Gateway") {
+      const problems = checkGatewayTls(dir, parsed.data as GatewaySpec);
+      if (problems.length > 0) {
+        errors.push(...problems.map(({ field, message }) => ({ file, resource, field, message })));
+        return;
+      }
+    }
+    if (kind === "EnvoyFilter") {
+      const problems = checkClusterPatches(parsed.data as EnvoyFilterSpec);
+      if (problems.length > 0) {
+        errors.push(...problems.map(({ field, message }) => ({ file, resource, field, message })));
+        return;
+      }
+    }
+    if (kind === "WasmPlugin") {
+      const { url, sha256 } = parsed.data as { url: string; sha256?: string };
+      const problem = checkModuleUrl(dir, url);
+      if (problem) {
+        errors.push({ file, resource, field: "spec.url", message: problem });
+        return;
+      }
+      const path = wasmModulePath(dir, url);
+      let actual: string;
+      try {
+        actual = createHash("sha256").update(readFileSync(path)).digest("hex");
+      } catch (error) {
+        // A folder, or a file that cannot be read: reported like a missing module, never thrown at the watcher.
+        errors.push({ file, resource, field: "spec.url", message: `cannot read module ${path}: ${(error as Error).message}` });
+        return;
+      }
+      if (sha256 && actual !== sha256) {
+        errors.push({ file, resource, field: "spec.sha256", message: `the module's sha256 is ${actual}` });
+        return;
+      }
+      // The module's identity is part of the mesh, so rebuilding a module changes the mesh like editing YAML does.
+      resources.push({ kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data, module: { path, sha256: actual } });
+      return;
+    }
+    resources.push({ kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data });
+  });
+  return errors.length > 0 ? { resources: [], errors } : { resources, errors };
+}
+
+/** Where a WasmPlugin's module lives: `file:///abs/path`, `file://relative/path` or a plain path; relative paths
+ * are taken against the config folder. */
+export function wasmModulePath(dir: string, url: string): string {
+  const path = url.startsWith("file://") ? decodeURIComponent(url.slice("file://".length)) : url;
+  return isAbsolute(path) ? path : resolve(dir, path);
+}
+
+export interface CredentialFiles {
+  certificate: string;
+  privateKey: string;
+  /** For MUTUAL: the CA that client certificates must chain to. */
+  caCertificates?: string;
+}
+
+/** The files of an HTTPS server's certificate: `serverCertificate` / `privateKey` / `caCertificates` paths, or for
+ * `credentialName: NAME` the files of a Kubernetes TLS secret laid out as `credentials/NAME/{tls.crt,tls.key,ca.crt}`;
+ * relative paths are taken against the config folder. */
+export function credentialFiles(dir: string, tls: NonNullable<GatewayServer["tls"]>): CredentialFiles {
+  const at = (path: string) => (isAbsolute(path) ? path : resolve(dir, path));
+  if (tls.credentialName) {
+    const folder = resolve(dir, "credentials", tls.credentialName);
+    return {
+      certificate: join(folder, "tls.crt"),
+      privateKey: join(folder, "tls.key"),
+      ...(tls.mode === "MUTUAL" ? { caCertificates: join(folder, "ca.crt") } : {}),
+    };
+  }
+  return {
+    certificate: at(tls.serverCertificate ?? ""),
+    privateKey: at(tls.privateKey ?? ""),
+    ...(tls.mode === "MUTUAL" ? { caCertificates: at(tls.caCertificates ?? "") } : {}),
+  };
+}
+
+function checkGatewayTls(dir: string, spec: GatewaySpec): Array<{ field: string; message: string }> {
+  const problems: Array<{ field: string; message: string }> = [];
+  spec.servers.forEach((server, index) => {
+    if (server.port.protocol !== "HTTPS") return;
+    const field = `spec.servers[${index}].tls`;
+    const tls = server.tls;
+    if (!tls || (tls.mode !== "SIMPLE" && tls.mode !== "MUTUAL")) {
+      problems.push({ field: `${field}.mode`, message: "an HTTPS server needs tls.mode SIMPLE or MUTUAL (PASSTHROUGH and ISTIO_MUTUAL are not implemented)" });
+      return;
+    }
+    if (!tls.credentialName && !(tls.serverCertificate && tls.privateKey)) {
+      problems.push({ field, message: "needs credentialName, or serverCertificate and privateKey" });
+      return;
+    }
+    if (tls.mode === "MUTUAL" && !tls.credentialName && !tls.caCertificates) {
+      problems.push({ field: `${field}.caCertificates`, message: "MUTUAL needs the CA that client certificates chain to" });
+      return;
+    }
+    for (const [name, path] of Object.entries(credentialFiles(dir, tls))) {
+      if (!existsSync(path)) problems.push({ field: tls.credentialName ? `${field}.credentialName` : `${field}.${name}`, message: `file ${path} does not exist` });
+    }
+  });
+  return problems;
+}
+
+/** A MERGE value must be part of an Envoy Cluster in proto3 JSON, or Envoy would never get the patched cluster. */
+function checkClusterPatches(spec: EnvoyFilterSpec): Array<{ field: string; message: string }> {
+  return spec.configPatches.flatMap((patch, index) => {
+    try {
+      encodeResource(TypeUrl.Cluster, { name: "patch", body: patch.patch.value });
+      return [];
+    } catch (error) {
+      const field = `spec.configPatches[${index}].patch.value`;
+      if (!(error instanceof ResourceEncodingError)) return [{ field, message: (error as Error).message }];
+      return [{ field: error.field ? `${field}.${error.field}` : field, message: error.message.replace(/^.*?: field [^:]+: /, "") }];
+    }
+  });
+}
+
+function checkModuleUrl(dir: string, url: string): string | undefined {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith("file://")) {
+    return "only file paths and file:// URLs are supported (the control plane serves the module to the proxies itself)";
+  }
+  const path = wasmModulePath(dir, url);
+  return existsSync(path) ? undefined : `module file ${path} does not exist`;
+}
+
+function zodErrors(file: string, resource: string | undefined, issues: z.core.$ZodIssue[], prefix: PropertyKey[] = []): ConfigError[] {
+  return issues.flatMap((issue) => {
+    const path = [...prefix, ...issue.path];
+    if (issue.code === "unrecognized_keys") {
+      return issue.keys.map((key) => ({
+        file,
+        resource,
+        field: fieldPath([...path, key]),
+        message: "unknown field, or one Skiff does not implement",
+      }));
+    }
+    return [{ file, resource, field: path.length > 0 ? fieldPath(path) : undefined, message: issue.message }];
+  });
+}
+
+function fieldPath(path: PropertyKey[]): string {
+  return path.reduce<string>((out, key) => (typeof key === "number" ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), "");
+}

@@ -1,0 +1,132 @@
+// ServiceEntries and DestinationRules -> clusters and their endpoints, as Istio's cluster builder makes them
+// (pilot/pkg/networking/core/cluster_traffic_policy.go): one cluster per service port, plus one per DestinationRule
+// subset, named `outbound|<port>|<subset>|<host>`.
+import type { TrafficPolicy } from "../sources/schema.js";
+import type { XdsResource } from "../xds/resources.js";
+import { ADS_CONFIG_SOURCE, BLACKHOLE_CLUSTER, clusterName, duration, typed } from "./envoy.js";
+import type { Registry, Service, ServicePort } from "./registry.js";
+
+const MAX_UINT32 = 4_294_967_295;
+const HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+export interface ClusterOutput {
+  clusters: XdsResource[];
+  endpoints: XdsResource[];
+}
+
+export function buildClusters(registry: Registry): ClusterOutput {
+  const out: ClusterOutput = { clusters: [], endpoints: [] };
+  for (const service of registry.services()) {
+    const rule = registry.destinationRule(service);
+    for (const port of service.entry.spec.ports) {
+      addCluster(out, registry, service, port, undefined, {}, rule?.spec.trafficPolicy);
+      for (const subset of rule?.spec.subsets ?? []) {
+        addCluster(out, registry, service, port, subset.name, subset.labels, mergePolicies(rule?.spec.trafficPolicy, subset.trafficPolicy));
+      }
+    }
+  }
+  // Istio's cluster for traffic it refuses; it has no endpoints, so requests routed to it fail.
+  out.clusters.push({ name: BLACKHOLE_CLUSTER, body: { name: BLACKHOLE_CLUSTER, type: "STATIC", connect_timeout: "10s" } });
+  return out;
+}
+
+/** A subset's policy replaces the service-level one field by field (Istio's MergeTrafficPolicy). */
+function mergePolicies(base: TrafficPolicy | undefined, subset: TrafficPolicy | undefined): TrafficPolicy | undefined {
+  if (!subset) return base;
+  return { ...base, ...Object.fromEntries(Object.entries(subset).filter(([, value]) => value !== undefined)) };
+}
+
+function addCluster(
+  out: ClusterOutput,
+  registry: Registry,
+  service: Service,
+  port: ServicePort & { protocol: string },
+  subset: string | undefined,
+  labels: Record<string, string>,
+  policy: TrafficPolicy | undefined,
+): void {
+  const name = clusterName(port.number, subset, service.host);
+  const lbEndpoints = registry.lbEndpoints(service, port, labels);
+  const cluster: Record<string, unknown> = { name };
+  if (service.entry.spec.resolution === "DNS") {
+    cluster.type = "STRICT_DNS";
+    cluster.dns_lookup_family = "V4_ONLY";
+    cluster.load_assignment = { cluster_name: name, endpoints: [{ lb_endpoints: lbEndpoints }] };
+  } else {
+    cluster.type = "EDS";
+    cluster.eds_cluster_config = { eds_config: ADS_CONFIG_SOURCE, service_name: name };
+    out.endpoints.push({ name, body: { cluster_name: name, endpoints: [{ lb_endpoints: lbEndpoints }] } });
+  }
+  cluster.connect_timeout = policy?.connectionPool?.tcp?.connectTimeout ? duration(policy.connectionPool.tcp.connectTimeout) : "10s";
+  Object.assign(cluster, loadBalancing(policy));
+  cluster.circuit_breakers = { thresholds: [circuitBreakerThreshold(policy)] };
+  const outlier = outlierDetection(policy);
+  if (outlier) {
+    cluster.outlier_detection = outlier;
+    // Istio turns Envoy's panic threshold off when outlier detection is on (minHealthPercent, default 0).
+    cluster.common_lb_config = { healthy_panic_threshold: { value: policy?.outlierDetection?.minHealthPercent ?? 0 } };
+  }
+  const protocolOptions = httpProtocolOptions(port.protocol, policy);
+  if (protocolOptions) cluster.typed_extension_protocol_options = { [HTTP_PROTOCOL_OPTIONS]: protocolOptions };
+  out.clusters.push({ name, body: cluster });
+}
+
+function loadBalancing(policy: TrafficPolicy | undefined): Record<string, unknown> {
+  const lb = policy?.loadBalancer;
+  if (lb?.consistentHash) {
+    return { lb_policy: "RING_HASH", ring_hash_lb_config: { minimum_ring_size: String(lb.consistentHash.minimumRingSize ?? 1024) } };
+  }
+  switch (lb?.simple) {
+    case "ROUND_ROBIN":
+      return { lb_policy: "ROUND_ROBIN" };
+    case "RANDOM":
+      return { lb_policy: "RANDOM" };
+    default:
+      // LEAST_REQUEST, LEAST_CONN (its deprecated alias) and unset: Istio's default since 1.14 is LEAST_REQUEST.
+      return { lb_policy: "LEAST_REQUEST" };
+  }
+}
+
+/** Istio starts from "no limits" (max uint32) and lowers what connectionPool sets. */
+function circuitBreakerThreshold(policy: TrafficPolicy | undefined): Record<string, unknown> {
+  const tcp = policy?.connectionPool?.tcp;
+  const http = policy?.connectionPool?.http;
+  return {
+    max_connections: tcp?.maxConnections ?? MAX_UINT32,
+    max_pending_requests: http?.http1MaxPendingRequests ?? MAX_UINT32,
+    max_requests: http?.http2MaxRequests ?? MAX_UINT32,
+    max_retries: http?.maxRetries || MAX_UINT32,
+    track_remaining: true,
+  };
+}
+
+function outlierDetection(policy: TrafficPolicy | undefined): Record<string, unknown> | undefined {
+  const od = policy?.outlierDetection;
+  if (!od) return undefined;
+  const out: Record<string, unknown> = { enforcing_success_rate: 0 };
+  if (od.consecutive5xxErrors !== undefined) {
+    out.consecutive_5xx = od.consecutive5xxErrors;
+    out.enforcing_consecutive_5xx = od.consecutive5xxErrors > 0 ? 100 : 0;
+  }
+  if (od.consecutiveGatewayErrors !== undefined) {
+    out.consecutive_gateway_failure = od.consecutiveGatewayErrors;
+    out.enforcing_consecutive_gateway_failure = od.consecutiveGatewayErrors > 0 ? 100 : 0;
+  }
+  if (od.interval) out.interval = duration(od.interval);
+  if (od.baseEjectionTime) out.base_ejection_time = duration(od.baseEjectionTime);
+  if (od.maxEjectionPercent) out.max_ejection_percent = od.maxEjectionPercent;
+  return out;
+}
+
+function httpProtocolOptions(protocol: string, policy: TrafficPolicy | undefined): Record<string, unknown> | undefined {
+  const http = policy?.connectionPool?.http;
+  const common: Record<string, unknown> = {};
+  if (http?.idleTimeout) common.idle_timeout = duration(http.idleTimeout);
+  if (http?.maxRequestsPerConnection) common.max_requests_per_connection = http.maxRequestsPerConnection;
+  const http2 = protocol === "HTTP2" || protocol === "GRPC";
+  if (!http2 && Object.keys(common).length === 0) return undefined;
+  return typed(HTTP_PROTOCOL_OPTIONS, {
+    ...(Object.keys(common).length > 0 ? { common_http_protocol_options: common } : {}),
+    explicit_http_config: http2 ? { http2_protocol_options: {} } : { http_protocol_options: {} },
+  });
+}

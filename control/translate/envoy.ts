@@ -1,0 +1,35 @@
+// Small builders for Envoy proto3 JSON shared by the translators.
+
+/** Go-style duration ("1m30s", "300ms") -> proto3 JSON duration ("90s", "0.300s"). */
+export function duration(text: string): string {
+  const nanosPer: Record<string, bigint> = { h: 3_600_000_000_000n, m: 60_000_000_000n, s: 1_000_000_000n, ms: 1_000_000n, us: 1_000n, "µs": 1_000n, ns: 1n };
+  let nanos = 0n;
+  for (const [, value, unit] of text.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)/g)) {
+    const [whole, fraction = ""] = value!.split(".");
+    const scale = nanosPer[unit!]!;
+    nanos += BigInt(whole!) * scale + (BigInt(fraction.padEnd(9, "0").slice(0, 9)) * scale) / 1_000_000_000n;
+  }
+  const seconds = nanos / 1_000_000_000n;
+  const rest = nanos % 1_000_000_000n;
+  if (rest === 0n) return `${seconds}s`;
+  const digits = rest.toString().padStart(9, "0");
+  const width = digits.endsWith("000000") ? 3 : digits.endsWith("000") ? 6 : 9;
+  return `${seconds}.${digits.slice(0, width)}s`;
+}
+
+export const ADS_CONFIG_SOURCE = { ads: {}, initial_fetch_timeout: "0s", resource_api_version: "V3" };
+
+export function socketAddress(address: string, port: number) {
+  return { socket_address: { address, port_value: port } };
+}
+
+export function typed(type: string, fields: Record<string, unknown> = {}): Record<string, unknown> {
+  return { "@type": `type.googleapis.com/${type}`, ...fields };
+}
+
+/** Istio's cluster name for a service port and subset: `outbound|8080|v1|catalog.istioinaction.svc.cluster.local`. */
+export function clusterName(port: number, subset: string | undefined, host: string): string {
+  return `outbound|${port}|${subset ?? ""}|${host}`;
+}
+
+export const BLACKHOLE_CLUSTER = "BlackHoleCluster";

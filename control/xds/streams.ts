@@ -1,0 +1,336 @@
+// One ADS stream of one proxy: per type, its subscription, what was sent (version, nonce), what the proxy acked or
+// rejected. Responses go out in PUSH_ORDER, listeners and routes only after the clusters, endpoints, extension
+// configs and secrets they may name were answered, so Envoy holds a cluster (warmed, with its endpoints) before any
+// route that names it; a rejected version is never resent.
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import type { EncodedResource, Snapshot, SnapshotCache } from "../snapshots/cache.js";
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Node } from "./messages.js";
+import { PUSH_ORDER, type ProxyIdentity, TypeUrl } from "./resources.js";
+import { edsNames, knownType, selected, type Subscription, toSend, versionOf, WILDCARD_TYPES } from "./subscriptions.js";
+
+export type SyncStatus = "SYNCED" | "NOT SENT" | "STALE" | "ERROR";
+
+export interface TypeStatus {
+  status: SyncStatus;
+  sentVersion?: string;
+  ackedVersion?: string;
+  /** The error_detail of the last NACK, while the proxy has not accepted a later version. */
+  error?: string;
+}
+
+export interface StreamStatus {
+  nodeId: string;
+  role: ProxyIdentity["role"];
+  protocol: "sotw" | "delta";
+  snapshotVersion?: number;
+  types: Partial<Record<string, TypeStatus>>;
+}
+
+interface Sent {
+  version: string;
+  nonce: string;
+  resources: Map<string, EncodedResource>;
+}
+
+interface TypeState {
+  subscription: Subscription;
+  /** Answer the next pass even if nothing changed (a new subscription on this stream, e.g. after a reconnect). */
+  mustRespond: boolean;
+  sent?: Sent;
+  awaitingNonce?: string;
+  acked?: Sent;
+  nacked?: { nonce: string; version: string; error: string };
+  // Delta only: what the proxy holds (name -> version), versions it rejected, missing names it was told about.
+  known: Map<string, string>;
+  rejected: Map<string, string>;
+  toldMissing: Set<string>;
+}
+
+export interface StreamContext {
+  cache: SnapshotCache;
+  log(line: string): void;
+  /** Called once per stream with the proxy's identity, before anything is sent. */
+  connected(stream: AdsStream): void;
+  closed(stream: AdsStream): void;
+}
+
+function identityOf(node: Node | undefined): ProxyIdentity {
+  if (!node?.id) throw new Error("the first discovery request carries no node.id");
+  const metadata = node.metadata ?? {};
+  const role = metadata.ROLE === "gateway" ? "gateway" : "sidecar";
+  const labels: Record<string, string> = {};
+  if (metadata.LABELS && typeof metadata.LABELS === "object") {
+    for (const [key, value] of Object.entries(metadata.LABELS)) labels[key] = String(value);
+  }
+  return { nodeId: node.id, role, labels };
+}
+
+const shortName = (typeUrl: string) => typeUrl.slice(typeUrl.lastIndexOf(".") + 1);
+
+export abstract class AdsStream {
+  identity?: ProxyIdentity;
+  protected readonly types = new Map<TypeUrl, TypeState>();
+  protected closed = false;
+  private nonces = 0;
+
+  constructor(
+    protected readonly context: StreamContext,
+    readonly protocol: "sotw" | "delta",
+  ) {}
+
+  get nodeId(): string {
+    return this.identity?.nodeId ?? "(unknown)";
+  }
+
+  /** A new snapshot for this proxy (or an answer arrived): send what is due. Clusters, endpoints, extension
+   * configs and secrets go out as soon as their own previous response was answered (Envoy holds its CDS ack until
+   * the new clusters' endpoints arrive); listeners and routes only once all of those are answered and in sync. */
+  pump(): void {
+    if (this.closed || !this.identity) return;
+    const snapshot = this.context.cache.get(this.identity.nodeId);
+    if (!snapshot) return;
+    const referencesPending = this.referencesPending(snapshot);
+    let referencedSettled = true;
+    for (const typeUrl of PUSH_ORDER) {
+      const referencing = typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.RouteConfiguration;
+      if (referencing && (!referencedSettled || !this.endpointsSubscribed())) return;
+      const state = this.types.get(typeUrl);
+      if (!state) continue;
+      if (state.awaitingNonce || this.respond(typeUrl, state, toSend(snapshot, typeUrl, state.subscription, state.sent?.resources, referencesPending), snapshot)) {
+        if (!referencing) referencedSettled = false;
+      }
+    }
+  }
+
+  status(): StreamStatus {
+    const snapshot = this.identity && this.context.cache.get(this.identity.nodeId);
+    const types: StreamStatus["types"] = {};
+    for (const [typeUrl, state] of this.types) {
+      const row: TypeStatus = { status: "NOT SENT", sentVersion: state.sent?.version, ackedVersion: state.acked?.version };
+      if (state.sent) {
+        const wanted = snapshot ? versionOf(selected(snapshot, typeUrl, state.subscription)) : state.sent.version;
+        if (state.nacked && state.nacked.nonce === state.sent.nonce) row.status = "ERROR";
+        else row.status = state.awaitingNonce || wanted !== state.sent.version ? "STALE" : "SYNCED";
+      }
+      if (state.nacked) row.error = state.nacked.error;
+      types[shortName(typeUrl)] = row;
+    }
+    return { nodeId: this.nodeId, role: this.identity?.role ?? "sidecar", protocol: this.protocol, snapshotVersion: snapshot?.version, types };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.context.closed(this);
+  }
+
+  /** Identifies the proxy on its first request; the request's type, unless this server does not serve it. */
+  protected servedType(request: { node?: Node; type_url?: string }): TypeUrl | undefined {
+    if (!this.identity) {
+      this.identity = identityOf(request.node);
+      this.context.log(`${this.nodeId}: connected (${this.protocol}, role ${this.identity.role})`);
+      this.context.connected(this);
+    }
+    const typeUrl = request.type_url ?? "";
+    if (knownType(typeUrl)) return typeUrl;
+    this.context.log(`${this.nodeId}: ignoring a request for unserved type ${typeUrl}`);
+    return undefined;
+  }
+
+  protected newState(typeUrl: TypeUrl): TypeState {
+    const state: TypeState = {
+      subscription: { wildcard: false, names: new Set() },
+      mustRespond: true,
+      known: new Map(),
+      rejected: new Map(),
+      toldMissing: new Set(),
+    };
+    this.types.set(typeUrl, state);
+    return state;
+  }
+
+  protected nextNonce(): string {
+    return String(++this.nonces);
+  }
+
+  protected recordAnswer(typeUrl: TypeUrl, state: TypeState, nonce: string, error: { code?: number; message?: string } | undefined): void {
+    const sent = state.sent!;
+    state.awaitingNonce = undefined;
+    if (error) {
+      state.nacked = { nonce, version: sent.version, error: error.message ?? `code ${error.code}` };
+      this.context.log(`${this.nodeId}: NACK ${shortName(typeUrl)} version ${sent.version} (nonce ${nonce}): ${state.nacked.error}`);
+    } else {
+      state.acked = sent;
+      state.nacked = undefined;
+      this.context.log(`${this.nodeId}: ACK ${shortName(typeUrl)} version ${sent.version} (nonce ${nonce})`);
+    }
+  }
+
+  protected logPush(typeUrl: TypeUrl, sent: Sent, snapshot: Snapshot, detail: string): void {
+    this.context.log(`${this.nodeId}: push ${shortName(typeUrl)} version ${sent.version} (snapshot ${snapshot.version}, nonce ${sent.nonce}): ${detail}`);
+  }
+
+  /** Sends `resources` of `typeUrl` if the proxy needs them; true when something was sent. */
+  protected abstract respond(typeUrl: TypeUrl, state: TypeState, resources: Map<string, EncodedResource>, snapshot: Snapshot): boolean;
+
+  /** Listeners or routes still have a change to receive, or the proxy rejected theirs and still runs older ones:
+   * keep removed clusters and the like until then. */
+  private referencesPending(snapshot: Snapshot): boolean {
+    return [TypeUrl.Listener, TypeUrl.RouteConfiguration].some((typeUrl) => {
+      const state = this.types.get(typeUrl);
+      if (!state) return false;
+      if (state.awaitingNonce !== undefined || (state.nacked && state.nacked.nonce === state.sent?.nonce)) return true;
+      return versionOf(selected(snapshot, typeUrl, state.subscription)) !== state.sent?.version;
+    });
+  }
+
+  /** Envoy subscribes to the endpoints of accepted EDS clusters before it acks them; a listener or route goes out
+   * only once those subscriptions exist, so that no route points at a cluster still warming. */
+  private endpointsSubscribed(): boolean {
+    const clusters = this.types.get(TypeUrl.Cluster)?.acked?.resources;
+    const endpoints = this.types.get(TypeUrl.ClusterLoadAssignment);
+    if (!clusters || !endpoints) return true;
+    return edsNames(clusters.values()).every((name) => endpoints.subscription.wildcard || endpoints.subscription.names.has(name));
+  }
+}
+
+/** State of the world: every response carries all selected resources of its type. */
+export class SotwStream extends AdsStream {
+  constructor(
+    context: StreamContext,
+    private readonly call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
+  ) {
+    super(context, "sotw");
+  }
+
+  onRequest(request: DiscoveryRequest): void {
+    const typeUrl = this.servedType(request);
+    if (!typeUrl) return;
+    const state = this.types.get(typeUrl) ?? this.newState(typeUrl);
+    // A nonce is checked only once this stream has sent this type something: a client that reconnects may still
+    // carry the last nonce of its previous stream, and its request is then the first one here.
+    if (request.response_nonce && state.sent) {
+      // A request answering an older response than the last one sent is stale: the proxy answers that one next.
+      if (request.response_nonce !== state.sent.nonce) return;
+      // Otherwise it answers the last response, or (already answered) changes the subscription.
+      if (request.response_nonce === state.awaitingNonce) this.recordAnswer(typeUrl, state, request.response_nonce, request.error_detail);
+    } else {
+      state.mustRespond = true;
+    }
+    const names = request.resource_names ?? [];
+    state.subscription = {
+      wildcard: names.includes("*") || (names.length === 0 && WILDCARD_TYPES.has(typeUrl)),
+      names: new Set(names.filter((name) => name !== "*")),
+    };
+    this.pump();
+  }
+
+  protected respond(typeUrl: TypeUrl, state: TypeState, resources: Map<string, EncodedResource>, snapshot: Snapshot): boolean {
+    const version = versionOf(resources);
+    if (!state.mustRespond && state.sent?.version === version) return false;
+    // Listeners and clusters go whole (what a response leaves out is removed). For endpoints, routes, extension
+    // configs and secrets a response may carry only what changed, and leaving a resource out removes nothing
+    // (the xDS protocol; also Istio's incremental EDS): with thousands of endpoints, one changed endpoint set is
+    // sent, not all of them.
+    const whole = state.mustRespond || !state.sent || WILDCARD_TYPES.has(typeUrl);
+    const carried = whole ? [...resources.values()] : [...resources.values()].filter((resource) => state.sent!.resources.get(resource.name)?.version !== resource.version);
+    if (carried.length === 0) {
+      // Only removals, which these types do not express (the proxy drops them with the cluster or listener).
+      state.sent = { ...state.sent!, version, resources };
+      return false;
+    }
+    const sent: Sent = { version, nonce: this.nextNonce(), resources };
+    state.sent = sent;
+    state.awaitingNonce = sent.nonce;
+    state.mustRespond = false;
+    this.call.write({
+      versionInfo: version,
+      typeUrl,
+      nonce: sent.nonce,
+      resources: carried.map((resource) => ({ typeUrl, value: resource.bytes })),
+    });
+    this.logPush(typeUrl, sent, snapshot, `${carried.length} of ${resources.size} resource(s)`);
+    return true;
+  }
+}
+
+/** Incremental: responses carry changed resources and the names of removed ones. */
+export class DeltaStream extends AdsStream {
+  private pending = new Map<string, { changed: EncodedResource[]; removed: string[] }>();
+
+  constructor(
+    context: StreamContext,
+    private readonly call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+  ) {
+    super(context, "delta");
+  }
+
+  onRequest(request: DeltaDiscoveryRequest): void {
+    const typeUrl = this.servedType(request);
+    if (!typeUrl) return;
+    let state = this.types.get(typeUrl);
+    const subscribe = request.resource_names_subscribe ?? [];
+    if (!state) {
+      state = this.newState(typeUrl);
+      state.known = new Map(Object.entries(request.initial_resource_versions ?? {}));
+      state.subscription.wildcard = WILDCARD_TYPES.has(typeUrl) && subscribe.length === 0;
+    }
+    if (request.response_nonce && request.response_nonce === state.awaitingNonce) {
+      const pending = this.pending.get(request.response_nonce);
+      this.pending.delete(request.response_nonce);
+      this.recordAnswer(typeUrl, state, request.response_nonce, request.error_detail);
+      for (const resource of pending?.changed ?? []) {
+        if (request.error_detail) state.rejected.set(resource.name, resource.version);
+        else state.known.set(resource.name, resource.version);
+      }
+      for (const name of pending?.removed ?? []) state.known.delete(name);
+    }
+    // Subscription changes count even on a request with a stale nonce: in delta they are not repeated.
+    for (const name of subscribe) {
+      if (name === "*") state.subscription.wildcard = true;
+      else state.subscription.names.add(name);
+    }
+    for (const name of request.resource_names_unsubscribe ?? []) {
+      if (name === "*") state.subscription.wildcard = false;
+      else {
+        state.subscription.names.delete(name);
+        state.known.delete(name);
+        state.toldMissing.delete(name);
+      }
+    }
+    this.pump();
+  }
+
+  protected respond(typeUrl: TypeUrl, state: TypeState, resources: Map<string, EncodedResource>, snapshot: Snapshot): boolean {
+    const changed = [...resources.values()].filter(
+      (resource) => state.known.get(resource.name) !== resource.version && state.rejected.get(resource.name) !== resource.version,
+    );
+    const removed = [...state.known.keys()].filter((name) => !resources.has(name));
+    // Tell the proxy once about names it asked for that do not exist, so it does not wait for them.
+    for (const name of state.subscription.names) {
+      if (!resources.has(name) && !state.known.has(name) && !state.toldMissing.has(name)) {
+        removed.push(name);
+        state.toldMissing.add(name);
+      }
+    }
+    if (!changed.length && !removed.length && !state.mustRespond) {
+      // The proxy already holds these (e.g. it announced them in initial_resource_versions after a reconnect).
+      state.sent = { version: versionOf(resources), nonce: state.sent?.nonce ?? "", resources };
+      return false;
+    }
+    const sent: Sent = { version: versionOf(resources), nonce: this.nextNonce(), resources };
+    state.sent = sent;
+    state.awaitingNonce = sent.nonce;
+    state.mustRespond = false;
+    this.pending.set(sent.nonce, { changed, removed });
+    this.call.write({
+      systemVersionInfo: String(snapshot.version),
+      typeUrl,
+      nonce: sent.nonce,
+      resources: changed.map((resource) => ({ name: resource.name, version: resource.version, resource: { typeUrl, value: resource.bytes } })),
+      removedResources: removed,
+    });
+    this.logPush(typeUrl, sent, snapshot, `${changed.length} changed, ${removed.length} removed`);
+    return true;
+  }
+}

@@ -1,0 +1,68 @@
+// The README's first command ends in `skiff demo`: it must come up with the coolstore mesh of examples/ on its fixed
+// ports, answer the curl lines it prints, and stop everything on Ctrl-C (SIGINT).
+import { type ChildProcess, spawn } from "node:child_process";
+import { connect } from "node:net";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+import { send } from "../harness/client.js";
+import { describeE2E } from "../harness/e2e.js";
+import { CHILD_MARKER, testRunId } from "../harness/processes.js";
+
+describeE2E("skiff demo", () => {
+  let demo: ChildProcess;
+  let output = "";
+  let exited: Promise<number | null>;
+
+  beforeAll(async () => {
+    demo = spawn(process.execPath, ["--import", "tsx", "control/cli/main.ts", "demo"], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, [CHILD_MARKER]: testRunId() },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    demo.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    demo.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    exited = new Promise((resolve) => demo.once("exit", resolve));
+    const ready = await Promise.race([
+      new Promise<boolean>((resolve) => {
+        const check = setInterval(() => {
+          if (output.includes("Ctrl-C stops everything.")) {
+            clearInterval(check);
+            resolve(true);
+          }
+        }, 100);
+        void exited.then(() => clearInterval(check));
+      }),
+      exited.then(() => false),
+    ]);
+    if (!ready) throw new Error(`skiff demo did not come up:\n${output}`);
+  });
+
+  afterAll(async () => {
+    if (demo.exitCode === null && demo.signalCode === null) {
+      demo.kill("SIGKILL");
+      await exited;
+    }
+  });
+
+  it("serves the printed curl lines", async () => {
+    const webapp = await send(8080, { path: "/api/catalog", headers: { host: "webapp.istioinaction.io", "x-istio-cohort": "internal" } });
+    expect(webapp.status).toBe(200);
+    const body = JSON.parse(webapp.body) as { catalog: { status: number; body: { version: string } } };
+    expect(body.catalog).toMatchObject({ status: 200, body: { version: "v2" } });
+    const missing = await send(8080, { headers: { host: "nobody.istioinaction.io" } });
+    expect(missing.status).toBe(404);
+  });
+
+  it("stops the control plane, Envoy and the services on Ctrl-C", async () => {
+    demo.kill("SIGINT");
+    expect(await exited).toBe(0);
+    for (const port of [8080, 9081, 9082, 9083, 9901, 18000, 18080]) {
+      const open = await new Promise<boolean>((resolve) => {
+        const socket = connect(port, "127.0.0.1");
+        socket.once("connect", () => (socket.destroy(), resolve(true)));
+        socket.once("error", () => resolve(false));
+      });
+      expect(open, `port ${port}`).toBe(false);
+    }
+  });
+});

@@ -1,0 +1,190 @@
+// A mesh for scenario tests: YAML files written into a temp folder, the control plane watching it, and one real Envoy
+// started from a `skiff bootstrap` bootstrap that names only the ADS server. Nothing else configures the Envoy.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { bootstrap } from "../../control/bootstrap/bootstrap.js";
+import { type ControlPlane, startControlPlane } from "../../control/control-plane.js";
+import type { ProxyIdentity } from "../../control/xds/resources.js";
+import { type Envoy, startEnvoy } from "../harness/envoy.js";
+import { track, untrack } from "../harness/processes.js";
+import { startUpstream, type Upstream, type UpstreamOptions } from "../harness/upstream.js";
+
+export interface Mesh {
+  dir: string;
+  controlPlane: ControlPlane;
+  envoy: Envoy;
+  /** The control plane's log lines (connections, pushes, ACKs, NACKs, config errors). */
+  log: string[];
+  /** Replaces (or adds) one config file; the control plane picks it up like any edit. */
+  write(file: string, text: string): void;
+  stop(): Promise<void>;
+}
+
+/** `files` are written into the config folder; `files` may also be a function of the folder, for YAML that names
+ * files inside it (certificates). `concurrency` is Envoy's worker count (default 1; filters that share state across
+ * workers are tested with 2). */
+export async function startMesh(
+  files: Record<string, string | Uint8Array> | ((dir: string) => Record<string, string | Uint8Array>),
+  proxy: ProxyIdentity,
+  options: { concurrency?: number } = {},
+): Promise<Mesh> {
+  const dir = mkdtempSync(join(tmpdir(), "skiff-mesh-"));
+  const write = (file: string, text: string | Uint8Array) => {
+    mkdirSync(dirname(join(dir, file)), { recursive: true });
+    writeFileSync(join(dir, file), text);
+  };
+  for (const [file, text] of Object.entries(typeof files === "function" ? files(dir) : files)) write(file, text);
+  const logs: string[] = [];
+  const controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0, log: (line) => logs.push(line) });
+  // The harness stops what a test forgot; the control plane is in-process, so it is tracked by hand.
+  const tracked = { description: `control plane on ${dir}`, stop: () => controlPlane.stop(), logTail: () => logs.slice(-40).join("\n") };
+  track(tracked);
+  let envoy: Envoy;
+  try {
+    envoy = await startEnvoy({ bootstrap: bootstrap({ ...proxy, xdsPort: controlPlane.xds.port, adminPort: 0 }), concurrency: options.concurrency });
+  } catch (error) {
+    untrack(tracked);
+    await controlPlane.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`${(error as Error).message}\ncontrol plane log:\n${logs.join("\n")}`);
+  }
+  return {
+    dir,
+    controlPlane,
+    envoy,
+    log: logs,
+    write,
+    stop: async () => {
+      await envoy.stop();
+      untrack(tracked);
+      await controlPlane.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A port free right now, for a Gateway server or a ServiceEntry port (Envoy binds the number the YAML names). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Waits until `check` passes (Envoy applies pushed config asynchronously). */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await sleep(100);
+    }
+  }
+}
+
+/** A ServiceEntry for `name` in namespace `shop`, one endpoint per version with its port on 127.0.0.1. */
+export function serviceEntry(name: string, port: number, endpoints: Record<string, number>): string {
+  return `apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata:
+  name: ${name}
+  namespace: shop
+spec:
+  hosts: [${name}.shop.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports:
+  - { number: ${port}, name: http, protocol: HTTP }
+  resolution: STATIC
+  endpoints:
+${Object.entries(endpoints)
+  .map(([version, endpointPort]) => `  - { address: 127.0.0.1, ports: { http: ${endpointPort} }, labels: { version: ${version} } }`)
+  .join("\n")}
+`;
+}
+
+/** A DestinationRule with one subset per version label, plus an optional service-level trafficPolicy (YAML). */
+export function destinationRule(name: string, versions: string[], trafficPolicy = ""): string {
+  return `apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata:
+  name: ${name}
+  namespace: shop
+spec:
+  host: ${name}
+${trafficPolicy}
+  subsets:
+${versions.map((v) => `  - name: version-${v}\n    labels: { version: ${v} }`).join("\n")}
+`;
+}
+
+/** A VirtualService in namespace shop for the mesh (sidecars), named like the service `host` it routes; `http` is its
+ * `http:` list as YAML. */
+export function meshVirtualService(host: string, http: string): string {
+  return `apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: { name: ${host}, namespace: shop }
+spec:
+  hosts: [${host}]
+  gateways: [mesh]
+  http:
+${http}`;
+}
+
+/** A Gateway `gw` in namespace shop serving `host` on `port` (for the ingress gateway), and a VirtualService that
+ * routes that host to the service `destination`. */
+export function gatewayRoute(port: number, host: string, destination: string): string {
+  return `apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: { name: gw, namespace: shop }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+  - port: { number: ${port}, name: http, protocol: HTTP }
+    hosts: ["${host}"]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: { name: ${destination}, namespace: shop }
+spec:
+  hosts: ["${host}"]
+  gateways: [gw]
+  http:
+  - route:
+    - destination: { host: ${destination} }
+`;
+}
+
+/** The seed's catalog in two versions: upstreams `catalog-v1` and `catalog-v2`, and `yaml`, their ServiceEntry on
+ * `port` with a DestinationRule of subsets `version-v1` and `version-v2`. */
+export interface CatalogVersions {
+  v1: Upstream;
+  v2: Upstream;
+  yaml: string;
+  stop(): Promise<void>;
+}
+
+export async function startCatalogVersions(port: number, v2: Omit<UpstreamOptions, "name"> = {}): Promise<CatalogVersions> {
+  const v1Upstream = await startUpstream({ name: "catalog-v1" });
+  const v2Upstream = await startUpstream({ ...v2, name: "catalog-v2" }).catch(async (error: Error) => {
+    await v1Upstream.stop();
+    throw error;
+  });
+  return {
+    v1: v1Upstream,
+    v2: v2Upstream,
+    yaml: [serviceEntry("catalog", port, { v1: v1Upstream.port, v2: v2Upstream.port }), destinationRule("catalog", ["v1", "v2"])].join("---\n"),
+    stop: async () => {
+      await v1Upstream.stop();
+      await v2Upstream.stop();
+    },
+  };
+}
+
+export const SIDECAR: ProxyIdentity = { nodeId: "webapp-sidecar", role: "sidecar", labels: { app: "webapp" } };
+export const GATEWAY: ProxyIdentity = { nodeId: "ingressgateway", role: "gateway", labels: { istio: "ingressgateway" } };

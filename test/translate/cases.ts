@@ -1,0 +1,45 @@
+// The translation cases the golden and envoy-validate tests share: fixture folders and the proxies they are
+// translated for, and the context the control plane would pass.
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { wasmModulePath } from "../../control/sources/index.js";
+import { type ProxyIdentity, type ProxyResources, type TranslationContext, TypeUrl } from "../../control/xds/resources.js";
+
+const gateway: ProxyIdentity = { nodeId: "ingress", role: "gateway", labels: { istio: "ingressgateway" } };
+export const webapp: ProxyIdentity = { nodeId: "webapp", role: "sidecar", labels: { app: "webapp" } };
+const simpleWeb: ProxyIdentity = { nodeId: "simple-web", role: "sidecar", labels: { app: "simple-web" } };
+
+export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
+  ["gateway-hosts", gateway],
+  ["mesh-routing", webapp],
+  ["wasm-plugins", gateway],
+  ["wasm-plugins", webapp],
+  ["envoyfilter-merge", simpleWeb],
+];
+
+/** What the control plane would pass: modules served from 127.0.0.1:15080 as /modules/<sha256>.wasm. */
+export function testContext(dir: string, proxy: ProxyIdentity): TranslationContext {
+  return {
+    proxy,
+    moduleCluster: { name: "skiff-modules", host: "127.0.0.1", port: 15080 },
+    module(url) {
+      const path = wasmModulePath(dir, url);
+      if (!existsSync(path)) return undefined;
+      const bytes = readFileSync(path);
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      return { uri: `http://127.0.0.1:15080/modules/${sha256}.wasm`, sha256, size: bytes.length };
+    },
+  };
+}
+
+/** Resources by type, under readable names, each list in the order translate() returns it. */
+export function readable(resources: ProxyResources): Record<string, unknown[]> {
+  return {
+    clusters: resources[TypeUrl.Cluster].map((r) => r.body),
+    endpoints: resources[TypeUrl.ClusterLoadAssignment].map((r) => r.body),
+    extension_configs: resources[TypeUrl.ExtensionConfig].map((r) => r.body),
+    secrets: resources[TypeUrl.Secret].map((r) => r.body),
+    listeners: resources[TypeUrl.Listener].map((r) => r.body),
+    routes: resources[TypeUrl.RouteConfiguration].map((r) => r.body),
+  };
+}

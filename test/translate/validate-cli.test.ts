@@ -1,0 +1,65 @@
+// `skiff validate DIR` as a user runs it: exit code 0 for a good folder (examples/ included), 1 with the error
+// naming file, resource and field for a bad one.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+
+function validate(dir: string) {
+  const result = spawnSync(process.execPath, ["--import", "tsx", "control/cli/main.ts", "validate", dir], { cwd: PROJECT_ROOT, encoding: "utf8" });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Bound to a Gateway that does not exist and routing to a host in no ServiceEntry: valid, but worth a warning. */
+const VIRTUAL_SERVICE = `apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: { name: catalog, namespace: shop }
+spec:
+  hosts: [catalog]
+  gateways: [missing-gateway]
+  http:
+  - route:
+    - destination: { host: catalog }
+`;
+
+describe("skiff validate", () => {
+  it("accepts the demo mesh in examples/", () => {
+    const result = validate("examples");
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/examples: \d+ resources valid, 0 errors/);
+  });
+
+  it("exits 1 and names file, resource and field; warns about routes to nowhere", () => {
+    const dir = mkdtempSync(join(tmpdir(), "skiff-validate-"));
+    dirs.push(dir);
+    writeFileSync(
+      join(dir, "catalog.yaml"),
+      `apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: { name: catalog, namespace: shop }
+spec:
+  host: catalog
+  trafficPolicy:
+    loadBalancer: { simple: FASTEST }
+---
+${VIRTUAL_SERVICE}`,
+    );
+    const result = validate(dir);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("error: catalog.yaml: DestinationRule shop/catalog: spec.trafficPolicy.loadBalancer.simple: ");
+    expect(result.stdout).toContain("1 error");
+    // The file is all or nothing, so the VirtualService in it is not read either: no warnings about it.
+    writeFileSync(join(dir, "catalog.yaml"), "");
+    writeFileSync(join(dir, "vs.yaml"), VIRTUAL_SERVICE);
+    const warned = validate(dir);
+    expect(warned.code).toBe(0);
+    expect(warned.stderr).toContain("warning: vs.yaml: VirtualService shop/catalog: gateway shop/missing-gateway is not defined");
+    expect(warned.stderr).toContain("host catalog is in no ServiceEntry");
+  });
+});
