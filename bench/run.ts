@@ -1,0 +1,69 @@
+// The one command for every benchmark: `npm run bench [-- sdk-vs-peer|filters] [--quick]`.
+// Writes each benchmark's section into bench/RESULTS.md (between its markers; other sections are kept) and prints it.
+import { execFileSync } from "node:child_process";
+import { parseArgs } from "node:util";
+import { PROJECT_ROOT } from "../control/envoy-binary/locate.js";
+import type { CompareOptions } from "./lib/compare.js";
+import { benchSession, ensureAptTool, loadAverage, machineFacts } from "./lib/session.js";
+import { runFilters } from "./filters/run.js";
+import { runInstructions } from "./sdk-vs-peer/instructions.js";
+import { runSdkVsPeer } from "./sdk-vs-peer/run.js";
+import { writeResultsSection } from "./lib/results.js";
+
+const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters"] as const;
+const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
+  "sdk-vs-peer": "SDK vs peer (issue 3, item 7): size, guest time, inside Envoy",
+  instructions: "SDK vs peer: instructions per request (valgrind)",
+  filters: "Filters (issue 4): latency added and one-worker capacity, against no filter and Envoy's native features",
+};
+
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" } } });
+const which = positionals.length > 0 ? positionals : [...BENCHMARKS];
+for (const name of which) if (!(BENCHMARKS as readonly string[]).includes(name)) throw new Error(`unknown benchmark ${name}; have ${BENCHMARKS.join(", ")}`);
+
+// --quick: a smoke run to check the harness (numbers not worth reporting).
+const envoyOptions: CompareOptions = values.quick
+  ? { rounds: 1, rate: 500, latencyDurationMs: 1500, maxRateDurationS: 2, maxRateConnections: 16 }
+  : { rounds: Number(values.rounds ?? 8), rate: 1000, latencyDurationMs: 3000, maxRateDurationS: 3, maxRateConnections: 16 };
+const guestOptions = values.quick ? { rounds: 2, requestsPerRound: 10_000 } : { rounds: 15, requestsPerRound: 40_000 };
+
+function log(line: string): void {
+  console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+}
+
+await benchSession(async () => {
+  if (which.includes("sdk-vs-peer") || which.includes("filters")) ensureAptTool("wrk", "wrk", log);
+  if (which.includes("instructions")) ensureAptTool("valgrind", "valgrind", log);
+  for (const name of which) {
+    const facts = machineFacts();
+    const command = `npm run bench -- ${name}${values.quick ? " --quick" : ""}${values.rounds ? ` --rounds ${values.rounds}` : ""}`;
+    log(`${name}: starting (${JSON.stringify(facts)})`);
+    const body =
+      name === "sdk-vs-peer" ? await runSdkVsPeer(envoyOptions, guestOptions, log)
+      : name === "instructions" ? await runInstructions(log)
+      : await runFilters(envoyOptions, log);
+    const header = [
+      `## ${TITLES[name as (typeof BENCHMARKS)[number]]}`,
+      "",
+      `Measured ${facts.date} with \`${command}\`${values.quick ? " (QUICK SMOKE RUN: not representative)" : ""}.`,
+      `Machine: ${facts.nproc} CPUs (${facts.cpuModel}), load average (1/5/15 min) at start ${facts.loadAverage}, at end ${loadAverage()} ` +
+        `(other engineers' test runs share the two cores); Envoy ${facts.envoy}, --concurrency 1, pinned to CPU 0; ` +
+        `load generators, upstream Envoy and Node on CPU 1; Node ${facts.node}; ${facts.wrk}. Git commit ${gitHead()}.`,
+      name === "instructions" ? "" :
+        `Envoy runs: ${envoyOptions.rounds} rounds, each variant per round: ${envoyOptions.latencyDurationMs / 1000} s at ${envoyOptions.rate} req/s (open loop, 8+ keep-alive connections), then ${envoyOptions.maxRateDurationS} s of wrk -t1 -c${envoyOptions.maxRateConnections}.`,
+      "",
+    ].join("\n");
+    writeResultsSection(name, header + body);
+    console.log(`\n${header}${body}\n`);
+  }
+});
+
+function gitHead(): string {
+  try {
+    const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: PROJECT_ROOT, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain"], { cwd: PROJECT_ROOT, encoding: "utf8" }).trim() ? " + uncommitted changes" : "";
+    return head + dirty;
+  } catch {
+    return "unknown";
+  }
+}
