@@ -109,7 +109,7 @@ export function wasmFilter(name: string, options: WasmFilterOptions = {}): Recor
         name,
         root_id: options.rootId ?? name,
         configuration: { "@type": "type.googleapis.com/google.protobuf.StringValue", value: configuration },
-        fail_open: !options.failClosed,
+        failure_policy: options.failClosed ? "FAIL_CLOSED" : "FAIL_OPEN",
         vm_config: {
           vm_id: options.vmId ?? name,
           runtime: "envoy.wasm.runtime.v8",

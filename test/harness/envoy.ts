@@ -1,7 +1,7 @@
 // Starts a real Envoy for a test: free loopback ports (admin and listeners bound to port 0, then read back from the
 // admin API), waits for /ready, keeps the log, and stops it in teardown even when the test throws.
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -18,6 +18,27 @@ export interface EnvoyOptions {
   args?: string[];
   /** Wait for /ready (default true; a bootstrap waiting on a control plane may need longer). */
   readyTimeoutMs?: number;
+  /** Serve the bootstrap's listeners from a file (LDS from the filesystem) instead, so that a test can change them
+   * while Envoy runs, with publishListeners(). */
+  listenersFromFile?: boolean;
+}
+
+const LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+/** Writes a bootstrap's static listeners as an LDS file; Envoy picks up the file being moved into place. */
+function writeListenerFile(path: string, bootstrap: Record<string, unknown>): void {
+  const listeners = ((bootstrap.static_resources as { listeners?: unknown[] } | undefined)?.listeners ?? []) as Array<Record<string, unknown>>;
+  writeFileSync(`${path}.next`, JSON.stringify({ resources: listeners.map((listener) => ({ "@type": LISTENER_TYPE, ...listener })) }));
+  renameSync(`${path}.next`, path);
+}
+
+/** Polls `condition` every 25 ms until it holds; fails naming `what` after `timeoutMs`. */
+export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(25);
+  }
 }
 
 export class Envoy {
@@ -35,6 +56,14 @@ export class Envoy {
     const dir = mkdtempSync(join(tmpdir(), "skiff-envoy-"));
     const bootstrap = typeof options.bootstrap === "string" ? (parse(options.bootstrap) as Record<string, unknown>) : structuredClone(options.bootstrap);
     bootstrap.admin = { address: { socket_address: { address: "127.0.0.1", port_value: 0 } } };
+    const listenerFile = join(dir, "listeners.json");
+    if (options.listenersFromFile) {
+      writeListenerFile(listenerFile, bootstrap);
+      const { listeners: _moved, ...otherStatics } = (bootstrap.static_resources ?? {}) as Record<string, unknown>;
+      bootstrap.static_resources = otherStatics;
+      bootstrap.node ??= { id: "skiff-test", cluster: "skiff-test" };
+      bootstrap.dynamic_resources = { lds_config: { resource_api_version: "V3", path_config_source: { path: listenerFile } } };
+    }
     const configPath = join(dir, "bootstrap.json");
     writeFileSync(configPath, JSON.stringify(bootstrap, null, 2));
     const adminAddressPath = join(dir, "admin-address");
@@ -55,17 +84,24 @@ export class Envoy {
     // Envoy logs to stderr; keep it in a file beside the bootstrap (unbuffered, unlike --log-path).
     const logFile = createWriteStream(logPath);
     child.stderr!.pipe(logFile);
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const logWritten = new Promise<void>((resolve) => logFile.once("close", () => resolve()));
+    // "close" comes after stderr has ended, so the log is complete once it fired and logWritten resolved.
+    const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
     let exitCode: number | null | undefined;
     void exited.then((code) => (exitCode = code));
+    const failed = async (reason: string): Promise<never> => {
+      child.kill("SIGKILL");
+      await exited;
+      await logWritten;
+      const log = readFileSync(logPath, "utf8");
+      if (process.env.SKIFF_KEEP_ENVOY_FILES !== "1") rmSync(dir, { recursive: true, force: true });
+      throw new Error(`${reason}:\n${tail(log, 40)}`);
+    };
 
     const deadline = Date.now() + (options.readyTimeoutMs ?? 20_000);
     let adminPort = 0;
     while (Date.now() < deadline) {
-      if (exitCode !== undefined) {
-        await new Promise((resolve) => logFile.end(resolve));
-        throw new Error(`Envoy exited with ${exitCode} before it was ready:\n${tail(readFileSync(logPath, "utf8"), 40)}`);
-      }
+      if (exitCode !== undefined) return failed(`Envoy exited with ${exitCode} before it was ready`);
       if (!adminPort && existsSync(adminAddressPath)) {
         const address = readFileSync(adminAddressPath, "utf8").trim();
         if (address) adminPort = Number(address.split(":").pop());
@@ -85,9 +121,7 @@ export class Envoy {
       }
       await sleep(50);
     }
-    child.kill("SIGKILL");
-    await new Promise((resolve) => logFile.end(resolve));
-    throw new Error(`Envoy was not ready within ${options.readyTimeoutMs ?? 20_000} ms:\n${tail(readFileSync(logPath, "utf8"), 40)}`);
+    return failed(`Envoy was not ready within ${options.readyTimeoutMs ?? 20_000} ms`);
   }
 
   private exited!: Promise<number | null>;
@@ -132,13 +166,25 @@ export class Envoy {
     return existsSync(logPath) ? readFileSync(logPath, "utf8") : "";
   }
 
+  /** Waits until the log contains `text` (the log trails /stats and responses by a few milliseconds). */
+  async waitForLog(text: string | RegExp, timeoutMs = 15_000): Promise<void> {
+    const found = () => (typeof text === "string" ? this.log().includes(text) : text.test(this.log()));
+    await waitFor(found, `Envoy's log showing ${text}`, timeoutMs);
+  }
+
+  /** With `listenersFromFile`: replaces the listeners by those of `bootstrap` (e.g. the same bootstrap with another
+   * filter configuration). Envoy applies or rejects the update asynchronously: watch listener_manager.lds.*. */
+  publishListeners(bootstrap: Record<string, unknown>): void {
+    writeListenerFile(join(this.dir, "listeners.json"), bootstrap);
+  }
+
   logTail(lines = 40): string {
     return tail(this.log(), lines);
   }
 
   /** Stops Envoy and removes its files (kept when SKIFF_KEEP_ENVOY_FILES=1, for debugging). */
   async stop(): Promise<void> {
-    untrack(this);
+    untrack(this, this.logTail(40));
     if (this.child.exitCode === null && this.child.signalCode === null) {
       this.child.kill("SIGTERM");
       const stopped = await Promise.race([this.exited.then(() => true), sleep(5_000).then(() => false)]);

@@ -10,13 +10,30 @@ export interface Stoppable {
 }
 
 const running = new Set<Stoppable>();
+// Log tails of things stopped during the current test: a test's own teardown usually stops its Envoy before the
+// harness learns that the test failed.
+let stoppedTails: Array<{ description: string; tail: string }> = [];
 
 export function track(thing: Stoppable): void {
   running.add(thing);
 }
 
-export function untrack(thing: Stoppable): void {
+export function untrack(thing: Stoppable, lastLogLines?: string): void {
   running.delete(thing);
+  if (lastLogLines) stoppedTails.push({ description: thing.description, tail: lastLogLines });
+}
+
+/** The log tails of everything running or stopped since the last call. */
+export function takeLogTails(): Array<{ description: string; tail: string }> {
+  const tails = [
+    ...stoppedTails,
+    ...[...running].flatMap((thing) => {
+      const tail = thing.logTail?.(40);
+      return tail ? [{ description: thing.description, tail }] : [];
+    }),
+  ];
+  stoppedTails = [];
+  return tails;
 }
 
 export function runningThings(): Stoppable[] {

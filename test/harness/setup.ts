@@ -1,14 +1,13 @@
 // Runs in every test worker: prints the log tail of each running Envoy when a test fails, and at the end stops
 // whatever a test file left running, failing the file so the leak is fixed rather than hidden.
 import { afterAll, afterEach } from "vitest";
-import { runningThings } from "./processes.js";
+import { runningThings, takeLogTails } from "./processes.js";
 
+// Registered first, so it runs after the test file's own afterEach hooks (which may already have stopped Envoy).
 afterEach((context) => {
+  const tails = takeLogTails();
   if (context.task.result?.state !== "fail") return;
-  for (const thing of runningThings()) {
-    const tail = thing.logTail?.(40);
-    if (tail) console.error(`--- last lines of ${thing.description} ---\n${tail}`);
-  }
+  for (const { description, tail } of tails) console.error(`--- last lines of ${description} ---\n${tail}`);
 });
 
 afterAll(async () => {
