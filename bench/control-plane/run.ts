@@ -16,7 +16,7 @@ import { parse } from "yaml";
 import { bootstrapYaml } from "../../control/bootstrap/bootstrap.js";
 import { type ControlPlane, startControlPlane } from "../../control/control-plane.js";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
-import { type Envoy, startEnvoy } from "../../test/harness/envoy.js";
+import { type Envoy, startEnvoy, waitFor } from "../../test/harness/envoy.js";
 import { benchSession, machineFacts } from "../lib/session.js";
 import { writeResultsSection } from "../lib/results.js";
 
@@ -85,15 +85,6 @@ function allSynced(controlPlane: ControlPlane, streams: number, minSnapshot: Map
   );
 }
 
-async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    // Not too often: the status view is computed by the server being measured.
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 // A garbage collector to call, without requiring `node --expose-gc` (flags set at run time apply to new contexts).
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
@@ -144,11 +135,11 @@ async function measureSkiff(proxies: number, endpoints: number, dir: string): Pr
   try {
     const bootstrap = parse(bootstrapYaml({ nodeId: "envoy-0", role: "gateway", labels: { istio: "ingressgateway" }, xdsPort: controlPlane.xds.port, adminPort: 0 }));
     envoy = await startEnvoy({ bootstrap: bootstrap as Record<string, unknown>, readyTimeoutMs: 60_000 });
-    await waitFor(() => allSynced(controlPlane, 1, new Map()), 60_000, "the Envoy to sync");
+    await waitFor(() => allSynced(controlPlane, 1, new Map()), "the Envoy to sync", 60_000);
     writeSnapshotJson(controlPlane, "envoy-0", join(dir, "resources-0.json"));
     const before = await heapBytes();
     clients = forkClients(controlPlane.xds.port, proxies);
-    await waitFor(() => allSynced(controlPlane, proxies + 1, new Map()), 300_000, `${proxies} simulated proxies to sync`);
+    await waitFor(() => allSynced(controlPlane, proxies + 1, new Map()), `${proxies} simulated proxies to sync`, 300_000);
     const bytesPerProxy = ((await heapBytes()) - before) / proxies;
     const rssMiB = process.memoryUsage().rss / 2 ** 20;
 
@@ -161,7 +152,7 @@ async function measureSkiff(proxies: number, endpoints: number, dir: string): Pr
       firstSnapshotAt = 0;
       const start = performance.now();
       writeFileSync(file, meshYaml(endpoints, change));
-      await waitFor(() => allSynced(controlPlane, proxies + 1, minSnapshot), 300_000, "every proxy to ACK the change");
+      await waitFor(() => allSynced(controlPlane, proxies + 1, minSnapshot), "every proxy to ACK the change", 300_000);
       const done = performance.now();
       changeToAllAckMs.push(done - start);
       snapshotToAllAckMs.push(done - firstSnapshotAt);

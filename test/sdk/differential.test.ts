@@ -1,16 +1,12 @@
 // Differential tests: each scenario runs through the probe module (sdk/fixtures/probe) twice, in a real Envoy and in
 // the host emulator, and what the upstream and the client see must be the same. This is the evidence that the
 // emulator behaves like Envoy where Envoy is specific.
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Emulator, type HttpStream } from "../../sdk/testing/index.js";
 import { fixtureModule } from "../../sdk/tools/fixtures.js";
 import { send } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";
-import { type Envoy, startEnvoy } from "../harness/envoy.js";
+import { type Envoy, startEnvoy, waitFor } from "../harness/envoy.js";
 import { type Reply, type Upstream, startUpstream } from "../harness/upstream.js";
 import { staticBootstrap } from "../harness/bootstrap.js";
 import { probeBootstrap, probeFilter } from "./probe.js";
@@ -178,32 +174,19 @@ describeE2E("the emulator and Envoy agree on a rejected configuration", () => {
 describeE2E("the emulator and Envoy agree on a configuration update the filter rejects", () => {
   let backend: Upstream;
   let envoy: Envoy;
-  let dir: string;
 
   beforeAll(async () => {
     backend = await startUpstream({ name: "backend" });
-    dir = mkdtempSync(join(tmpdir(), "skiff-lds-"));
   });
 
   afterAll(async () => {
     await envoy?.stop();
     await backend?.stop();
-    rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Writes the listener, with the probe configured by `configuration`, where Envoy's file-based LDS watches. */
-  async function pushListener(configuration: unknown): Promise<void> {
-    const bootstrap = staticBootstrap({ clusters: { backend: { ports: [backend.port] } }, httpFilters: [await probeFilter({ configuration })] }) as {
-      static_resources: { listeners: Record<string, unknown>[] };
-    };
-    const resources = bootstrap.static_resources.listeners.map((l) => ({ "@type": "type.googleapis.com/envoy.config.listener.v3.Listener", ...l }));
-    const staging = join(dir, "lds.staging.json");
-    writeFileSync(staging, JSON.stringify({ resources }));
-    renameSync(staging, join(dir, "lds.json"));
-  }
-
-  async function waitForStat(name: string, atLeast: number): Promise<void> {
-    for (let i = 0; i < 200 && ((await envoy.stat(name)) ?? 0) < atLeast; i++) await sleep(50);
+  /** The bootstrap with the probe configured by `configuration`; its listener is what Envoy's file-based LDS gets. */
+  async function withProbe(configuration: unknown): Promise<Record<string, unknown>> {
+    return staticBootstrap({ clusters: { backend: { ports: [backend.port] } }, httpFilters: [await probeFilter({ configuration })] });
   }
 
   async function greeting(): Promise<string | undefined> {
@@ -220,32 +203,22 @@ describeE2E("the emulator and Envoy agree on a configuration update the filter r
       return stream.responseHeaders.get("x-probe-greeting");
     };
 
-    await pushListener({ greeting: "first" });
-    const { clusters } = (staticBootstrap({ clusters: { backend: { ports: [backend.port] } } }) as { static_resources: { clusters: unknown[] } }).static_resources;
-    const bootstrap = {
-      node: { id: "skiff-differential", cluster: "skiff" },
-      static_resources: { clusters },
-      dynamic_resources: { lds_config: { resource_api_version: "V3", path_config_source: { path: join(dir, "lds.json"), watched_directory: { path: dir } } } },
-    };
-    envoy = await startEnvoy({ bootstrap });
+    envoy = await startEnvoy({ bootstrap: await withProbe({ greeting: "first" }), listenersFromFile: true });
     expect(await greeting()).toBe("first");
     expect(inEmulator()).toBe("first");
 
-    await pushListener({ greeting: 42 });
-    await waitForStat("listener_manager.lds.update_rejected", 1);
+    envoy.publishListeners(await withProbe({ greeting: 42 }));
+    await waitFor(async () => ((await envoy.stat("listener_manager.lds.update_rejected")) ?? 0) >= 1, "the update is rejected");
     expect(await envoy.stat("listener_manager.lds.update_rejected")).toBe(1);
-    expect(envoy.log()).toContain("probe: invalid configuration: greeting: expected a string");
+    await envoy.waitForLog("probe: invalid configuration: greeting: expected a string");
     expect(await greeting()).toBe("first");
     expect(vm.configure({ greeting: 42 })).toBe(false);
     expect(inEmulator()).toBe("first");
 
-    await pushListener({ greeting: "second" });
+    envoy.publishListeners(await withProbe({ greeting: "second" }));
     // An accepted update reaches the workers shortly after Envoy counts it: wait for the new filter chain.
     let seen = await greeting();
-    for (let i = 0; i < 200 && seen !== "second"; i++) {
-      await sleep(50);
-      seen = await greeting();
-    }
+    await waitFor(async () => (seen = await greeting()) === "second", "the new configuration serves");
     expect(seen).toBe("second");
     expect(await envoy.stat("listener_manager.lds.update_success")).toBe(2);
     expect(vm.configure({ greeting: "second" })).toBe(true);
