@@ -5,7 +5,7 @@ import { translate } from "./translate/index.js";
 import { inlineServedModules } from "./modules/inline.js";
 import { ModuleServer } from "./modules/server.js";
 import { SnapshotCache, SnapshotError } from "./snapshots/cache.js";
-import type { ProxyIdentity, ProxyResources, TranslationContext } from "./xds/resources.js";
+import type { ProxyIdentity, ProxyResources, TranslationContext } from "./resources.js";
 import { XdsServer } from "./xds/server.js";
 
 export interface ControlPlaneOptions {

@@ -5,7 +5,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Client, credentials } from "@grpc/grpc-js";
 import { envoyRegistry } from "../../control/protos/registry.js";
-import { TypeUrl } from "../../control/xds/resources.js";
+import { TypeUrl } from "../../control/resources.js";
 
 const [port, count, routeName] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4]];
 const registry = envoyRegistry();

@@ -3,7 +3,7 @@
 // init phase, so a changed remote module is never fetched and the new filter config never takes effect. Like
 // istio-agent (istio/istio#29989: it fetches modules itself and rewrites ECDS to local code), the control plane
 // hands small modules it serves to Envoy inline, which an ECDS update applies at once, without failed requests.
-import { TypeUrl, type ProxyResources } from "../xds/resources.js";
+import { TypeUrl, type ProxyResources } from "../resources.js";
 import type { ModuleServer } from "./server.js";
 
 /** Modules up to this size travel inline in the ECDS resource; larger ones stay remote. */

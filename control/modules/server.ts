@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { ServedModule } from "../xds/resources.js";
+import type { ServedModule } from "../resources.js";
 
 export interface ModuleServerOptions {
   /** Port on 127.0.0.1 (0 picks a free one). */

@@ -1,6 +1,6 @@
 // Proto3 JSON -> protobuf bytes for xDS resources, with errors that name the resource and the field.
 import { type DescMessage, fromJson, toBinary } from "@bufbuild/protobuf";
-import type { XdsResource } from "../xds/resources.js";
+import type { XdsResource } from "../resources.js";
 import { envoyRegistry } from "./registry.js";
 
 export class ResourceEncodingError extends Error {

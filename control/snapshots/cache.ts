@@ -2,7 +2,7 @@
 // go-control-plane's snapshot cache, a snapshot is replaced whole; the xDS server works out what changed per type.
 import { createHash } from "node:crypto";
 import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
-import { type ProxyResources, TypeUrl } from "../xds/resources.js";
+import { type ProxyResources, TypeUrl } from "../resources.js";
 
 export interface EncodedResource {
   name: string;

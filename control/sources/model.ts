@@ -8,7 +8,7 @@ import type {
   serviceEntrySpec,
   virtualServiceSpec,
   wasmPluginSpec,
-} from "./schema.js";
+} from "./schema/index.js";
 
 export interface Resource<S> {
   kind: Kind;

@@ -7,8 +7,8 @@ import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import type { ConfigError, Resource } from "./model.js";
 import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
-import { TypeUrl } from "../xds/resources.js";
-import { type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, resourceEnvelope } from "./schema.js";
+import { TypeUrl } from "../resources.js";
+import { type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, resourceEnvelope } from "./schema/index.js";
 
 type GatewaySpec = z.infer<typeof gatewaySpec>;
 type EnvoyFilterSpec = z.infer<typeof envoyFilterSpec>;

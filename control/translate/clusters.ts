@@ -1,8 +1,8 @@
 // ServiceEntries and DestinationRules -> clusters and their endpoints, as Istio's cluster builder makes them
 // (pilot/pkg/networking/core/cluster_traffic_policy.go): one cluster per service port, plus one per DestinationRule
 // subset, named `outbound|<port>|<subset>|<host>`.
-import type { TrafficPolicy } from "../sources/schema.js";
-import type { XdsResource } from "../xds/resources.js";
+import type { TrafficPolicy } from "../sources/schema/index.js";
+import type { XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, BLACKHOLE_CLUSTER, clusterName, duration, typed } from "./envoy.js";
 import type { Registry, Service, ServicePort } from "./registry.js";
 

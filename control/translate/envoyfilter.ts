@@ -3,7 +3,7 @@
 // messages merge field by field, repeated fields are appended, scalars (and durations) are replaced; except
 // circuit breaker thresholds, which merge by priority (see mergeThresholds).
 import type { MeshConfig } from "../sources/index.js";
-import type { ProxyIdentity, XdsResource } from "../xds/resources.js";
+import type { ProxyIdentity, XdsResource } from "../resources.js";
 
 export function applyClusterPatches(mesh: MeshConfig, proxy: ProxyIdentity, clusters: XdsResource[]): XdsResource[] {
   const filters = mesh.envoyFilters

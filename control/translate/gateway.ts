@@ -8,8 +8,8 @@
 import { dirname } from "node:path";
 import { credentialFiles, type MeshConfig } from "../sources/index.js";
 import type { Gateway, VirtualService } from "../sources/model.js";
-import type { GatewayServer } from "../sources/schema.js";
-import type { ProxyIdentity, XdsResource } from "../xds/resources.js";
+import type { GatewayServer } from "../sources/schema/index.js";
+import type { ProxyIdentity, XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, socketAddress, typed } from "./envoy.js";
 import { BIND_ADDRESS, httpConnectionManager, httpListener, type ListenerOutput, listenerName } from "./listeners.js";
 import type { Registry } from "./registry.js";

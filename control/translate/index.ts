@@ -1,7 +1,7 @@
 // Istio resources -> the Envoy resources of one proxy. Pure: the same mesh and context give the same resources,
 // which is what the golden tests in test/translate/ rely on.
 import type { MeshConfig } from "../sources/index.js";
-import { emptyResources, type ProxyResources, type TranslationContext, TypeUrl } from "../xds/resources.js";
+import { emptyResources, type ProxyResources, type TranslationContext, TypeUrl } from "../resources.js";
 import { buildClusters } from "./clusters.js";
 import { applyClusterPatches } from "./envoyfilter.js";
 import { buildGatewayListeners } from "./gateway.js";

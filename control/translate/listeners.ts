@@ -7,7 +7,7 @@
 //
 // There is no traffic capture in the embedded mode, so listeners bind 127.0.0.1 on the port itself.
 import type { MeshConfig } from "../sources/index.js";
-import type { XdsResource } from "../xds/resources.js";
+import type { XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, clusterName, socketAddress, typed } from "./envoy.js";
 import type { Registry } from "./registry.js";
 import { defaultRoute, virtualServiceRoutes } from "./routes.js";

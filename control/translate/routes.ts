@@ -1,7 +1,7 @@
 // VirtualService http routes -> Envoy routes, following Istio's route translation
 // (pilot/pkg/networking/core/route/route.go and route/retry/retry.go).
 import type { VirtualService } from "../sources/model.js";
-import type { Destination, HttpMatch, HttpRoute, StringMatch } from "../sources/schema.js";
+import type { Destination, HttpMatch, HttpRoute, StringMatch } from "../sources/schema/index.js";
 import { clusterName, duration, typed } from "./envoy.js";
 import type { Registry } from "./registry.js";
 

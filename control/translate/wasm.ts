@@ -4,8 +4,8 @@
 // filter, whose module Envoy fetches from the control plane's module server, pinned by sha256.
 import type { MeshConfig } from "../sources/index.js";
 import type { WasmPlugin } from "../sources/model.js";
-import { WASM_PHASES } from "../sources/schema.js";
-import type { TranslationContext, XdsResource } from "../xds/resources.js";
+import { WASM_PHASES } from "../sources/schema/index.js";
+import type { TranslationContext, XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, socketAddress, typed } from "./envoy.js";
 
 const WASM_FILTER_TYPE = "envoy.extensions.filters.http.wasm.v3.Wasm";

@@ -2,7 +2,7 @@
 import { type ServerDuplexStream, Server, ServerCredentials, status as grpcStatus } from "@grpc/grpc-js";
 import type { SnapshotCache } from "../snapshots/cache.js";
 import { aggregatedDiscoveryService, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse } from "./messages.js";
-import type { ProxyIdentity } from "./resources.js";
+import type { ProxyIdentity } from "../resources.js";
 import { type AdsStream, DeltaStream, SotwStream, type StreamContext, type StreamStatus } from "./streams.js";
 
 export interface XdsServerOptions {

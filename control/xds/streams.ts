@@ -5,7 +5,7 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type { EncodedResource, Snapshot, SnapshotCache } from "../snapshots/cache.js";
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Node } from "./messages.js";
-import { PUSH_ORDER, type ProxyIdentity, TypeUrl } from "./resources.js";
+import { PUSH_ORDER, type ProxyIdentity, TypeUrl } from "../resources.js";
 import { edsNames, knownType, selected, type Subscription, toSend, versionOf, WILDCARD_TYPES } from "./subscriptions.js";
 
 export type SyncStatus = "SYNCED" | "NOT SENT" | "STALE" | "ERROR";

@@ -2,7 +2,7 @@
 // an update never leaves a route pointing at a cluster the proxy no longer has (or has not warmed yet).
 import { createHash } from "node:crypto";
 import type { EncodedResource, Snapshot } from "../snapshots/cache.js";
-import { PUSH_ORDER, TypeUrl } from "./resources.js";
+import { PUSH_ORDER, TypeUrl } from "../resources.js";
 
 /** Types referenced by listeners and routes: removed ones stay until listeners and routes no longer need them. */
 const REFERENCED = new Set<TypeUrl>([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.ExtensionConfig, TypeUrl.Secret]);

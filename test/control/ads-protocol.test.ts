@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { statusTable } from "../../control/cli/proxy-status.js";
 import { SnapshotCache } from "../../control/snapshots/cache.js";
 import { XdsServer } from "../../control/xds/server.js";
-import { TypeUrl } from "../../control/xds/resources.js";
+import { TypeUrl } from "../../control/resources.js";
 import { AdsClient, names } from "./ads-client.js";
 import { meshResources } from "./fixtures.js";
 

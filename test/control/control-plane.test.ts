@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { statusTable } from "../../control/cli/proxy-status.js";
 import { startControlPlane } from "../../control/control-plane.js";
 import type { StreamStatus } from "../../control/xds/streams.js";
-import { TypeUrl } from "../../control/xds/resources.js";
+import { TypeUrl } from "../../control/resources.js";
 import { send } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";
 import { startUpstream, type Upstream } from "../harness/upstream.js";

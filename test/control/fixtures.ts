@@ -1,6 +1,6 @@
 // Hand-made Envoy resources for the delivery tests: what translation would produce, written out so that these
-// tests depend only on the xDS server (and the proto3 JSON shape of the contract in control/xds/resources.ts).
-import { emptyResources, type ProxyResources, type ServedModule, TypeUrl } from "../../control/xds/resources.js";
+// tests depend only on the xDS server (and the proto3 JSON shape of the contract in control/resources.ts).
+import { emptyResources, type ProxyResources, type ServedModule, TypeUrl } from "../../control/resources.js";
 
 export interface MeshSpec {
   /** Clusters by name, each with the ports of its endpoints on 127.0.0.1 (delivered by EDS). */

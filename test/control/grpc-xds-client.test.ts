@@ -5,7 +5,7 @@ import { type ChannelCredentials, Client, credentials, Server, ServerCredentials
 import * as grpcXds from "@grpc/grpc-js-xds";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SnapshotCache } from "../../control/snapshots/cache.js";
-import { emptyResources, TypeUrl } from "../../control/xds/resources.js";
+import { emptyResources, TypeUrl } from "../../control/resources.js";
 import { XdsServer } from "../../control/xds/server.js";
 
 const ECHO = "/skiff.test.Echo/Echo";

@@ -9,7 +9,7 @@ import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { inlineServedModules } from "../../control/modules/inline.js";
 import { ModuleServer } from "../../control/modules/server.js";
 import { SnapshotCache } from "../../control/snapshots/cache.js";
-import type { ServedModule } from "../../control/xds/resources.js";
+import type { ServedModule } from "../../control/resources.js";
 import { XdsServer } from "../../control/xds/server.js";
 import { send } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";

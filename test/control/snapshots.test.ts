@@ -2,7 +2,7 @@
 // with its field, and the proxy keeps its previous snapshot.
 import { describe, expect, it } from "vitest";
 import { SnapshotCache, SnapshotError } from "../../control/snapshots/cache.js";
-import { TypeUrl } from "../../control/xds/resources.js";
+import { TypeUrl } from "../../control/resources.js";
 import { meshResources } from "./fixtures.js";
 
 describe("SnapshotCache", () => {

@@ -4,7 +4,7 @@ import { parse } from "yaml";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { bootstrapYaml } from "../../control/bootstrap/bootstrap.js";
 import { SnapshotCache } from "../../control/snapshots/cache.js";
-import { TypeUrl } from "../../control/xds/resources.js";
+import { TypeUrl } from "../../control/resources.js";
 import { XdsServer } from "../../control/xds/server.js";
 import { send, sendMany } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";

@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { bootstrap } from "../../control/bootstrap/bootstrap.js";
 import { type ControlPlane, startControlPlane } from "../../control/control-plane.js";
-import type { ProxyIdentity } from "../../control/xds/resources.js";
+import type { ProxyIdentity } from "../../control/resources.js";
 import { type Envoy, startEnvoy } from "../harness/envoy.js";
 import { track, untrack } from "../harness/processes.js";
 import { startUpstream, type Upstream, type UpstreamOptions } from "../harness/upstream.js";

@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { wasmModulePath } from "../../control/sources/index.js";
-import { type ProxyIdentity, type ProxyResources, type TranslationContext, TypeUrl } from "../../control/xds/resources.js";
+import { type ProxyIdentity, type ProxyResources, type TranslationContext, TypeUrl } from "../../control/resources.js";
 
 const gateway: ProxyIdentity = { nodeId: "ingress", role: "gateway", labels: { istio: "ingressgateway" } };
 export const webapp: ProxyIdentity = { nodeId: "webapp", role: "sidecar", labels: { app: "webapp" } };

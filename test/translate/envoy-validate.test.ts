@@ -12,7 +12,7 @@ import { afterAll, expect, it } from "vitest";
 import { locateEnvoy, PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { loadConfigDir } from "../../control/sources/index.js";
 import { translate } from "../../control/translate/index.js";
-import { type ProxyResources, TypeUrl } from "../../control/xds/resources.js";
+import { type ProxyResources, TypeUrl } from "../../control/resources.js";
 import { describeE2E } from "../harness/e2e.js";
 import { CASES, testContext } from "./cases.js";
 

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { encodeResource } from "../../control/protos/encode.js";
 import { loadConfigDir } from "../../control/sources/index.js";
 import { translate } from "../../control/translate/index.js";
-import { TypeUrl } from "../../control/xds/resources.js";
+import { TypeUrl } from "../../control/resources.js";
 import { CASES, readable, testContext, webapp } from "./cases.js";
 
 const HERE = import.meta.dirname;

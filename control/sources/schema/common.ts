@@ -1,0 +1,34 @@
+// Building blocks shared by the schemas of the Istio kinds (one file per kind beside this one).
+import { z } from "zod";
+
+/** Go-style durations as Istio writes them: "1s", "300ms", "1m30s". */
+export const DURATION = /^(\d+(\.\d+)?(h|m|s|ms|us|µs|ns))+$/;
+export const duration = z.string().regex(DURATION, 'a duration such as "1s", "300ms" or "1m30s"');
+
+export const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "a lowercase DNS name (a-z, 0-9, '-', '.')");
+
+export const metadata = z.looseObject({
+  name: dnsLabel,
+  namespace: dnsLabel.default("default"),
+  labels: z.record(z.string(), z.string()).optional(),
+});
+
+export const labels = z.record(z.string(), z.string());
+
+export const stringMatch = z
+  .strictObject({ exact: z.string().optional(), prefix: z.string().optional(), regex: z.string().optional() })
+  .refine((m) => [m.exact, m.prefix, m.regex].filter((v) => v !== undefined).length === 1, {
+    message: "exactly one of exact, prefix or regex",
+  });
+export type StringMatch = z.infer<typeof stringMatch>;
+
+export const portSelector = z.strictObject({ number: z.number().int().min(1).max(65535) });
+
+export const destination = z.strictObject({
+  host: z.string().min(1),
+  subset: z.string().min(1).optional(),
+  port: portSelector.optional(),
+});
+export type Destination = z.infer<typeof destination>;
+
+export const percent = z.strictObject({ value: z.number().min(0).max(100) });
