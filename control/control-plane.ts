@@ -5,7 +5,7 @@ import { translate } from "./translate/index.js";
 import { inlineServedModules } from "./modules/inline.js";
 import { ModuleServer } from "./modules/server.js";
 import { SnapshotCache, SnapshotError } from "./snapshots/cache.js";
-import type { ProxyIdentity, ProxyResources, TranslationContext } from "./resources.js";
+import { type ProxyIdentity, type ProxyResources, type TranslationContext, translationKey } from "./resources.js";
 import { XdsServer } from "./xds/server.js";
 
 export interface ControlPlaneOptions {
@@ -35,12 +35,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   let xds: XdsServer | undefined;
   const modules = await ModuleServer.start({ port: options.httpPort, status: () => xds?.status() ?? [] });
 
-  // Translation depends on the proxy's role and labels only (not its node id), so proxies alike share one
+  // Translation depends on the proxy's identity but not its node id (translationKey), so proxies alike share one
   // translation per config version, and the snapshot cache encodes that shared result once (istiod's push context
   // does the same). Cleared whenever the config changes.
   let translations = new Map<string, ProxyResources>();
   const resourcesFor = (current: MeshConfig, proxy: ProxyIdentity): ProxyResources => {
-    const kind = JSON.stringify([proxy.role, Object.entries(proxy.labels).sort()]);
+    const kind = translationKey(proxy);
     let resources = translations.get(kind);
     if (!resources) {
       const context: TranslationContext = {

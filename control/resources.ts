@@ -38,12 +38,30 @@ export function emptyResources(): ProxyResources {
   return Object.fromEntries(Object.values(TypeUrl).map((url) => [url, []])) as unknown as ProxyResources;
 }
 
-/** Who a connected proxy is, from the `node` of its first discovery request (see `skiff bootstrap`):
- * `node.id`, and `node.metadata.ROLE` ("gateway" or "sidecar"), `node.metadata.LABELS` (workload labels). */
+/** Who a connected proxy is, from the `node` of its first discovery request (see `skiff bootstrap`), with the
+ * node metadata keys istio-agent sends: `node.id`; `node.metadata.ROLE` ("gateway" or "sidecar"), `LABELS`
+ * (workload labels), `NAMESPACE`, `SERVICE_ACCOUNT`, `INSTANCE_IPS` (comma-separated); `node.locality`. */
 export interface ProxyIdentity {
   nodeId: string;
   role: "gateway" | "sidecar";
   labels: Record<string, string>;
+  /** The workload's namespace ("default" when the bootstrap names none). */
+  namespace: string;
+  serviceAccount?: string;
+  /** The workload's own addresses (a pod's address on the mesh network); empty for a proxy on loopback. */
+  ips: string[];
+  locality?: Locality;
+}
+
+export interface Locality {
+  region?: string;
+  zone?: string;
+  subZone?: string;
+}
+
+/** Translation depends on these parts of an identity only (not on `nodeId`): proxies alike share one translation. */
+export function translationKey(proxy: ProxyIdentity): string {
+  return JSON.stringify([proxy.role, Object.entries(proxy.labels).sort(), proxy.namespace, proxy.serviceAccount ?? "", proxy.ips, proxy.locality ?? {}]);
 }
 
 /** A Wasm module the control plane serves to proxies over HTTP, pinned by its sha256. */

@@ -1,12 +1,19 @@
 // The Envoy bootstrap printed by `skiff bootstrap`: it names only the ADS server; listeners, routes, clusters,
 // endpoints, secrets and filter configs all come from it.
 import { stringify } from "yaml";
+import type { Locality } from "../resources.js";
 
 export interface BootstrapOptions {
   nodeId: string;
   role: "gateway" | "sidecar";
   /** Workload labels (node.metadata.LABELS), which select WasmPlugins and the like. */
   labels?: Record<string, string>;
+  /** The workload's namespace (node.metadata.NAMESPACE; the control plane assumes "default"). */
+  namespace?: string;
+  serviceAccount?: string;
+  /** The workload's own addresses (node.metadata.INSTANCE_IPS). */
+  ips?: string[];
+  locality?: Locality;
   xdsPort: number;
   adminPort: number;
   /** Incremental xDS (DELTA_GRPC) instead of state of the world. */
@@ -21,7 +28,14 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
     node: {
       id: options.nodeId,
       cluster: options.role,
-      metadata: { ROLE: options.role, LABELS: options.labels ?? {} },
+      metadata: {
+        ROLE: options.role,
+        LABELS: options.labels ?? {},
+        ...(options.namespace ? { NAMESPACE: options.namespace } : {}),
+        ...(options.serviceAccount ? { SERVICE_ACCOUNT: options.serviceAccount } : {}),
+        ...(options.ips?.length ? { INSTANCE_IPS: options.ips.join(",") } : {}),
+      },
+      ...(options.locality ? { locality: { region: options.locality.region, zone: options.locality.zone, sub_zone: options.locality.subZone } } : {}),
     },
     dynamic_resources: {
       ads_config: {

@@ -6,6 +6,7 @@ import { runValidate } from "./validate.js";
 import { bootstrapYaml } from "../bootstrap/bootstrap.js";
 import { startControlPlane } from "../control-plane.js";
 import { printProxyStatus } from "./proxy-status.js";
+import type { Locality } from "../resources.js";
 
 const program = new Command("skiff").description("Proxy-wasm filters and an xDS control plane for Envoy").showHelpAfterError();
 
@@ -78,14 +79,45 @@ program
     if (at <= 0) throw new InvalidArgumentError("expected key=value");
     return { ...labels, [value.slice(0, at)]: value.slice(at + 1) };
   }, {} as Record<string, string>)
+  .option("--namespace <ns>", "the workload's namespace (node.metadata.NAMESPACE)", "default")
+  .option("--service-account <name>", "the workload's service account (node.metadata.SERVICE_ACCOUNT)")
+  .option("--ip <address...>", "the workload's own addresses (node.metadata.INSTANCE_IPS)")
+  .option("--locality <region/zone/subzone>", "the proxy's locality (node.locality), as Istio writes it", (value: string) => {
+    const [region, zone, subZone] = value.split("/");
+    return { ...(region ? { region } : {}), ...(zone ? { zone } : {}), ...(subZone ? { subZone } : {}) };
+  })
   .option("--xds-port <port>", "the control plane's xDS port on 127.0.0.1", port, 18000)
   .option("--admin-port <port>", "Envoy's admin port on 127.0.0.1", port, 9901)
   .option("--delta", "use incremental xDS (DELTA_GRPC)")
-  .action((options: { node: string; role: "gateway" | "sidecar"; label: Record<string, string>; xdsPort: number; adminPort: number; delta?: boolean }) => {
-    process.stdout.write(
-      bootstrapYaml({ nodeId: options.node, role: options.role, labels: options.label, xdsPort: options.xdsPort, adminPort: options.adminPort, delta: options.delta }),
-    );
-  });
+  .action(
+    (options: {
+      node: string;
+      role: "gateway" | "sidecar";
+      label: Record<string, string>;
+      namespace: string;
+      serviceAccount?: string;
+      ip?: string[];
+      locality?: Locality;
+      xdsPort: number;
+      adminPort: number;
+      delta?: boolean;
+    }) => {
+      process.stdout.write(
+        bootstrapYaml({
+          nodeId: options.node,
+          role: options.role,
+          labels: options.label,
+          namespace: options.namespace,
+          serviceAccount: options.serviceAccount,
+          ips: options.ip,
+          locality: options.locality,
+          xdsPort: options.xdsPort,
+          adminPort: options.adminPort,
+          delta: options.delta,
+        }),
+      );
+    },
+  );
 
 program
   .command("validate")

@@ -8,6 +8,7 @@ export interface Node {
   id?: string;
   cluster?: string;
   metadata?: Record<string, unknown>;
+  locality?: { region?: string; zone?: string; sub_zone?: string };
 }
 
 export interface RpcStatus {

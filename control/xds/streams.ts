@@ -62,7 +62,19 @@ function identityOf(node: Node | undefined): ProxyIdentity {
   if (metadata.LABELS && typeof metadata.LABELS === "object") {
     for (const [key, value] of Object.entries(metadata.LABELS)) labels[key] = String(value);
   }
-  return { nodeId: node.id, role, labels };
+  const text = (value: unknown) => (typeof value === "string" && value !== "" ? value : undefined);
+  const ips = (text(metadata.INSTANCE_IPS) ?? "").split(",").map((ip) => ip.trim()).filter(Boolean);
+  const { region, zone, sub_zone: subZone } = node.locality ?? {};
+  const locality = region || zone || subZone ? { ...(region ? { region } : {}), ...(zone ? { zone } : {}), ...(subZone ? { subZone } : {}) } : undefined;
+  return {
+    nodeId: node.id,
+    role,
+    labels,
+    namespace: text(metadata.NAMESPACE) ?? "default",
+    ...(text(metadata.SERVICE_ACCOUNT) ? { serviceAccount: text(metadata.SERVICE_ACCOUNT) } : {}),
+    ips,
+    ...(locality ? { locality } : {}),
+  };
 }
 
 const shortName = (typeUrl: string) => typeUrl.slice(typeUrl.lastIndexOf(".") + 1);

@@ -43,6 +43,41 @@ describe("ADS, state of the world", () => {
     expect(xds.status()[0]).toMatchObject({ nodeId: "proxy-1", role: "sidecar", protocol: "sotw" });
   });
 
+  it("reads the proxy's identity from the node metadata istio-agent sends, with defaults for a bare node", async () => {
+    const connected: unknown[] = [];
+    const server = await XdsServer.start({ cache, onProxyConnected: (identity) => connected.push(identity) });
+    try {
+      const full = new AdsClient(server.port);
+      const bare = new AdsClient(server.port);
+      clients.push(full, bare);
+      full.send({
+        node: {
+          id: "reviews-v2-1",
+          metadata: { ROLE: "sidecar", LABELS: { app: "reviews" }, NAMESPACE: "shop", SERVICE_ACCOUNT: "reviews", INSTANCE_IPS: "198.18.0.7, 198.18.0.8" },
+          locality: { region: "eu", zone: "eu-1", sub_zone: "rack-3" },
+        },
+        type_url: TypeUrl.Cluster,
+      });
+      await expect.poll(() => connected.length).toBe(1);
+      bare.send({ node: { id: "bare" }, type_url: TypeUrl.Cluster });
+      await expect.poll(() => connected.length).toBe(2);
+      expect(connected).toEqual([
+        {
+          nodeId: "reviews-v2-1",
+          role: "sidecar",
+          labels: { app: "reviews" },
+          namespace: "shop",
+          serviceAccount: "reviews",
+          ips: ["198.18.0.7", "198.18.0.8"],
+          locality: { region: "eu", zone: "eu-1", subZone: "rack-3" },
+        },
+        { nodeId: "bare", role: "sidecar", labels: {}, namespace: "default", ips: [] },
+      ]);
+    } finally {
+      await server.stop();
+    }
+  });
+
   it("serves named EDS subscriptions, sending only the endpoint sets the proxy lacks or that changed", async () => {
     const client = connect();
     client.send({ node, type_url: TypeUrl.ClusterLoadAssignment, resource_names: ["a"] });

@@ -18,7 +18,7 @@ describe("skiff bootstrap", () => {
     const run = skiff("bootstrap", "--node", "webapp-7", "--role", "sidecar", "--label", "app=webapp", "--label", "version=v2", "--xds-port", "18123", "--admin-port", "9911");
     expect(run.status).toBe(0);
     const bootstrap = parse(run.stdout);
-    expect(bootstrap.node).toEqual({ id: "webapp-7", cluster: "sidecar", metadata: { ROLE: "sidecar", LABELS: { app: "webapp", version: "v2" } } });
+    expect(bootstrap.node).toEqual({ id: "webapp-7", cluster: "sidecar", metadata: { ROLE: "sidecar", LABELS: { app: "webapp", version: "v2" }, NAMESPACE: "default" } });
     expect(bootstrap.dynamic_resources.ads_config).toMatchObject({ api_type: "GRPC", grpc_services: [{ envoy_grpc: { cluster_name: "skiff-xds" } }] });
     expect(bootstrap.dynamic_resources.cds_config).toEqual({ ads: {}, resource_api_version: "V3" });
     expect(bootstrap.dynamic_resources.lds_config).toEqual({ ads: {}, resource_api_version: "V3" });
@@ -26,6 +26,16 @@ describe("skiff bootstrap", () => {
     expect(bootstrap.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address).toEqual({ address: "127.0.0.1", port_value: 18123 });
     expect(bootstrap.admin.address.socket_address).toEqual({ address: "127.0.0.1", port_value: 9911 });
     expect(bootstrap.static_resources.listeners).toBeUndefined();
+  });
+
+  it("carries namespace, service account, addresses and locality as istio-agent does", () => {
+    const run = skiff("bootstrap", "--node", "r", "--role", "sidecar", "--namespace", "shop", "--service-account", "reviews", "--ip", "198.18.0.7", "--locality", "eu/eu-1/rack-3");
+    expect(parse(run.stdout).node).toEqual({
+      id: "r",
+      cluster: "sidecar",
+      metadata: { ROLE: "sidecar", LABELS: {}, NAMESPACE: "shop", SERVICE_ACCOUNT: "reviews", INSTANCE_IPS: "198.18.0.7" },
+      locality: { region: "eu", zone: "eu-1", sub_zone: "rack-3" },
+    });
   });
 
   it("uses delta xDS with --delta", () => {

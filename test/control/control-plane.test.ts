@@ -31,7 +31,7 @@ describeE2E("skiff control-plane: YAML folder to a running Envoy", () => {
     gatewayPort = await freePort();
     mesh = await startMesh(
       { "gateway.yaml": gatewayRoute(gatewayPort, "catalog.example.com", "catalog"), "services.yaml": services(blue.port) },
-      { nodeId: "ingress-1", role: "gateway", labels: { istio: "ingressgateway" } },
+      { nodeId: "ingress-1", role: "gateway", labels: { istio: "ingressgateway" }, namespace: "default", ips: [] },
     );
   });
 

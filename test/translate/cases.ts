@@ -5,9 +5,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { wasmModulePath } from "../../control/sources/index.js";
 import { type ProxyIdentity, type ProxyResources, type TranslationContext, TypeUrl } from "../../control/resources.js";
 
-const gateway: ProxyIdentity = { nodeId: "ingress", role: "gateway", labels: { istio: "ingressgateway" } };
-export const webapp: ProxyIdentity = { nodeId: "webapp", role: "sidecar", labels: { app: "webapp" } };
-const simpleWeb: ProxyIdentity = { nodeId: "simple-web", role: "sidecar", labels: { app: "simple-web" } };
+const gateway: ProxyIdentity = { nodeId: "ingress", role: "gateway", labels: { istio: "ingressgateway" }, namespace: "default", ips: [] };
+export const webapp: ProxyIdentity = { nodeId: "webapp", role: "sidecar", labels: { app: "webapp" }, namespace: "default", ips: [] };
+const simpleWeb: ProxyIdentity = { nodeId: "simple-web", role: "sidecar", labels: { app: "simple-web" }, namespace: "default", ips: [] };
 
 export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["gateway-hosts", gateway],
