@@ -1,10 +1,12 @@
-// skiff: the command line of the Skiff control plane and its tools.
+// skiff: the command line of the Skiff control plane and its tools. A new command group lives in a file of its own
+// beside this one and is added here with program.addCommand(); option parsers shared by commands are in options.ts.
 import { Command, InvalidArgumentError } from "commander";
 import { EnvoyNotFoundError, installEnvoy, locateEnvoy } from "../envoy-binary/locate.js";
 import { runDemo } from "./demo.js";
 import { runValidate } from "./validate.js";
 import { bootstrapYaml } from "../bootstrap/bootstrap.js";
 import { startControlPlane } from "../control-plane.js";
+import { label, port } from "./options.js";
 import { printProxyStatus } from "./proxy-status.js";
 import type { Locality } from "../resources.js";
 
@@ -33,12 +35,6 @@ program
   .command("demo")
   .description("run the coolstore mesh of examples/: control plane, gateway Envoy, demo services (build first: npm run build)")
   .action(runDemo);
-
-const port = (value: string) => {
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0 || number > 65535) throw new InvalidArgumentError("expected a port number (0-65535)");
-  return number;
-};
 
 program
   .command("control-plane")
@@ -74,11 +70,7 @@ program
     if (value !== "gateway" && value !== "sidecar") throw new InvalidArgumentError("expected gateway or sidecar");
     return value;
   })
-  .option("--label <key=value...>", "workload label (node.metadata.LABELS), repeatable", (value: string, labels: Record<string, string>) => {
-    const at = value.indexOf("=");
-    if (at <= 0) throw new InvalidArgumentError("expected key=value");
-    return { ...labels, [value.slice(0, at)]: value.slice(at + 1) };
-  }, {} as Record<string, string>)
+  .option("--label <key=value...>", "workload label (node.metadata.LABELS), repeatable", label, {} as Record<string, string>)
   .option("--namespace <ns>", "the workload's namespace (node.metadata.NAMESPACE)", "default")
   .option("--service-account <name>", "the workload's service account (node.metadata.SERVICE_ACCOUNT)")
   .option("--ip <address...>", "the workload's own addresses (node.metadata.INSTANCE_IPS)")
