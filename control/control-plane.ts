@@ -3,9 +3,10 @@
 import { formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
 import { translate } from "./translate/index.js";
 import { inlineServedModules } from "./modules/inline.js";
-import { ModuleServer } from "./modules/server.js";
+import { jsonPage, ModuleServer } from "./modules/server.js";
+import { ControlPlaneMetrics } from "./metrics/metrics.js";
 import { SnapshotCache, SnapshotError } from "./snapshots/cache.js";
-import { type ProxyIdentity, type ProxyResources, type TranslationContext, translationKey } from "./resources.js";
+import { type ProxyIdentity, type ProxyResources, type TranslationContext, translationKey, TypeUrl } from "./resources.js";
 import { XdsServer } from "./xds/server.js";
 
 export interface ControlPlaneOptions {
@@ -21,6 +22,7 @@ export interface ControlPlane {
   xds: XdsServer;
   modules: ModuleServer;
   cache: SnapshotCache;
+  metrics: ControlPlaneMetrics;
   stop(): Promise<void>;
 }
 
@@ -33,7 +35,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const proxies = new Map<string, ProxyIdentity>();
   let mesh: MeshConfig | undefined;
   let xds: XdsServer | undefined;
-  const modules = await ModuleServer.start({ port: options.httpPort, status: () => xds?.status() ?? [] });
+  const metrics = new ControlPlaneMetrics();
+  const modules = await ModuleServer.start({
+    port: options.httpPort,
+    pages: {
+      "/status": () => jsonPage(xds?.status() ?? []),
+      "/metrics": () => metrics.text(),
+      "/debug/config_dump": (query) => configDump(cache, query.get("proxy")),
+    },
+    onModuleFetch: (found) => metrics.moduleFetched(found),
+  });
 
   // Translation depends on the proxy's identity but not its node id (translationKey), so proxies alike share one
   // translation per config version, and the snapshot cache encodes that shared result once (istiod's push context
@@ -43,6 +54,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const kind = translationKey(proxy);
     let resources = translations.get(kind);
     if (!resources) {
+      const start = process.hrtime.bigint();
       const context: TranslationContext = {
         proxy,
         moduleCluster: { name: MODULE_CLUSTER, host: modules.host, port: modules.port },
@@ -50,18 +62,21 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       };
       resources = inlineServedModules(translate(current, context), modules);
       translations.set(kind, resources);
+      metrics.translated(proxy.role, Number(process.hrtime.bigint() - start) / 1e9);
     }
     return resources;
   };
 
-  const update = (proxy: ProxyIdentity) => {
+  /** `changedAt`: when the change began (the config burst's first event, or now for a proxy that just connected). */
+  const update = (proxy: ProxyIdentity, changedAt?: number) => {
     if (!mesh) return;
     try {
       const before = cache.get(proxy.nodeId)?.version;
-      const snapshot = cache.set(proxy.nodeId, resourcesFor(mesh, proxy));
+      const snapshot = cache.set(proxy.nodeId, resourcesFor(mesh, proxy), changedAt);
       if (snapshot.version !== before) log(`${proxy.nodeId}: snapshot ${snapshot.version}`);
     } catch (error) {
       // An Envoy resource that does not encode: the proxy keeps its last good snapshot.
+      metrics.translationFailed(proxy.role);
       log(error instanceof SnapshotError ? error.message : `${proxy.nodeId}: translation failed, the previous snapshot stays: ${(error as Error).stack}`);
     }
   };
@@ -70,13 +85,15 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   try {
     watcher = watchConfigDir(
       options.configDir,
-      (next) => {
+      (next, firstChangeAt) => {
         mesh = next;
+        metrics.configChanged((Date.now() - firstChangeAt) / 1000, new Set(next.serviceEntries.flatMap((entry) => entry.spec.hosts)).size);
         // Module files may have changed with the YAML: translate afresh (modules are re-read when their file changed).
         translations = new Map();
-        for (const proxy of proxies.values()) update(proxy);
+        for (const proxy of proxies.values()) update(proxy, firstChangeAt);
       },
       (errors) => {
+        metrics.configErrorsNow(errors);
         if (errors.length === 0) log(`config: no errors`);
         for (const error of errors) log(`config error (the last good version of the file keeps serving): ${formatConfigError(error)}`);
       },
@@ -85,6 +102,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       cache,
       port: options.xdsPort,
       log,
+      observer: metrics,
       onProxyConnected: (proxy) => {
         proxies.set(proxy.nodeId, proxy);
         update(proxy);
@@ -102,16 +120,28 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     await modules.stop();
     throw error;
   }
-  log(`xDS (ADS) on 127.0.0.1:${xds.port}, modules and /status on http://127.0.0.1:${modules.port}`);
+  log(`xDS (ADS) on 127.0.0.1:${xds.port}, modules, /status and /metrics on http://127.0.0.1:${modules.port}`);
   const [server, folderWatcher] = [xds, watcher];
   return {
     xds: server,
     modules,
     cache,
+    metrics,
     stop: async () => {
       await folderWatcher.close();
       await server.stop();
       await modules.stop();
     },
   };
+}
+
+/** The control plane's view of one proxy: what its snapshot holds, by type, as proto3 JSON (`skiff proxy-config`). */
+function configDump(cache: SnapshotCache, nodeId: string | null) {
+  if (!nodeId) return jsonPage({ error: "name a proxy: /debug/config_dump?proxy=<node id>" }, 400);
+  const snapshot = cache.get(nodeId);
+  if (!snapshot) return jsonPage({ error: `no connected proxy ${nodeId}` }, 404);
+  const types = Object.fromEntries(
+    Object.values(TypeUrl).map((typeUrl) => [typeUrl, [...(snapshot.resources.get(typeUrl)?.values() ?? [])].map((resource) => ({ name: resource.name, version: resource.version, body: resource.body }))]),
+  );
+  return jsonPage({ proxy: nodeId, snapshotVersion: snapshot.version, types });
 }

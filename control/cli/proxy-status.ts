@@ -10,25 +10,40 @@ const COLUMNS = [
   ["RDS", "RouteConfiguration"],
 ] as const;
 
-export function statusTable(proxies: StreamStatus[]): string {
-  const rows = [["NAME", "ROLE", "XDS", "SNAPSHOT", ...COLUMNS.map(([label]) => label)]];
+export function statusTable(proxies: StreamStatus[], now = Date.now()): string {
+  const rows = [["NAME", "ROLE", "XDS", "SNAPSHOT", ...COLUMNS.map(([label]) => label), "LAST ACK"]];
   const errors: string[] = [];
   for (const proxy of proxies) {
+    const acks = Object.values(proxy.types).flatMap((type) => (type?.lastAckAt ? [Date.parse(type.lastAckAt)] : []));
     rows.push([
       proxy.nodeId,
       proxy.role,
       proxy.protocol,
       String(proxy.snapshotVersion ?? "-"),
       ...COLUMNS.map(([, type]) => proxy.types[type]?.status ?? "IGNORED"),
+      acks.length ? `${age(now - Math.max(...acks))} ago` : "never",
     ]);
     for (const [label, type] of COLUMNS) {
-      const error = proxy.types[type]?.error;
-      if (error) errors.push(`${proxy.nodeId} ${label} rejected version ${proxy.types[type]?.sentVersion}: ${error}`);
+      const status = proxy.types[type];
+      if (!status?.error) continue;
+      const when = status.nackedAt ? ` ${age(now - Date.parse(status.nackedAt))} ago` : "";
+      errors.push(`${proxy.nodeId} ${label} rejected version ${status.sentVersion}${when}: ${status.error}`);
     }
   }
   const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
   const lines = rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd());
   return [...lines, ...(errors.length ? ["", ...errors] : [])].join("\n");
+}
+
+/** A duration as istioctl and kubectl print ages: 45s, 3m12s, 2h5m, 3d4h. */
+export function age(ms: number): string {
+  const seconds = Math.max(0, Math.floor(ms / 1000));
+  if (seconds < 60) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m${seconds % 60}s`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours}h${minutes % 60}m`;
+  return `${Math.floor(hours / 24)}d${hours % 24}h`;
 }
 
 export async function printProxyStatus(httpPort: number): Promise<void> {

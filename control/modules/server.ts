@@ -1,16 +1,33 @@
 // The control plane's HTTP server on 127.0.0.1: Wasm modules by sha256 (`/modules/<sha256>.wasm`, what Envoy's
-// `vm_config.code.remote` fetches and checks against the same sha256), and the proxy status view (`/status`).
+// `vm_config.code.remote` fetches and checks against the same sha256), and the pages the control plane adds: the
+// proxy status view (`/status`), metrics (`/metrics`), each proxy's configuration (`/debug/config_dump`).
 import { createHash } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ServedModule } from "../resources.js";
 
+/** A page the server answers GET requests for besides modules (/status, /metrics, /debug/...). */
+export type Page = (query: URLSearchParams) => Promise<PageContent> | PageContent;
+export interface PageContent {
+  contentType: string;
+  body: string;
+  /** 200 unless given. */
+  status?: number;
+}
+
 export interface ModuleServerOptions {
   /** Port on 127.0.0.1 (0 picks a free one). */
   port?: number;
-  /** Served as JSON at /status. */
-  status?: () => unknown;
+  /** Pages by path, e.g. { "/status": ... }. */
+  pages?: Record<string, Page>;
+  /** Called for each module request: whether the module was there. */
+  onModuleFetch?: (found: boolean) => void;
+}
+
+/** A page of JSON. */
+export function jsonPage(value: unknown, status = 200): PageContent {
+  return { contentType: "application/json", body: JSON.stringify(value, null, 2), status };
 }
 
 export class ModuleServer {
@@ -25,21 +42,30 @@ export class ModuleServer {
 
   static async start(options: ModuleServerOptions = {}): Promise<ModuleServer> {
     let modules: ModuleServer | undefined;
-    const server = createServer((request, response) => {
-      let path = "";
+    const server = createServer(async (request, response) => {
+      let url: URL | undefined;
       try {
-        path = new URL(request.url ?? "/", "http://localhost").pathname;
+        url = new URL(request.url ?? "/", "http://localhost");
       } catch {
         // A malformed request target ("GET http://[ ..."): answered 404 below, not thrown, which would end the process.
       }
+      const path = url?.pathname ?? "";
       const match = /^\/modules\/([0-9a-f]{64})\.wasm$/.exec(path);
       const bytes = match && modules?.modules.get(match[1]);
+      if (match) options.onModuleFetch?.(Boolean(bytes));
+      const page = Object.hasOwn(options.pages ?? {}, path) ? options.pages![path] : undefined;
       if (request.method === "GET" && bytes) {
         response.writeHead(200, { "content-type": "application/wasm", "content-length": bytes.length });
         response.end(bytes);
-      } else if (request.method === "GET" && path === "/status" && options.status) {
-        response.writeHead(200, { "content-type": "application/json" });
-        response.end(JSON.stringify(options.status(), null, 2));
+      } else if (request.method === "GET" && page && url) {
+        try {
+          const content = await page(url.searchParams);
+          response.writeHead(content.status ?? 200, { "content-type": content.contentType });
+          response.end(content.body);
+        } catch (error) {
+          response.writeHead(500, { "content-type": "text/plain" });
+          response.end(`${(error as Error).message}\n`);
+        }
       } else {
         response.writeHead(404, { "content-type": "text/plain" });
         response.end("not found\n");

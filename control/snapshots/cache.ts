@@ -18,6 +18,9 @@ export interface Snapshot {
   /** Counts the snapshots set for this proxy: 1, 2, ... (for logs and the status view). */
   version: number;
   resources: Map<TypeUrl, Map<string, EncodedResource>>;
+  /** When the change that produced this snapshot began (epoch ms): the first file event of the config burst, or the
+   * proxy's connection. The xDS server measures convergence (istiod's pilot_proxy_convergence_time) from here. */
+  changedAt: number;
 }
 
 /** A snapshot that could not be encoded; the proxy keeps its previous one. Lists every bad resource. */
@@ -46,12 +49,12 @@ export class SnapshotCache {
   /** Encodes and stores a proxy's resources, then tells the listeners; throws SnapshotError and keeps the old one
    * when a resource does not encode. Returns the stored snapshot (the same one when nothing changed). `resources` is
    * taken as immutable: the same object given again (for another proxy) is not encoded again. */
-  set(nodeId: string, resources: ProxyResources): Snapshot {
+  set(nodeId: string, resources: ProxyResources, changedAt = Date.now()): Snapshot {
     const byType = this.encodedSets.get(resources) ?? this.encodeAll(nodeId, resources);
     this.encodedSets.set(resources, byType);
     const previous = this.snapshots.get(nodeId);
     if (previous && sameResources(previous.resources, byType)) return previous;
-    const snapshot: Snapshot = { version: (previous?.version ?? 0) + 1, resources: byType };
+    const snapshot: Snapshot = { version: (previous?.version ?? 0) + 1, resources: byType, changedAt };
     this.snapshots.set(nodeId, snapshot);
     for (const listener of this.listeners) listener(nodeId, snapshot);
     return snapshot;

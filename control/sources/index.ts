@@ -17,12 +17,13 @@ export function loadConfigDir(dir: string): { mesh: MeshConfig; errors: ConfigEr
   return assemble(resolve(dir), parsed);
 }
 
-/** Watches `dir` and calls `onChange` with the new mesh after each debounced burst of changes that changes it, and
+/** Watches `dir` and calls `onChange` with the new mesh after each debounced burst of changes that changes it (and
+ * the time, epoch ms, of the burst's first file event: where istiod starts its convergence and debounce clocks), and
  * `onErrors` whenever the list of errors changes (an empty list when they are fixed). An invalid file keeps its last
  * good version in the mesh, so a typo never takes routes away. The first call of each happens right away. */
 export function watchConfigDir(
   dir: string,
-  onChange: (mesh: MeshConfig) => void,
+  onChange: (mesh: MeshConfig, firstChangeAt: number) => void,
   onErrors: (errors: ConfigError[]) => void,
 ): { close(): Promise<void> } {
   const root = resolve(dir);
@@ -30,7 +31,10 @@ export function watchConfigDir(
   let lastMesh = "";
   let lastErrors = "";
 
+  let burstStart: number | undefined;
   const reload = () => {
+    const firstChangeAt = burstStart ?? Date.now();
+    burstStart = undefined;
     const current = readFolder(root);
     const effective = new Map<string, ParsedFile>();
     for (const [file, parsed] of current) {
@@ -50,7 +54,7 @@ export function watchConfigDir(
     if (meshText !== lastMesh) {
       lastMesh = meshText;
       watchModules(mesh);
-      onChange(mesh);
+      onChange(mesh, firstChangeAt);
     }
   };
 
@@ -99,6 +103,7 @@ export function watchConfigDir(
     }
   };
   const changed = () => {
+    burstStart ??= Date.now();
     clearTimeout(quietTimer);
     quietTimer = setTimeout(fire, DEBOUNCE.quietMs);
     maxTimer ??= setTimeout(fire, DEBOUNCE.maxMs);

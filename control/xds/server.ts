@@ -3,7 +3,7 @@ import { type ServerDuplexStream, Server, ServerCredentials, status as grpcStatu
 import type { SnapshotCache } from "../snapshots/cache.js";
 import { aggregatedDiscoveryService, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse } from "./messages.js";
 import type { ProxyIdentity } from "../resources.js";
-import { type AdsStream, DeltaStream, SotwStream, type StreamContext, type StreamStatus } from "./streams.js";
+import { type AdsStream, DeltaStream, SotwStream, type StreamContext, type StreamStatus, type XdsObserver } from "./streams.js";
 
 export interface XdsServerOptions {
   cache: SnapshotCache;
@@ -15,6 +15,8 @@ export interface XdsServerOptions {
   onProxyConnected?: (identity: ProxyIdentity) => void;
   /** The last open stream of a node id closed: the place to forget that proxy. */
   onProxyDisconnected?: (nodeId: string) => void;
+  /** Connections, pushes, ACKs, NACKs and convergence, as they happen (for metrics). */
+  observer?: Partial<XdsObserver>;
 }
 
 export class XdsServer {
@@ -27,8 +29,10 @@ export class XdsServer {
     const context: StreamContext = {
       cache: options.cache,
       log: (line) => options.log?.(line),
+      observer: options.observer,
       connected: (stream) => {
         this.streams.add(stream);
+        options.observer?.connected?.(stream.identity!, stream.protocol);
         options.onProxyConnected?.(stream.identity!);
         stream.pump();
       },
@@ -91,6 +95,7 @@ export class XdsServer {
   private closed(stream: AdsStream): void {
     if (!this.streams.delete(stream)) return;
     this.options.log?.(`${stream.nodeId}: disconnected (${stream.protocol})`);
+    this.options.observer?.disconnected?.(stream.identity!, stream.protocol);
     const nodeId = stream.identity!.nodeId;
     if (![...this.streams].some((other) => other.identity?.nodeId === nodeId)) this.options.onProxyDisconnected?.(nodeId);
   }

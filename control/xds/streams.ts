@@ -16,6 +16,10 @@ export interface TypeStatus {
   ackedVersion?: string;
   /** The error_detail of the last NACK, while the proxy has not accepted a later version. */
   error?: string;
+  /** When that NACK arrived (ISO 8601). */
+  nackedAt?: string;
+  /** When the proxy last ACKed this type (ISO 8601). */
+  lastAckAt?: string;
 }
 
 export interface StreamStatus {
@@ -39,16 +43,30 @@ interface TypeState {
   sent?: Sent;
   awaitingNonce?: string;
   acked?: Sent;
-  nacked?: { nonce: string; version: string; error: string };
+  ackedAt?: number;
+  nacked?: { nonce: string; version: string; error: string; at: number };
   // Delta only: what the proxy holds (name -> version), versions it rejected, missing names it was told about.
   known: Map<string, string>;
   rejected: Map<string, string>;
   toldMissing: Set<string>;
 }
 
+/** What the xDS server reports as it works, for metrics (control/metrics/). */
+export interface XdsObserver {
+  connected(proxy: ProxyIdentity, protocol: AdsStream["protocol"]): void;
+  disconnected(proxy: ProxyIdentity, protocol: AdsStream["protocol"]): void;
+  /** A response was written; `seconds` is the time to select, version and write it. */
+  pushed(typeUrl: TypeUrl, seconds: number): void;
+  acked(nodeId: string, typeUrl: TypeUrl): void;
+  nacked(nodeId: string, typeUrl: TypeUrl, error: string): void;
+  /** Every type the proxy subscribes to is ACKed at the current snapshot; `seconds` since the change began. */
+  converged(proxy: ProxyIdentity, seconds: number): void;
+}
+
 export interface StreamContext {
   cache: SnapshotCache;
   log(line: string): void;
+  observer?: Partial<XdsObserver>;
   /** Called once per stream with the proxy's identity, before anything is sent. */
   connected(stream: AdsStream): void;
   closed(stream: AdsStream): void;
@@ -84,6 +102,10 @@ export abstract class AdsStream {
   protected readonly types = new Map<TypeUrl, TypeState>();
   protected closed = false;
   private nonces = 0;
+  /** The snapshot version this stream last looked at, and since when (epoch ms) the proxy has had a change it has
+   * not fully ACKed yet: the start of the convergence measurement. */
+  private seenSnapshot?: number;
+  private convergingSince?: number;
 
   constructor(
     protected readonly context: StreamContext,
@@ -101,6 +123,16 @@ export abstract class AdsStream {
     if (this.closed || !this.identity) return;
     const snapshot = this.context.cache.get(this.identity.nodeId);
     if (!snapshot) return;
+    if (snapshot.version !== this.seenSnapshot) {
+      this.seenSnapshot = snapshot.version;
+      // Several changes before the proxy caught up: it converges when it has all of them, measured from the first.
+      this.convergingSince ??= snapshot.changedAt;
+    }
+    this.sendDue(snapshot);
+    this.checkConverged(snapshot);
+  }
+
+  private sendDue(snapshot: Snapshot): void {
     const referencesPending = this.referencesPending(snapshot);
     let referencedSettled = true;
     for (const typeUrl of PUSH_ORDER) {
@@ -108,10 +140,30 @@ export abstract class AdsStream {
       if (referencing && (!referencedSettled || !this.endpointsSubscribed())) return;
       const state = this.types.get(typeUrl);
       if (!state) continue;
-      if (state.awaitingNonce || this.respond(typeUrl, state, toSend(snapshot, typeUrl, state.subscription, state.sent?.resources, referencesPending), snapshot)) {
+      if (state.awaitingNonce || this.timedRespond(typeUrl, state, snapshot, referencesPending)) {
         if (!referencing) referencedSettled = false;
       }
     }
+  }
+
+  private timedRespond(typeUrl: TypeUrl, state: TypeState, snapshot: Snapshot, referencesPending: boolean): boolean {
+    const start = process.hrtime.bigint();
+    const sent = this.respond(typeUrl, state, toSend(snapshot, typeUrl, state.subscription, state.sent?.resources, referencesPending), snapshot);
+    if (sent) this.context.observer?.pushed?.(typeUrl, Number(process.hrtime.bigint() - start) / 1e9);
+    return sent;
+  }
+
+  /** Converged: every subscribed type answered, ACKed and current with this snapshot (istiod's "a proxy receiving
+   * all required configuration"). A NACKed type keeps the measurement open until a later snapshot is accepted. */
+  private checkConverged(snapshot: Snapshot): void {
+    if (this.convergingSince === undefined || this.types.size === 0) return;
+    for (const [typeUrl, state] of this.types) {
+      if (!state.sent || state.awaitingNonce) return;
+      if (state.nacked && state.nacked.nonce === state.sent.nonce) return;
+      if (versionOf(selected(snapshot, typeUrl, state.subscription)) !== state.sent.version) return;
+    }
+    this.context.observer?.converged?.(this.identity!, (Date.now() - this.convergingSince) / 1000);
+    this.convergingSince = undefined;
   }
 
   status(): StreamStatus {
@@ -124,7 +176,11 @@ export abstract class AdsStream {
         if (state.nacked && state.nacked.nonce === state.sent.nonce) row.status = "ERROR";
         else row.status = state.awaitingNonce || wanted !== state.sent.version ? "STALE" : "SYNCED";
       }
-      if (state.nacked) row.error = state.nacked.error;
+      if (state.nacked) {
+        row.error = state.nacked.error;
+        row.nackedAt = new Date(state.nacked.at).toISOString();
+      }
+      if (state.ackedAt !== undefined) row.lastAckAt = new Date(state.ackedAt).toISOString();
       types[shortName(typeUrl)] = row;
     }
     return { nodeId: this.nodeId, role: this.identity?.role ?? "sidecar", protocol: this.protocol, snapshotVersion: snapshot?.version, types };
@@ -169,12 +225,15 @@ export abstract class AdsStream {
     const sent = state.sent!;
     state.awaitingNonce = undefined;
     if (error) {
-      state.nacked = { nonce, version: sent.version, error: error.message ?? `code ${error.code}` };
+      state.nacked = { nonce, version: sent.version, error: error.message ?? `code ${error.code}`, at: Date.now() };
       this.context.log(`${this.nodeId}: NACK ${shortName(typeUrl)} version ${sent.version} (nonce ${nonce}): ${state.nacked.error}`);
+      this.context.observer?.nacked?.(this.nodeId, typeUrl, state.nacked.error);
     } else {
       state.acked = sent;
+      state.ackedAt = Date.now();
       state.nacked = undefined;
       this.context.log(`${this.nodeId}: ACK ${shortName(typeUrl)} version ${sent.version} (nonce ${nonce})`);
+      this.context.observer?.acked?.(this.nodeId, typeUrl);
     }
   }
 

@@ -116,7 +116,7 @@ describe("ADS, state of the world", () => {
       sentVersion: rejected.version_info,
       error: "cluster c: something Envoy did not like",
     });
-    expect(statusTable(xds.status())).toContain(`proxy-1 CDS rejected version ${rejected.version_info}: cluster c: something Envoy did not like`);
+    expect(statusTable(xds.status())).toContain(`proxy-1 CDS rejected version ${rejected.version_info} 0s ago: cluster c: something Envoy did not like`);
 
     // The next response is the next snapshot, not the rejected version again.
     cache.set("proxy-1", meshResources({ clusters: { a: [8001], d: [8004] }, routeTo: "a" }));

@@ -2,13 +2,13 @@
 // answered 404 and the server keeps serving.
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ModuleServer } from "../../control/modules/server.js";
+import { jsonPage, ModuleServer } from "../../control/modules/server.js";
 
 describe("module server", () => {
   let modules: ModuleServer;
 
   beforeAll(async () => {
-    modules = await ModuleServer.start({ status: () => [] });
+    modules = await ModuleServer.start({ pages: { "/status": () => jsonPage([]) } });
   });
 
   afterAll(async () => {
