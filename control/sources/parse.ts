@@ -118,10 +118,13 @@ export function wasmModulePath(dir: string, url: string): string {
   return isAbsolute(path) ? path : resolve(dir, path);
 }
 
+/** Client certificates are verified against a CA in these modes (Istio's ServerTLSSettings). */
+const CLIENT_VERIFYING = ["MUTUAL", "OPTIONAL_MUTUAL"];
+
 export interface CredentialFiles {
   certificate: string;
   privateKey: string;
-  /** For MUTUAL: the CA that client certificates must chain to. */
+  /** For MUTUAL and OPTIONAL_MUTUAL: the CA that client certificates must chain to. */
   caCertificates?: string;
 }
 
@@ -135,32 +138,49 @@ export function credentialFiles(dir: string, tls: NonNullable<GatewayServer["tls
     return {
       certificate: join(folder, "tls.crt"),
       privateKey: join(folder, "tls.key"),
-      ...(tls.mode === "MUTUAL" ? { caCertificates: join(folder, "ca.crt") } : {}),
+      ...(CLIENT_VERIFYING.includes(tls.mode ?? "") ? { caCertificates: join(folder, "ca.crt") } : {}),
     };
   }
   return {
     certificate: at(tls.serverCertificate ?? ""),
     privateKey: at(tls.privateKey ?? ""),
-    ...(tls.mode === "MUTUAL" ? { caCertificates: at(tls.caCertificates ?? "") } : {}),
+    ...(CLIENT_VERIFYING.includes(tls.mode ?? "") ? { caCertificates: at(tls.caCertificates ?? "") } : {}),
   };
 }
 
 function checkGatewayTls(dir: string, spec: GatewaySpec): Array<{ field: string; message: string }> {
   const problems: Array<{ field: string; message: string }> = [];
   spec.servers.forEach((server, index) => {
-    if (server.port.protocol !== "HTTPS") return;
     const field = `spec.servers[${index}].tls`;
     const tls = server.tls;
-    if (!tls || (tls.mode !== "SIMPLE" && tls.mode !== "MUTUAL")) {
-      problems.push({ field: `${field}.mode`, message: "an HTTPS server needs tls.mode SIMPLE or MUTUAL (PASSTHROUGH and ISTIO_MUTUAL are not implemented)" });
+    if (server.port.protocol !== "HTTPS") {
+      // Istio's validateServer: "server cannot have TLS settings for plain text HTTP ports", httpsRedirect aside.
+      const key = tls && (["mode", "credentialName", "serverCertificate", "privateKey", "caCertificates"] as const).find((k) => tls[k] !== undefined && !(k === "mode" && tls.mode === "PASSTHROUGH"));
+      if (key) {
+        problems.push({
+          field: `${field}.${key}`,
+          message: "a plain HTTP server takes no TLS settings but httpsRedirect (Istio refuses them too); use protocol HTTPS to terminate TLS",
+        });
+      }
+      return;
+    }
+    if (!tls || !["SIMPLE", ...CLIENT_VERIFYING].includes(tls.mode ?? "")) {
+      problems.push({ field: `${field}.mode`, message: "an HTTPS server needs tls.mode SIMPLE, MUTUAL or OPTIONAL_MUTUAL (PASSTHROUGH and ISTIO_MUTUAL are not implemented)" });
       return;
     }
     if (!tls.credentialName && !(tls.serverCertificate && tls.privateKey)) {
       problems.push({ field, message: "needs credentialName, or serverCertificate and privateKey" });
       return;
     }
-    if (tls.mode === "MUTUAL" && !tls.credentialName && !tls.caCertificates) {
-      problems.push({ field: `${field}.caCertificates`, message: "MUTUAL needs the CA that client certificates chain to" });
+    if (tls.mode === "SIMPLE" && tls.caCertificates) {
+      problems.push({
+        field: `${field}.caCertificates`,
+        message: "SIMPLE TLS verifies no client certificate, so caCertificates would do nothing (Istio ignores it); use mode MUTUAL or OPTIONAL_MUTUAL to verify clients against it",
+      });
+      return;
+    }
+    if (tls.mode !== "SIMPLE" && !tls.credentialName && !tls.caCertificates) {
+      problems.push({ field: `${field}.caCertificates`, message: `${tls.mode} needs the CA that client certificates chain to` });
       return;
     }
     for (const [name, path] of Object.entries(credentialFiles(dir, tls))) {

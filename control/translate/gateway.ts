@@ -3,14 +3,16 @@
 //
 // HTTP port: route config `http.<port>`, one virtual host per host the bound VirtualServices route.
 // HTTPS port: one filter chain per server, chosen by SNI among the server's hosts, terminating TLS with the server's
-// certificate (by SDS: secrets `file-cert:<cert>~<key>`, and `file-root:<ca>` for MUTUAL, as Istio names file-based
-// ones), each with its own route config `https.<port>.<port name>.<gateway>.<namespace>`.
+// certificate (by SDS: secrets `file-cert:<cert>~<key>`, and `file-root:<ca>` for MUTUAL and OPTIONAL_MUTUAL, as Istio
+// names file-based ones), each with its own route config `https.<port>.<port name>.<gateway>.<namespace>`. Plain HTTP
+// servers on an HTTPS port get one more filter chain, for the connections that are not TLS.
 import { dirname } from "node:path";
 import { credentialFiles, type MeshConfig } from "../sources/index.js";
 import type { Gateway, VirtualService } from "../sources/model.js";
 import type { GatewayServer } from "../sources/schema/index.js";
 import type { ProxyIdentity, XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, socketAddress, typed } from "./envoy.js";
+import { hostPart, hostsForNamespace, intersectHosts } from "./hosts.js";
 import { BIND_ADDRESS, httpConnectionManager, httpListener, type ListenerOutput, listenerName } from "./listeners.js";
 import type { Registry } from "./registry.js";
 import { virtualServiceRoutes } from "./routes.js";
@@ -20,12 +22,14 @@ interface BoundServer {
   server: GatewayServer;
 }
 
+type GatewayOutput = ListenerOutput & { secrets: XdsResource[] };
+
 export function buildGatewayListeners(
   mesh: MeshConfig,
   registry: Registry,
   proxy: ProxyIdentity,
   httpFilters: Record<string, unknown>[],
-): ListenerOutput & { secrets: XdsResource[] } {
+): GatewayOutput {
   const gateways = mesh.gateways.filter((gateway) => Object.entries(gateway.spec.selector).every(([k, v]) => proxy.labels[k] === v));
   const serversByPort = new Map<number, BoundServer[]>();
   for (const gateway of gateways) {
@@ -34,34 +38,46 @@ export function buildGatewayListeners(
     }
   }
 
-  const out = { listeners: [] as XdsResource[], routes: [] as XdsResource[], secrets: [] as XdsResource[] };
+  const out: GatewayOutput = { listeners: [], routes: [], secrets: [] };
   for (const [port, servers] of [...serversByPort].sort(([a], [b]) => a - b)) {
     const https = servers.filter(({ server }) => server.port.protocol === "HTTPS");
-    if (https.length > 0) {
-      // A port is either TLS or plain; Istio reports a conflict, here the HTTPS servers win.
-      addHttpsPort(out, mesh, registry, port, https, httpFilters);
-    } else {
-      const routeName = `http.${port}`;
-      out.routes.push(routeConfiguration(routeName, virtualHosts(mesh, registry, port, servers)));
-      out.listeners.push(httpListener(port, routeName, httpFilters, true));
+    const plain = servers.filter(({ server }) => server.port.protocol !== "HTTPS");
+    const plainRoute = `http.${port}`;
+    if (plain.length > 0) out.routes.push(routeConfiguration(plainRoute, virtualHosts(mesh, registry, port, plain)));
+    if (https.length === 0) {
+      out.listeners.push(httpListener(port, plainRoute, httpFilters, true));
+      continue;
     }
+    const chains = httpsFilterChains(out, mesh, registry, port, https, httpFilters);
+    // Plain HTTP beside HTTPS on one port: Istio serves both when the HTTPS server comes first and drops the HTTPS
+    // server otherwise (mergeGateways, pilot/pkg/model/gateway.go); Skiff serves both in either order. The plain
+    // chain takes only connections that are not TLS (the TLS inspector tells), so a TLS client whose SNI no server
+    // names is refused rather than read as plain HTTP.
+    if (plain.length > 0) {
+      chains.push({
+        filter_chain_match: { transport_protocol: "raw_buffer" },
+        filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: httpConnectionManager(listenerName(port), plainRoute, httpFilters, true) }],
+      });
+    }
+    out.listeners.push(tlsListener(port, chains));
   }
   return out;
 }
 
-function addHttpsPort(
-  out: ListenerOutput & { secrets: XdsResource[] },
+/** One filter chain per HTTPS server, chosen by SNI, terminating TLS with the server's certificate. */
+function httpsFilterChains(
+  out: GatewayOutput,
   mesh: MeshConfig,
   registry: Registry,
   port: number,
   servers: BoundServer[],
   httpFilters: Record<string, unknown>[],
-): void {
-  const name = listenerName(port);
-  const filterChains = servers.map(({ gateway, server }) => {
+): Record<string, unknown>[] {
+  return servers.map(({ gateway, server }) => {
     const routeName = `https.${port}.${server.port.name ?? "https"}.${gateway.name}.${gateway.namespace}`;
     out.routes.push(routeConfiguration(routeName, virtualHosts(mesh, registry, port, [{ gateway, server }])));
-    const files = credentialFiles(mesh.dir, server.tls!);
+    const tls = server.tls!;
+    const files = credentialFiles(mesh.dir, tls);
     const certificate = `file-cert:${files.certificate}~${files.privateKey}`;
     addSecret(out.secrets, certificate, {
       tls_certificate: {
@@ -80,20 +96,26 @@ function addHttpsPort(
       addSecret(out.secrets, root, { validation_context: { trusted_ca: { filename: files.caCertificates }, watched_directory: { path: dirname(files.caCertificates) } } });
       common.validation_context_sds_secret_config = { name: root, sds_config: ADS_CONFIG_SOURCE };
     }
-    const serverNames = server.hosts.map(hostname).filter((host) => host !== "*");
+    const serverNames = server.hosts.map(hostPart).filter((host) => host !== "*");
     return {
       ...(serverNames.length > 0 ? { filter_chain_match: { server_names: serverNames } } : {}),
       transport_socket: {
         name: "envoy.transport_sockets.tls",
         typed_config: typed("envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext", {
           common_tls_context: common,
-          ...(files.caCertificates ? { require_client_certificate: true } : {}),
+          // OPTIONAL_MUTUAL verifies a certificate the client presents but also lets clients without one in; only
+          // MUTUAL requires one (Istio's BuildListenerTLSContext, pilot/pkg/networking/core/listener.go).
+          ...(files.caCertificates ? { require_client_certificate: tls.mode === "MUTUAL" } : {}),
         }),
       },
       filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: httpConnectionManager(routeName, routeName, httpFilters, true) }],
     };
   });
-  out.listeners.push({
+}
+
+function tlsListener(port: number, filterChains: Record<string, unknown>[]): XdsResource {
+  const name = listenerName(port);
+  return {
     name,
     body: {
       name,
@@ -102,7 +124,7 @@ function addHttpsPort(
       listener_filters: [{ name: "envoy.filters.listener.tls_inspector", typed_config: typed("envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector") }],
       filter_chains: filterChains,
     },
-  });
+  };
 }
 
 function addSecret(secrets: XdsResource[], name: string, fields: Record<string, unknown>): void {
@@ -113,32 +135,25 @@ function routeConfiguration(name: string, hosts: Record<string, unknown>[]): Xds
   return { name, body: { name, virtual_hosts: hosts, validate_clusters: false } };
 }
 
-/** One virtual host `<host>:<port>` per VirtualService host that falls under a server host, with the routes of the
- * VirtualServices bound to that server's Gateway. */
+/** One virtual host `<host>:<port>` per host that a bound VirtualService and a server both cover (the more specific
+ * of the two: Istio's buildGatewayHTTPRouteConfig intersects them), with the routes of every VirtualService bound to
+ * it. A server host `ns/host` binds only VirtualServices of namespace `ns`; `./host` means the Gateway's namespace,
+ * `*` or no prefix any namespace (Istio's NamesForNamespace). */
 function virtualHosts(mesh: MeshConfig, registry: Registry, port: number, servers: BoundServer[]): Record<string, unknown>[] {
-  const hosts = new Map<string, Record<string, unknown>>();
+  const hosts = new Map<string, { redirect: boolean; services: VirtualService[] }>();
+  const add = (host: string, redirect: boolean, vs?: VirtualService) => {
+    const entry = hosts.get(host) ?? { redirect: false, services: [] };
+    entry.redirect ||= redirect;
+    if (vs && !entry.services.includes(vs)) entry.services.push(vs);
+    hosts.set(host, entry);
+  };
   for (const { gateway, server } of servers) {
-    const bound = mesh.virtualServices.filter((vs) => boundTo(vs, gateway));
-    for (const serverHost of server.hosts.map(hostname)) {
-      const vsHosts = new Map<string, VirtualService[]>();
-      for (const vs of bound) {
-        for (const host of vs.spec.hosts) {
-          if (hostMatches(serverHost, host)) vsHosts.set(host, [...(vsHosts.get(host) ?? []), vs]);
-        }
-      }
-      if (vsHosts.size === 0 && server.tls?.httpsRedirect) vsHosts.set(serverHost, []);
-      for (const [host, services] of vsHosts) {
-        const name = `${host}:${port}`;
-        if (hosts.has(name)) continue; // The first server for a host wins, as in Istio.
-        hosts.set(name, {
-          name,
-          domains: host === "*" ? ["*"] : [host, `${host}:*`],
-          routes: services.flatMap((vs) => virtualServiceRoutes(vs, registry)),
-          ...(server.tls?.httpsRedirect ? { require_tls: "ALL" } : {}),
-          include_request_attempt_count: true,
-        });
-      }
+    const redirect = server.tls?.httpsRedirect === true;
+    for (const vs of mesh.virtualServices.filter((candidate) => boundTo(candidate, gateway))) {
+      for (const host of intersectHosts(hostsForNamespace(server.hosts, gateway.namespace, vs.namespace), vs.spec.hosts)) add(host, redirect, vs);
     }
+    // Istio redirects every host of an httpsRedirect server, routed or not.
+    if (redirect) for (const host of server.hosts.map(hostPart)) add(host, true);
   }
   if (hosts.size === 0) {
     // Istio's placeholder when nothing is bound: a 404 for every request.
@@ -151,13 +166,13 @@ function virtualHosts(mesh: MeshConfig, registry: Registry, port: number, server
       },
     ];
   }
-  return [...hosts.values()];
-}
-
-/** Server hosts may be written `namespace/host`; the namespace part limits which VirtualServices may bind (Istio),
- * which the embedded mode does not enforce. */
-function hostname(serverHost: string): string {
-  return serverHost.includes("/") ? serverHost.split("/")[1]! : serverHost;
+  return [...hosts].map(([host, { redirect, services }]) => ({
+    name: `${host}:${port}`,
+    domains: host === "*" ? ["*"] : [host, `${host}:*`],
+    routes: services.flatMap((vs) => virtualServiceRoutes(vs, registry)),
+    ...(redirect ? { require_tls: "ALL" } : {}),
+    include_request_attempt_count: true,
+  }));
 }
 
 /** `gateways` entries name a Gateway as `name` (in the VirtualService's namespace) or `namespace/name`. */
@@ -166,11 +181,4 @@ function boundTo(vs: VirtualService, gateway: Gateway): boolean {
     const [namespace, name] = ref.includes("/") ? ref.split("/") : [vs.namespace, ref];
     return name === gateway.name && namespace === gateway.namespace;
   });
-}
-
-/** Whether a VirtualService host falls under a Gateway server host (`*`, `*.example.com` or exact). */
-function hostMatches(serverHost: string, vsHost: string): boolean {
-  if (serverHost === "*" || serverHost === vsHost) return true;
-  if (serverHost.startsWith("*.")) return vsHost.endsWith(serverHost.slice(1));
-  return false;
 }

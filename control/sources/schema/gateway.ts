@@ -13,7 +13,7 @@ const gatewayServer = z.strictObject({
   tls: z
     .strictObject({
       httpsRedirect: z.boolean().optional(),
-      mode: z.enum(["SIMPLE", "MUTUAL", "PASSTHROUGH", "ISTIO_MUTUAL"]).optional(),
+      mode: z.enum(["PASSTHROUGH", "SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"]).optional(),
       credentialName: z.string().optional(),
       serverCertificate: z.string().optional(),
       privateKey: z.string().optional(),
