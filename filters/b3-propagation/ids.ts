@@ -1,6 +1,6 @@
 // Identifiers from the host's CSPRNG (WASI random_get, BoringSSL in Envoy), written as lower-case hex straight into
 // a new string: one allocation per identifier, no intermediate bytes or concatenation.
-import { randomU64 } from "../../sdk/assembly/index";
+import { randomU64 } from "@skiff/proxy-wasm";
 
 const HEX: usize = memory.data<u8>([
   0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66,

@@ -2,7 +2,7 @@
 // the single `b3` header ({traceid}-{spanid}[-{sampling}[-{parentspanid}]], or a sampling decision alone) or the
 // `x-b3-*` headers. Like OpenTelemetry's B3 propagator, the single header wins when both are present. Ids must be
 // lower-case hex of the right length (trace 16 or 32, span 16) and not all zeros; anything else is malformed.
-import { HeaderMap } from "../../sdk/assembly/index";
+import { HeaderMap } from "@skiff/proxy-wasm";
 import { isB3Id } from "./ids";
 
 export enum Incoming {

@@ -2,29 +2,25 @@
 // `x-request-id` (UUID v4) and a new B3 trace (128-bit trace id, sampled at the configured rate); a request with a
 // valid one keeps its trace id and sampling decision, and goes on with a new span id whose parent is the incoming
 // span; a malformed one is replaced by a new trace and counted. See README.md.
-import { ConfigReader, Counter, HeadersAction, HttpContext, LogLevel, RootContext, log, logEnabled, randomU64, registerRootContext } from "../../sdk/assembly/index";
+import { ConfigReader, Counter, HeadersAction, HttpContext, LogLevel, RootContext, log, logEnabled, randomU64, registerRootContext } from "@skiff/proxy-wasm";
 import { newSpanId, newTraceId, newUuid4 } from "./ids";
 import { Incoming, IncomingTrace } from "./incoming";
-export * from "../../sdk/assembly/dispatcher";
+export * from "@skiff/proxy-wasm/dispatcher";
 
-const STAT_PREFIX = "b3_propagation.";
 /** Sampling resolution: the rate is kept in parts per million. */
 const PER_MILLION: u64 = 1_000_000;
-
-class B3Counters {
-  readonly traceStarted: Counter = new Counter(STAT_PREFIX + "trace_started");
-  readonly traceContinued: Counter = new Counter(STAT_PREFIX + "trace_continued");
-  readonly traceMalformed: Counter = new Counter(STAT_PREFIX + "trace_malformed");
-  readonly sampled: Counter = new Counter(STAT_PREFIX + "sampled");
-  readonly notSampled: Counter = new Counter(STAT_PREFIX + "not_sampled");
-  readonly requestIdGenerated: Counter = new Counter(STAT_PREFIX + "request_id_generated");
-}
 
 class B3Root extends RootContext {
   samplingPerMillion: u64 = PER_MILLION;
   debug: bool = false;
   generateRequestId: bool = true;
-  counters: B3Counters | null = null;
+
+  readonly traceStarted: Counter = new Counter("b3_propagation.trace_started");
+  readonly traceContinued: Counter = new Counter("b3_propagation.trace_continued");
+  readonly traceMalformed: Counter = new Counter("b3_propagation.trace_malformed");
+  readonly sampled: Counter = new Counter("b3_propagation.sampled");
+  readonly notSampled: Counter = new Counter("b3_propagation.not_sampled");
+  readonly requestIdGenerated: Counter = new Counter("b3_propagation.request_id_generated");
 
   onConfigure(configurationSize: usize): bool {
     const reader = ConfigReader.parse(configurationSize > 0 ? this.pluginConfiguration() : "");
@@ -39,18 +35,16 @@ class B3Root extends RootContext {
     this.samplingPerMillion = <u64>Math.round(percent * <f64>PER_MILLION / 100);
     this.debug = debug;
     this.generateRequestId = generateRequestId;
-    if (this.counters === null) this.counters = new B3Counters();
     return true;
   }
 
   /** A sampling decision at the configured rate, counted. */
   decideSampled(): bool {
-    const counters = this.counters!;
     if (randomU64() % PER_MILLION < this.samplingPerMillion) {
-      counters.sampled.increment();
+      this.sampled.increment();
       return true;
     }
-    counters.notSampled.increment();
+    this.notSampled.increment();
     return false;
   }
 
@@ -62,17 +56,19 @@ class B3Root extends RootContext {
 const incoming = new IncomingTrace();
 
 class B3Propagation extends HttpContext {
+  constructor(contextId: u32, readonly plugin: B3Root) {
+    super(contextId);
+  }
+
   onRequestHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
-    const root = this.root as B3Root;
-    const counters = root.counters;
-    if (counters === null) return HeadersAction.Continue;
+    const root = this.plugin;
     const headers = this.request.headers;
 
     if (root.generateRequestId) {
       const requestId = headers.get("x-request-id");
       if (requestId === null || requestId.length == 0) {
         headers.set("x-request-id", newUuid4());
-        counters.requestIdGenerated.increment();
+        root.requestIdGenerated.increment();
       }
     }
 
@@ -86,16 +82,16 @@ class B3Propagation extends HttpContext {
       parentSpanId = trace.spanId;
       debug = trace.debug;
       sampled = trace.sampled >= 0 ? trace.sampled == 1 : root.decideSampled();
-      counters.traceContinued.increment();
+      root.traceContinued.increment();
     } else {
       if (trace.kind == Incoming.Malformed) {
-        counters.traceMalformed.increment();
+        root.traceMalformed.increment();
         if (logEnabled(LogLevel.Debug)) log(LogLevel.Debug, "b3-propagation: replaced a malformed trace context: " + trace.problem);
       }
       traceId = newTraceId();
       debug = trace.kind == Incoming.DecisionOnly ? trace.debug : root.debug;
       sampled = trace.sampled >= 0 ? trace.sampled == 1 : root.decideSampled();
-      counters.traceStarted.increment();
+      root.traceStarted.increment();
     }
     const spanId = newSpanId();
 

@@ -1,6 +1,6 @@
 // The cohort-router configuration, validated and compiled once at configure time: header rules with their matchers
 // (regexes compiled), percentage cohorts as bucket ranges, and one counter per decision.
-import { ConfigReader, Counter, HeaderMap } from "../../sdk/assembly/index";
+import { ConfigReader, Counter, HeaderMap } from "@skiff/proxy-wasm";
 import { Regex } from "./regex";
 import { BUCKETS, cookieEnd, cookieStart, findCookie, stickyBucket } from "./sticky-hash";
 

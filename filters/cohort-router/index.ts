@@ -2,9 +2,9 @@
 // percentage cohorts, and writes it into a routing header that the route table matches on. Under ABI 0.2.1 Envoy
 // clears the route cache when a filter changes request headers, so the router picks the route again with the
 // header in place (see README.md).
-import { HeadersAction, HttpContext, LogLevel, RootContext, log, registerRootContext } from "../../sdk/assembly/index";
+import { HeadersAction, HttpContext, LogLevel, RootContext, log, registerRootContext } from "@skiff/proxy-wasm";
 import { CohortRouterConfig, configError, parseCohortRouterConfig } from "./config";
-export * from "../../sdk/assembly/dispatcher";
+export * from "@skiff/proxy-wasm/dispatcher";
 
 class CohortRouterRoot extends RootContext {
   config: CohortRouterConfig | null = null;
@@ -26,8 +26,12 @@ class CohortRouterRoot extends RootContext {
 }
 
 class CohortRouter extends HttpContext {
+  constructor(contextId: u32, readonly plugin: CohortRouterRoot) {
+    super(contextId);
+  }
+
   onRequestHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
-    const config = (this.root as CohortRouterRoot).config;
+    const config = this.plugin.config;
     if (config === null) return HeadersAction.Continue;
     const subset = config.decide(this.request.headers);
     // Always overwrite: a client must not pick its own subset by sending the routing header.

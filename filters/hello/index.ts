@@ -1,7 +1,7 @@
 // The smallest useful filter: adds `x-skiff-hello` to every response. The header value is the plugin
 // configuration, or "world" when there is none.
-import { HeadersAction, HttpContext, RootContext, registerRootContext } from "../../sdk/assembly/index";
-export * from "../../sdk/assembly/dispatcher";
+import { HeadersAction, HttpContext, RootContext, registerRootContext } from "@skiff/proxy-wasm";
+export * from "@skiff/proxy-wasm/dispatcher";
 
 class HelloRoot extends RootContext {
   greeting: string = "world";
@@ -17,8 +17,12 @@ class HelloRoot extends RootContext {
 }
 
 class Hello extends HttpContext {
+  constructor(contextId: u32, readonly plugin: HelloRoot) {
+    super(contextId);
+  }
+
   onResponseHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
-    this.response.headers.set("x-skiff-hello", (this.root as HelloRoot).greeting);
+    this.response.headers.set("x-skiff-hello", this.plugin.greeting);
     return HeadersAction.Continue;
   }
 }

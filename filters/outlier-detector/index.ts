@@ -8,9 +8,9 @@
 import {
   ConfigReader, Counter, Gauge, HeadersAction, HttpContext, LogLevel, PropertyPath, RootContext, WasmResult, getPropertyString,
   getSharedData, log, nowNanos, registerRootContext, setSharedData,
-} from "../../sdk/assembly/index";
+} from "@skiff/proxy-wasm";
 import { ErrorOutcome, HostTable, OutlierSettings } from "./table";
-export * from "../../sdk/assembly/dispatcher";
+export * from "@skiff/proxy-wasm/dispatcher";
 
 const UPSTREAM_ADDRESS = new PropertyPath(["upstream", "address"]);
 const PLUGIN_NAME = new PropertyPath(["plugin_name"]);
@@ -43,13 +43,12 @@ class OutlierRoot extends RootContext {
   /** xorshift32 state: a sampling decision per success without a host call. */
   random: u32 = 0x9e3779b9;
 
-  countersDefined: bool = false;
-  ejections!: Counter;
-  overflows!: Counter;
-  returned!: Counter;
-  ejectionsSeen!: Counter;
-  steered!: Counter;
-  ejectedHosts!: Gauge;
+  readonly ejections: Counter = new Counter("outlier_detector.ejections");
+  readonly overflows: Counter = new Counter("outlier_detector.ejections_overflow");
+  readonly returned: Counter = new Counter("outlier_detector.returned");
+  readonly ejectionsSeen: Counter = new Counter("outlier_detector.ejections_seen");
+  readonly steered: Counter = new Counter("outlier_detector.steered");
+  readonly ejectedHosts: Gauge = new Gauge("outlier_detector.ejected_hosts");
 
   onConfigure(configurationSize: usize): bool {
     const config = ConfigReader.parse(configurationSize > 0 ? this.pluginConfiguration() : "");
@@ -75,15 +74,6 @@ class OutlierRoot extends RootContext {
     this.hostHeader = hostHeader;
     const name = getPropertyString(PLUGIN_NAME);
     this.key = "skiff.outlier_detector." + (name === null ? "" : name) + ".hosts";
-    if (!this.countersDefined) {
-      this.countersDefined = true;
-      this.ejections = new Counter("skiff_outlier_detector.ejections");
-      this.overflows = new Counter("skiff_outlier_detector.ejections_overflow");
-      this.returned = new Counter("skiff_outlier_detector.returned");
-      this.ejectionsSeen = new Counter("skiff_outlier_detector.ejections_seen");
-      this.steered = new Counter("skiff_outlier_detector.steered");
-      this.ejectedHosts = new Gauge("skiff_outlier_detector.ejected_hosts");
-    }
     this.sync();
     this.setTickPeriod(<u32>intervalMs);
     return true;
@@ -252,8 +242,12 @@ function isHeaderName(name: string): bool {
 }
 
 class OutlierStream extends HttpContext {
+  constructor(contextId: u32, readonly plugin: OutlierRoot) {
+    super(contextId);
+  }
+
   onRequestHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
-    const root = this.root as OutlierRoot;
+    const root = this.plugin;
     const hosts = root.nextHosts();
     if (hosts === null) {
       // Nobody but this filter may steer: drop a value the client sent. (Look first: a removal, like any change to
@@ -267,7 +261,7 @@ class OutlierStream extends HttpContext {
   }
 
   onResponseHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
-    const root = this.root as OutlierRoot;
+    const root = this.plugin;
     const status = this.response.headers.get(":status");
     if (status === null || status.length != 3) return HeadersAction.Continue;
     if (status.charCodeAt(0) == 0x35 /* 5 */) {

@@ -65,9 +65,9 @@ describe("outlier-detector configuration", () => {
     // Still 3 errors in a row, not 1.
     exchange(vm, C, 500);
     exchange(vm, C, 500);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(0);
+    expect(vm.metric("outlier_detector.ejections")).toBe(0);
     exchange(vm, C, 500);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(1);
+    expect(vm.metric("outlier_detector.ejections")).toBe(1);
   });
 });
 
@@ -76,29 +76,29 @@ describe("outlier-detector ejection", () => {
     const vm = await load(base);
     for (const address of [A, B, C, A, B]) expect(exchange(vm, address, address === C ? 500 : 200)).toBeUndefined();
     expect(exchange(vm, C, 500)).toBeUndefined();
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(0);
+    expect(vm.metric("outlier_detector.ejections")).toBe(0);
     exchange(vm, C, 500);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(1);
+    expect(vm.metric("outlier_detector.ejections")).toBe(1);
     expect(vm.logMessages("info")).toContain(`outlier-detector: ejected ${C} for 10000ms (ejection 1)`);
     expect([nextSteering(vm), nextSteering(vm), nextSteering(vm)]).toEqual([`${A},${B}`, `${B},${A}`, `${A},${B}`]);
-    expect(vm.metric("skiff_outlier_detector.steered")).toBe(3);
-    expect(vm.metric("skiff_outlier_detector.ejected_hosts")).toBe(1);
+    expect(vm.metric("outlier_detector.steered")).toBe(3);
+    expect(vm.metric("outlier_detector.ejected_hosts")).toBe(1);
   });
 
   it("counts only errors in a row: a success ends the streak", async () => {
     const vm = await load(base);
     for (const status of [500, 500, 200, 500, 500]) exchange(vm, C, status);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(0);
+    expect(vm.metric("outlier_detector.ejections")).toBe(0);
     exchange(vm, C, 503);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(1);
+    expect(vm.metric("outlier_detector.ejections")).toBe(1);
   });
 
   it("counts gateway errors (502, 503, 504) in a row when consecutiveGatewayErrors is set", async () => {
     const vm = await load({ ...base, consecutive5xxErrors: 0, consecutiveGatewayErrors: 2 });
     for (const status of [502, 500, 502]) exchange(vm, C, status);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(0);
+    expect(vm.metric("outlier_detector.ejections")).toBe(0);
     exchange(vm, C, 504);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(1);
+    expect(vm.metric("outlier_detector.ejections")).toBe(1);
   });
 
   it("removes a steering header the client sent", async () => {
@@ -114,16 +114,16 @@ describe("outlier-detector ejection", () => {
       exchange(vm, C, 500);
     }
     // 3 hosts, 50%: one out; the other's streak keeps hitting the limit.
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(1);
-    expect(vm.metric("skiff_outlier_detector.ejected_hosts")).toBe(1);
-    expect(vm.metric("skiff_outlier_detector.ejections_overflow")).toBeGreaterThan(0);
+    expect(vm.metric("outlier_detector.ejections")).toBe(1);
+    expect(vm.metric("outlier_detector.ejected_hosts")).toBe(1);
+    expect(vm.metric("outlier_detector.ejections_overflow")).toBeGreaterThan(0);
     expect(nextSteering(vm)?.split(",").sort()).toEqual([A, C].sort());
   });
 
   it("ejects nothing with maxEjectionPercent 0", async () => {
     const vm = await load({ ...base, maxEjectionPercent: 0 });
     for (let i = 0; i < 5; i++) exchange(vm, C, 500);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(0);
+    expect(vm.metric("outlier_detector.ejections")).toBe(0);
     expect(nextSteering(vm)).toBeUndefined();
   });
 });
@@ -135,9 +135,9 @@ describe("outlier-detector timing (manual clock, ticks every interval)", () => {
     for (let i = 0; i < 3; i++) exchange(vm, C, 500);
     vm.advance(9_000);
     expect(nextSteering(vm)).toBe(A);
-    expect(vm.metric("skiff_outlier_detector.returned")).toBe(0);
+    expect(vm.metric("outlier_detector.returned")).toBe(0);
     vm.advance(1_000);
-    expect(vm.metric("skiff_outlier_detector.returned")).toBe(1);
+    expect(vm.metric("outlier_detector.returned")).toBe(1);
     expect(nextSteering(vm)).toBeUndefined();
     for (let i = 0; i < 3; i++) exchange(vm, C, 500);
     expect(vm.logMessages("info")).toContain(`outlier-detector: ejected ${C} for 20000ms (ejection 2)`);
@@ -145,7 +145,7 @@ describe("outlier-detector timing (manual clock, ticks every interval)", () => {
     expect(nextSteering(vm)).toBe(A);
     vm.advance(1_000);
     expect(nextSteering(vm)).toBeUndefined();
-    expect(vm.metric("skiff_outlier_detector.returned")).toBe(2);
+    expect(vm.metric("outlier_detector.returned")).toBe(2);
   });
 
   it("brings hosts back only on the tick: a host whose time is up mid-interval waits for it", async () => {
@@ -177,15 +177,15 @@ describe("outlier-detector with two workers", () => {
     exchange(vm, C, 500, 0);
     exchange(vm, C, 500, 1);
     exchange(vm, C, 500, 0);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(1);
+    expect(vm.metric("outlier_detector.ejections")).toBe(1);
     expect(nextSteering(vm, 0)).toBeDefined();
     // Worker 1 last read the shared state at its own error: it has not seen the ejection yet ...
     expect(nextSteering(vm, 1)).toBeUndefined();
-    expect(vm.metric("skiff_outlier_detector.ejections_seen")).toBe(1);
+    expect(vm.metric("outlier_detector.ejections_seen")).toBe(1);
     // ... until its tick.
     vm.advance(1_000);
     expect(nextSteering(vm, 1)?.split(",").sort()).toEqual([A, B]);
-    expect(vm.metric("skiff_outlier_detector.ejections_seen")).toBe(2);
+    expect(vm.metric("outlier_detector.ejections_seen")).toBe(2);
   });
 
   it("a worker learns of an ejection from its next error from that host, before its tick", async () => {
@@ -196,7 +196,7 @@ describe("outlier-detector with two workers", () => {
     exchange(vm, C, 500, 1); // an answer to a request sent before it knew
     expect(nextSteering(vm, 1)).toBe(A);
     // That late answer does not count towards the next ejection.
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(1);
+    expect(vm.metric("outlier_detector.ejections")).toBe(1);
   });
 
   it("a success on a worker that has not synced does not end another worker's streak; after its tick it does", async () => {
@@ -205,7 +205,7 @@ describe("outlier-detector with two workers", () => {
     exchange(vm, C, 500, 0);
     exchange(vm, C, 200, 1); // worker 1 does not know C has a streak: the trade-off for no shared-data read
     exchange(vm, C, 500, 0);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(1);
+    expect(vm.metric("outlier_detector.ejections")).toBe(1);
 
     vm.advance(10_000); // C is back
     exchange(vm, C, 500, 0);
@@ -213,6 +213,6 @@ describe("outlier-detector with two workers", () => {
     vm.advance(1_000); // worker 1 syncs and sees C's streak
     exchange(vm, C, 200, 1);
     exchange(vm, C, 500, 0);
-    expect(vm.metric("skiff_outlier_detector.ejections")).toBe(1);
+    expect(vm.metric("outlier_detector.ejections")).toBe(1);
   });
 });

@@ -1,7 +1,7 @@
 // The budget's floor, shared by every worker: at least `minRetryConcurrency` retries per window however few
 // requests there are. It lives in proxy-wasm shared data (one process-wide value per vm_id) as one slot per bucket
 // of the window: (absolute bucket number: i64, retries charged: i32), 12 bytes each, updated with CAS.
-import { WasmResult, getSharedData, setSharedData } from "../../sdk/assembly/index";
+import { WasmResult, getSharedData, setSharedData } from "@skiff/proxy-wasm";
 
 const SLOT_BYTES: i32 = 12;
 /** CAS attempts before giving up on one update (another worker keeps winning); the grant is then refused. */

@@ -6,10 +6,10 @@
 import {
   ConfigReader, Counter, HeadersAction, HttpContext, LogLevel, PropertyPath, RootContext, getPropertyString, getPropertyU64,
   log, nowNanos, registerRootContext,
-} from "../../sdk/assembly/index";
+} from "@skiff/proxy-wasm";
 import { SharedFloor } from "./floor";
 import { BudgetWindow } from "./window";
-export * from "../../sdk/assembly/dispatcher";
+export * from "@skiff/proxy-wasm/dispatcher";
 
 /** Buckets per window: the window slides in steps of a tenth of its length. */
 const BUCKETS: i32 = 10;
@@ -32,12 +32,11 @@ class RetryBudgetRoot extends RootContext {
   /** The floor was found used up in this bucket: skip the shared-data round trip until the next bucket. */
   floorFullInBucket: i64 = -1;
   warnedNoAttemptCount: bool = false;
-  countersDefined: bool = false;
 
-  retries!: Counter;
-  exhausted!: Counter;
-  floorGrants!: Counter;
-  missingAttemptCount!: Counter;
+  readonly retries: Counter = new Counter("retry_budget.retries");
+  readonly exhausted: Counter = new Counter("retry_budget.exhausted");
+  readonly floorGrants: Counter = new Counter("retry_budget.floor_grants");
+  readonly missingAttemptCount: Counter = new Counter("retry_budget.missing_attempt_count");
 
   onConfigure(configurationSize: usize): bool {
     const config = ConfigReader.parse(configurationSize > 0 ? this.pluginConfiguration() : "");
@@ -60,13 +59,6 @@ class RetryBudgetRoot extends RootContext {
     this.grantText = [];
     for (let i: i32 = 0; i <= this.maxRetries; i++) this.grantText.push(i.toString());
     this.floorFullInBucket = -1;
-    if (!this.countersDefined) {
-      this.countersDefined = true;
-      this.retries = new Counter("skiff_retry_budget.retries");
-      this.exhausted = new Counter("skiff_retry_budget.exhausted");
-      this.floorGrants = new Counter("skiff_retry_budget.floor_grants");
-      this.missingAttemptCount = new Counter("skiff_retry_budget.missing_attempt_count");
-    }
     this.budget.advance(this.nowBucket());
     this.setTickPeriod(<u32>this.bucketMs);
     return true;
@@ -91,8 +83,12 @@ class RetryBudgetStream extends HttpContext {
   private grantBucket: i64 = 0;
   private open: bool = false;
 
+  constructor(contextId: u32, readonly plugin: RetryBudgetRoot) {
+    super(contextId);
+  }
+
   onRequestHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
-    const root = this.root as RetryBudgetRoot;
+    const root = this.plugin;
     const budget = root.budget;
     let grant = budget.admit();
     this.grantBucket = budget.currentBucket;
@@ -114,7 +110,7 @@ class RetryBudgetStream extends HttpContext {
 
   onResponseHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
     if (!this.open) return HeadersAction.Continue;
-    const root = this.root as RetryBudgetRoot;
+    const root = this.plugin;
     const made = getPropertyU64(ATTEMPT_COUNT, NO_ATTEMPT_COUNT);
     let used = this.granted;
     if (made == NO_ATTEMPT_COUNT) {
@@ -146,7 +142,7 @@ class RetryBudgetStream extends HttpContext {
 
   private settle(used: i32): void {
     this.open = false;
-    const root = this.root as RetryBudgetRoot;
+    const root = this.plugin;
     if (this.fromFloor) {
       if (used < this.granted) {
         root.floor.refund(this.grantBucket, this.granted - used);

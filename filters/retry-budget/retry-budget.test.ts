@@ -85,8 +85,8 @@ describe("retry-budget accounting", () => {
     expect(failing(vm)).toEqual({ granted: 2, marked: "exhausted" });
     expect(failing(vm)).toEqual({ granted: 1, marked: "exhausted" });
     expect(failing(vm)).toEqual({ granted: 0, marked: "exhausted" });
-    expect(vm.metric("skiff_retry_budget.retries")).toBe(3);
-    expect(vm.metric("skiff_retry_budget.exhausted")).toBe(3);
+    expect(vm.metric("retry_budget.retries")).toBe(3);
+    expect(vm.metric("retry_budget.exhausted")).toBe(3);
   });
 
   it("reserves a grant while the request is in flight and returns what it did not use", async () => {
@@ -104,7 +104,7 @@ describe("retry-budget accounting", () => {
     respond(first, "200", 2);
     respond(second, "200", 1);
     expect(request(vm, 1).granted).toBe(3);
-    expect(vm.metric("skiff_retry_budget.retries")).toBe(1);
+    expect(vm.metric("retry_budget.retries")).toBe(1);
   });
 
   it("does not mark a request that got every retry, nor one whose answer is a success", async () => {
@@ -114,7 +114,7 @@ describe("retry-budget accounting", () => {
     const lucky = request(vm, 1, "200");
     expect(lucky.granted).toBeLessThan(2);
     expect(lucky.marked).toBeUndefined();
-    expect(vm.metric("skiff_retry_budget.exhausted")).toBe(0);
+    expect(vm.metric("retry_budget.exhausted")).toBe(0);
   });
 
   it("settles from the attribute, not from an x-envoy-attempt-count header, which it neither needs nor adds", async () => {
@@ -126,7 +126,7 @@ describe("retry-budget accounting", () => {
     expect(stream.requestHeaders.get("x-envoy-max-retries")).toBe("3");
     stream.setProperty(["upstream", "request_attempt_count"], 1);
     stream.sendResponseHeaders({ ":status": "503", "x-envoy-attempt-count": "4" }, { endOfStream: true });
-    expect(vm.metric("skiff_retry_budget.retries")).toBe(0);
+    expect(vm.metric("retry_budget.retries")).toBe(0);
     expect(stream.responseHeaders.get("x-skiff-retry-budget")).toBeNull();
     // A response that carries no such header gets none from the filter, marked or not.
     const cut = vm.http();
@@ -144,8 +144,8 @@ describe("retry-budget accounting", () => {
     respond(local, "503", 0);
     // Nothing used, nothing missing: 100% of 5 requests = 5, capped at maxRetries.
     expect(request(vm, 1).granted).toBe(3);
-    expect(vm.metric("skiff_retry_budget.missing_attempt_count")).toBe(0);
-    expect(vm.metric("skiff_retry_budget.retries")).toBe(0);
+    expect(vm.metric("retry_budget.missing_attempt_count")).toBe(0);
+    expect(vm.metric("retry_budget.retries")).toBe(0);
   });
 
   it("counts every granted retry as used when the router reports no attempt count, and says why once", async () => {
@@ -158,7 +158,7 @@ describe("retry-budget accounting", () => {
     }
     // Granted 3 each time with nothing used; the two without a count were charged 3 each: 100% of 7 - 6 = 1.
     expect(request(vm, 1).granted).toBe(1);
-    expect(vm.metric("skiff_retry_budget.missing_attempt_count")).toBe(2);
+    expect(vm.metric("retry_budget.missing_attempt_count")).toBe(2);
     expect(vm.logMessages("warn").filter((m) => m.includes("upstream.request_attempt_count"))).toHaveLength(1);
   });
 
@@ -204,7 +204,7 @@ describe("retry-budget floor, shared by the workers", () => {
     expect(failing(vm, 1).granted).toBe(1);
     expect(failing(vm, 1).granted).toBe(0);
     expect(failing(vm, 0).granted).toBe(0);
-    expect(vm.metric("skiff_retry_budget.floor_grants")).toBe(2);
+    expect(vm.metric("retry_budget.floor_grants")).toBe(2);
     // A new window, a new floor.
     vm.advance(10_000);
     expect(failing(vm, 1).granted).toBe(2);

@@ -1,6 +1,7 @@
 // The API a filter author writes against: a root context per plugin, an HTTP or TCP context per stream. Every
 // callback has a no-op default, so a filter overrides only what it needs. Read this file to learn the SDK.
 import * as host from "./hostcalls";
+import { UNARY_CALLOUT, registerCallout } from "./registry";
 import {
   BufferType, DataAction, GrpcStatus, Header, HeadersAction, MapType, MetricType, NetworkAction, PeerType,
   StreamType, WasmResult,
@@ -9,24 +10,42 @@ import {
 // ---------------------------------------------------------------------------------------------- messages
 
 /** One header map of the current stream (request or response headers or trailers, or an HTTP call's response).
- * The object holds no data: every call asks the host, for that one header only. */
+ * The object holds no data: every call asks the host, for that one header only. Writes return the host's status:
+ * Ok, or BadArgument when the map cannot be written now (request headers after their callback continued, a
+ * callout's response). */
 export class HeaderMap {
   constructor(readonly type: MapType) {}
-  /** The value of `name` (lower case), or null when absent. */
-  get(name: string): string | null { return host.getHeader(this.type, name); }
+  /** The value of `name` (lower case), or null when the map has no such header or is not readable now: lookup()
+   * tells the two apart. */
+  get(name: string): string | null {
+    return host.getHeader(this.type, name) == WasmResult.Ok ? host.headerValue : null;
+  }
+  /** The value of `name` with the host's status: Ok, NotFound (no such header) or BadArgument (the map is not
+   * readable now, e.g. request headers in a response callback). */
+  lookup(name: string): HeaderValue {
+    const status = host.getHeader(this.type, name);
+    return new HeaderValue(status, status == WasmResult.Ok ? host.headerValue : "");
+  }
   has(name: string): bool { return host.hasHeader(this.type, name); }
   /** Sets `name` to `value`, replacing any existing values. */
-  set(name: string, value: string): void { host.replaceHeader(this.type, name, value); }
+  set(name: string, value: string): WasmResult { return host.replaceHeader(this.type, name, value); }
   /** Adds a value, keeping existing ones. */
-  add(name: string, value: string): void { host.addHeader(this.type, name, value); }
-  remove(name: string): void { host.removeHeader(this.type, name); }
-  /** Every header, in order (one host call for all of them). */
+  add(name: string, value: string): WasmResult { return host.addHeader(this.type, name, value); }
+  /** Removes every value of `name`; Ok also when there was none. */
+  remove(name: string): WasmResult { return host.removeHeader(this.type, name); }
+  /** Every header, in order (one host call for all of them); empty when the map is not readable now. */
   all(): Header[] { return host.getHeaders(this.type); }
   /** Replaces the whole map. */
-  replaceAll(headers: Header[]): void { host.setHeaders(this.type, headers); }
+  replaceAll(headers: Header[]): WasmResult { return host.setHeaders(this.type, headers); }
   /** The map's size in bytes (names plus values), which is what Envoy's proxy_get_header_map_size reports; the
    * header count comes with each headers callback (numHeaders). */
   size(): usize { return host.getHeaderMapSize(this.type); }
+}
+
+/** What HeaderMap.lookup found. */
+export class HeaderValue {
+  constructor(readonly status: WasmResult, readonly value: string) {}
+  get found(): bool { return this.status == WasmResult.Ok; }
 }
 
 /** A body or a chunk of TCP data: what the host has buffered so far for the current callback. */
@@ -132,9 +151,10 @@ export class RootContext extends Context {
   /** A host call of a function this plugin registered with the host; arguments via foreignFunctionArguments(). */
   onForeignFunction(functionId: u32, argumentsSize: usize): void {}
 
-  /** A new HTTP stream; return null when this plugin is not an HTTP filter. */
+  /** A new HTTP stream, on its first callback (request headers, or the access log of a request an earlier filter
+   * answered); return null when this plugin is not an HTTP filter. */
   createHttpContext(contextId: u32): HttpContext | null { return null; }
-  /** A new TCP connection; return null when this plugin is not a network filter. */
+  /** A new TCP connection (network filter), on proxy_on_new_connection; return null when this plugin has none. */
   createTcpContext(contextId: u32): TcpContext | null { return null; }
 
   pluginConfiguration(): string { return host.getBufferString(BufferType.PluginConfiguration, 0, <usize>i32.MAX_VALUE); }
@@ -143,9 +163,10 @@ export class RootContext extends Context {
   setTickPeriod(milliseconds: u32): void { host.setTickPeriodMilliseconds(milliseconds); }
 }
 
-/** One per HTTP request/response pair. Return Pause from a callback to hold the stream, then resume() it. */
+/** One per HTTP request/response pair, made by RootContext.createHttpContext when Envoy first calls the stream.
+ * Return Pause from a callback to hold the stream, then resume() it. A filter's stream class takes its own root as
+ * a typed constructor parameter: `constructor(id: u32, readonly plugin: MyRoot) { super(id); }`. */
 export class HttpContext extends Context {
-  constructor(id: u32, readonly root: RootContext) { super(id); }
 
   get request(): HttpMessage { return REQUEST; }
   get response(): HttpMessage { return RESPONSE; }
@@ -163,9 +184,8 @@ export class HttpContext extends Context {
   }
 }
 
-/** One per TCP connection. */
+/** One per TCP connection, made by RootContext.createTcpContext when the connection opens. */
 export class TcpContext extends Context {
-  constructor(id: u32, readonly root: RootContext) { super(id); }
 
   get downstreamData(): Body { return DOWNSTREAM_DATA; }
   get upstreamData(): Body { return UPSTREAM_DATA; }
@@ -183,8 +203,14 @@ export class TcpContext extends Context {
 }
 
 // ---------------------------------------------------------------------------------------------- metrics
+//
+// The convention: name a metric `<filter>.<metric>` in snake_case (Envoy's /stats shows it as
+// `wasmcustom.<filter>.<metric>`), and define it as a readonly field of the root context, which the host creates once
+// per plugin configuration and worker: `readonly requests: Counter = new Counter("greeter.requests")`. A metric named
+// after the configuration (a rule's name) is defined in onConfigure, once the configuration is accepted. Defining the
+// same name again (a new configuration, another worker) reaches the same metric.
 
-/** A counter in Envoy's /stats. Define at configure time, increment on the request path. */
+/** A counter: only goes up. */
 export class Counter {
   readonly id: u32;
   constructor(name: string) { this.id = host.defineMetric(MetricType.Counter, name); }
@@ -193,6 +219,7 @@ export class Counter {
   value(): u64 { return host.getMetric(this.id); }
 }
 
+/** A gauge: a value that goes up and down. */
 export class Gauge {
   readonly id: u32;
   constructor(name: string) { this.id = host.defineMetric(MetricType.Gauge, name); }
@@ -201,41 +228,9 @@ export class Gauge {
   value(): u64 { return host.getMetric(this.id); }
 }
 
+/** A histogram of recorded values. */
 export class Histogram {
   readonly id: u32;
   constructor(name: string) { this.id = host.defineMetric(MetricType.Histogram, name); }
   record(value: u64): void { host.recordMetric(this.id, value); }
-}
-
-// ---------------------------------------------------------------------------------------------- registration
-
-/** Makes the plugin's root context; called once per root context the host creates. */
-export type RootContextFactory = (contextId: u32) => RootContext;
-
-/** The registered plugins, root_id and factory at the same index; the dispatcher reads them. Arrays rather than a
- * Map, so that a module with the usual single plugin carries no string-keyed map. */
-export const rootIds: string[] = [];
-export const rootFactories: RootContextFactory[] = [];
-
-/** Registers the plugin. `rootId` is Envoy's `root_id`; leave it empty when the module holds one plugin. */
-export function registerRootContext(factory: RootContextFactory, rootId: string = ""): void {
-  const at = rootIds.indexOf(rootId);
-  if (at >= 0) {
-    rootFactories[at] = factory;
-    return;
-  }
-  rootIds.push(rootId);
-  rootFactories.push(factory);
-}
-
-// Which context made which callout. Envoy makes every callout on the root context (proxy-wasm-cpp-host's
-// exports.cc: `contextOrEffectiveContext()->root_context()`) and answers it there, so the dispatcher looks the
-// maker up here to deliver the answer to the stream that asked.
-export const calloutOwners = new Map<u32, u32>();
-/** Marks, in calloutOwners, a unary gRPC call: its one answer ends it, whichever callback brings it. */
-export const UNARY_CALLOUT: u32 = 0x80000000;
-
-function registerCallout(calloutId: u32, contextId: u32): u32 {
-  if (calloutId != 0) calloutOwners.set(calloutId, contextId);
-  return calloutId;
 }

@@ -1,7 +1,8 @@
 // The guest side of the ABI: every proxy_on_* export, routed to the context object it is for. A filter's entry
 // file re-exports this module (`export * from "<sdk>/dispatcher"`) and calls registerRootContext once.
 import * as host from "./hostcalls";
-import { Body, Context, HeaderMap, HttpCallResponse, HttpContext, RootContext, TcpContext, UNARY_CALLOUT, calloutOwners, rootFactories, rootIds } from "./contexts";
+import { Body, Context, HeaderMap, HttpCallResponse, HttpContext, RootContext, TcpContext } from "./contexts";
+import { UNARY_CALLOUT, calloutOwners, rootFactories, rootIds } from "./registry";
 import { BufferType, DataAction, GrpcStatus, HeadersAction, MapType, NetworkAction, PeerType } from "./types";
 import "./runtime";
 
@@ -9,7 +10,9 @@ const GRPC_INITIAL_METADATA = new HeaderMap(MapType.GrpcInitialMetadata);
 const GRPC_TRAILING_METADATA = new HeaderMap(MapType.GrpcTrailingMetadata);
 const GRPC_MESSAGE = new Body(BufferType.GrpcReceiveBuffer);
 
-// Every live context by id: one map (one instantiation of Map's code in the module) for roots, HTTP and TCP.
+// Every live context by id: one map (one instantiation of Map's code in the module) for roots, HTTP and TCP. A stream
+// the host created but has not called yet maps to its root (an entry whose id is not its key): its kind comes with
+// its first callback.
 const contexts = new Map<u32, Context>();
 
 function newRoot(contextId: u32): RootContext {
@@ -25,7 +28,7 @@ function newRoot(contextId: u32): RootContext {
 // Under `--runtime minimal` (the preset's `small` target) nothing collects garbage unless asked. The SDK asks at the
 // end of an export, where no managed object lives only on the stack (a context on the stack is also in `contexts`):
 // after every COLLECT_EVERY callbacks that end a context, tick, or carry data, so that a long-lived stream with many
-// body or TCP data callbacks is collected too. The check folds away at compile time under the default runtime.
+// body or TCP data callbacks is collected too. The check folds away at compile time under the incremental runtime.
 const COLLECT_EVERY: u32 = 64;
 let sinceCollect: u32 = 0;
 
@@ -36,31 +39,75 @@ function collectNowAndThen(): void {
   __collect();
 }
 
-// The HTTP stream the host called last, or created last: most callbacks in a row, from its creation to its
-// deletion, are for the same stream, and this spares them the map lookups.
+// The stream the host created last and has not called yet, with its root. Envoy creates a stream's context in the
+// VM right before its first callback (ContextBase::onCreate, from Envoy's decodeHeaders for HTTP and onNewConnection
+// for TCP), so this one slot spares the map a write; a second creation first parks the previous one in `contexts`.
+let unmadeId: u32 = 0;
+let unmadeRoot: RootContext | null = null;
+
+// The HTTP stream the host called last, or made last: most callbacks in a row, from its creation to its deletion,
+// are for the same stream, and this spares them the map lookups.
 let lastHttpId: u32 = 0;
 let lastHttp: HttpContext | null = null;
 
-function anyContext(contextId: u32): Context | null {
-  if (contextId == lastHttpId && lastHttp !== null) return lastHttp;
-  return contexts.has(contextId) ? contexts.get(contextId) : null;
+/** The root of a stream the host created but has not called yet, taken out of waiting; null for any other id. */
+function takeUnmade(contextId: u32): RootContext | null {
+  if (contextId == unmadeId && unmadeRoot !== null) {
+    const root = unmadeRoot;
+    unmadeRoot = null;
+    unmadeId = 0;
+    return root;
+  }
+  if (!contexts.has(contextId)) return null;
+  const parked = contexts.get(contextId);
+  if (parked.id == contextId) return null;
+  contexts.delete(contextId);
+  return changetype<RootContext>(parked);
 }
 
-/** The HTTP context of `contextId`, or null when the plugin made none for it (its root is not an HTTP filter). */
+/** The HTTP context of `contextId`, made on its first callback; null when the plugin has none for it (its root is
+ * not an HTTP filter). */
 function http(contextId: u32): HttpContext | null {
   if (contextId == lastHttpId && lastHttp !== null) return lastHttp;
-  const context = anyContext(contextId);
-  if (context === null || !(context instanceof HttpContext)) return null;
-  const stream = changetype<HttpContext>(context);
+  const root = takeUnmade(contextId);
+  let stream: HttpContext | null = null;
+  if (root !== null) {
+    stream = root.createHttpContext(contextId);
+    if (stream === null) return null;
+    contexts.set(contextId, stream);
+  } else {
+    if (!contexts.has(contextId)) return null;
+    const context = contexts.get(contextId);
+    if (!(context instanceof HttpContext)) return null;
+    stream = changetype<HttpContext>(context);
+  }
   lastHttpId = contextId;
   lastHttp = stream;
   return stream;
 }
 
-/** The TCP context of `contextId`, or null. */
+/** The TCP context of `contextId`, made on proxy_on_new_connection; null when the plugin has none for it. */
 function tcp(contextId: u32): TcpContext | null {
-  const context = anyContext(contextId);
-  return context !== null && context instanceof TcpContext ? changetype<TcpContext>(context) : null;
+  const root = takeUnmade(contextId);
+  if (root !== null) {
+    const stream = root.createTcpContext(contextId);
+    if (stream !== null) contexts.set(contextId, stream);
+    return stream;
+  }
+  if (!contexts.has(contextId)) return null;
+  const context = contexts.get(contextId);
+  return context instanceof TcpContext ? changetype<TcpContext>(context) : null;
+}
+
+/** Any made context: a root, an HTTP or a TCP stream. A stream not made yet whose first callback is one of the
+ * lifecycle ones is an HTTP stream (Envoy creates it for the access log of a request an earlier filter answered). */
+function anyContext(contextId: u32): Context | null {
+  if (contextId == lastHttpId && lastHttp !== null) return lastHttp;
+  if (contextId != unmadeId && contexts.has(contextId)) {
+    const context = contexts.get(contextId);
+    if (context.id == contextId) return context;
+  }
+  return http(contextId);
 }
 
 function root(contextId: u32): RootContext {
@@ -82,16 +129,9 @@ export function proxy_on_context_create(contextId: u32, parentId: u32): void {
     contexts.set(contextId, newRoot(contextId));
     return;
   }
-  const parent = root(parentId);
-  const httpStream = parent.createHttpContext(contextId);
-  if (httpStream !== null) {
-    contexts.set(contextId, httpStream);
-    lastHttpId = contextId;
-    lastHttp = httpStream;
-    return;
-  }
-  const tcpStream = parent.createTcpContext(contextId);
-  if (tcpStream !== null) contexts.set(contextId, tcpStream);
+  if (unmadeRoot !== null) contexts.set(unmadeId, unmadeRoot!);
+  unmadeId = contextId;
+  unmadeRoot = root(parentId);
 }
 
 export function proxy_on_done(contextId: u32): bool {
@@ -105,13 +145,13 @@ export function proxy_on_log(contextId: u32): void {
 }
 
 export function proxy_on_delete(contextId: u32): void {
-  const context = anyContext(contextId);
-  if (context === null) return;
-  context.onDelete();
   if (contextId == lastHttpId) {
     lastHttpId = 0;
     lastHttp = null;
   }
+  // A stream the host never called was never made: there is nothing to tell.
+  if (takeUnmade(contextId) !== null || !contexts.has(contextId)) return;
+  contexts.get(contextId).onDelete();
   contexts.delete(contextId);
   collectNowAndThen();
 }
@@ -178,19 +218,7 @@ export function proxy_on_response_trailers(contextId: u32, numTrailers: u32): u3
 // ---------------------------------------------------------------------------------------------- TCP
 
 export function proxy_on_new_connection(contextId: u32): u32 {
-  let stream = tcp(contextId);
-  const context = anyContext(contextId);
-  if (stream === null && context !== null && context instanceof HttpContext) {
-    // A plugin that makes both kinds of context got an HTTP one at creation; Envoy calls proxy_on_new_connection
-    // only on a network filter's context, so this one is TCP.
-    if (lastHttpId == contextId) {
-      lastHttpId = 0;
-      lastHttp = null;
-    }
-    contexts.delete(contextId);
-    stream = changetype<HttpContext>(context).root.createTcpContext(contextId);
-    if (stream !== null) contexts.set(contextId, stream);
-  }
+  const stream = tcp(contextId);
   return stream === null ? NetworkAction.Continue : stream.onNewConnection();
 }
 

@@ -129,11 +129,17 @@ export function randomU64(): u64 {
 
 // ---------------------------------------------------------------------------------------------- header maps
 
-export function getHeader(map: MapType, name: string): string | null {
+/** The value the last getHeader that returned Ok read. */
+export let headerValue: string = "";
+
+/** Reads one header into headerValue. Ok; NotFound when the map has no such header; BadArgument when the host has no
+ * such map now (request headers once their callback continued, a response map in a request callback). */
+export function getHeader(map: MapType, name: string): WasmResult {
   const key = encode1(name);
   clearReturn();
-  if (raw.proxy_get_header_map_value(map, key, encodedA, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) return null;
-  return returnedString();
+  const result = <WasmResult>raw.proxy_get_header_map_value(map, key, encodedA, RETURN_DATA, RETURN_SIZE);
+  if (result == WasmResult.Ok) headerValue = returnedString();
+  return result;
 }
 
 /** Whether the map has `name`: the value the host copies into guest memory is freed undecoded. */

@@ -100,6 +100,11 @@ describe("HTTP headers", () => {
     stream.sendRequestHeaders(GET, { endOfStream: true });
     stream.sendResponseHeaders({ ":status": "200" }, { endOfStream: true });
     expect(stream.responseHeaders.get("x-request-path-in-response")).toBe("null");
+    // The SDK tells an unreadable map (BadArgument) from a missing header (NotFound), and writes report their status.
+    expect(stream.responseHeaders.get("x-request-path-status")).toBe(String(WasmResult.BadArgument));
+    expect(stream.responseHeaders.get("x-late-write-status")).toBe(String(WasmResult.BadArgument));
+    expect(stream.responseHeaders.get("x-absent-status")).toBe(String(WasmResult.NotFound));
+    expect(stream.responseHeaders.get("x-remove-absent-status")).toBe(String(WasmResult.Ok));
   });
 
   it("replaces the whole map, and reports its size in bytes as Envoy does", async () => {

@@ -81,6 +81,8 @@ export class HttpStream implements StreamContext {
   /** Whether the stream is over: the VM saw proxy_on_done, proxy_on_log and proxy_on_delete. */
   finished = false;
   inAccessLog = false;
+  /** Whether the VM has heard of this stream: Envoy creates its context with the request headers. */
+  private createdInVm = false;
 
   constructor(private readonly worker: Worker, readonly id: number, readonly rootId: number) {}
 
@@ -170,6 +172,10 @@ export class HttpStream implements StreamContext {
     message.headers.replaceAll(init instanceof Headers ? init.entries() : new Headers(init).entries());
     message.headersAvailable = true;
     const isRequest = message === this.request;
+    if (!this.createdInVm) {
+      this.createdInVm = true;
+      this.worker.createInVm(this);
+    }
     const exports = this.worker.exports;
     const fn = isRequest ? exports.proxy_on_request_headers : exports.proxy_on_response_headers;
     let action: Action = "continue";
@@ -312,7 +318,7 @@ export class HttpStream implements StreamContext {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
-    this.worker.finishStream(this, () => (this.inAccessLog = true), () => (this.inAccessLog = false));
+    this.worker.finishStream(this, this.createdInVm, () => (this.inAccessLog = true), () => (this.inAccessLog = false));
   }
 
   // ------------------------------------------------------------------------------------------- host side

@@ -117,7 +117,7 @@ export class TcpConnection implements StreamContext {
   private finishIfClosed(): void {
     if (this.finished || !this.downstreamClosed || !this.upstreamClosed) return;
     this.finished = true;
-    this.worker.finishStream(this, () => {}, () => {});
+    this.worker.finishStream(this, true, () => {}, () => {});
   }
 
   // ------------------------------------------------------------------------------------------- host side

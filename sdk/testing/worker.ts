@@ -151,13 +151,19 @@ export class Worker {
     this.roots.delete(root.id);
   }
 
-  /** Opens an HTTP stream on the active root context. */
+  /** Opens an HTTP stream on the active root context. As in Envoy, the VM hears of it (proxy_on_context_create) with
+   * its first callback, the request headers: Envoy's decodeHeaders calls ContextBase::onCreate first. */
   http(): HttpStream {
+    if (this.failed !== null) throw new Error(`worker ${this.index} failed earlier: ${this.failed.message}`);
     const root = this.requireRoot();
     const stream = new HttpStream(this, this.newContextId(), root.id);
     this.streams.set(stream.id, stream);
-    this.invoke(stream.id, "proxy_on_context_create", () => this.exports.proxy_on_context_create?.(stream.id, root.id));
     return stream;
+  }
+
+  /** proxy_on_context_create for a stream or connection, right before its first callback. */
+  createInVm(context: StreamContext & { readonly rootId: number }): void {
+    this.invoke(context.id, "proxy_on_context_create", () => this.exports.proxy_on_context_create?.(context.id, context.rootId));
   }
 
   /** Opens a TCP connection on the active root context (proxy_on_new_connection). */
@@ -165,14 +171,19 @@ export class Worker {
     const root = this.requireRoot();
     const connection = new TcpConnection(this, this.newContextId(), root.id);
     this.streams.set(connection.id, connection);
-    this.invoke(connection.id, "proxy_on_context_create", () => this.exports.proxy_on_context_create?.(connection.id, root.id));
+    this.createInVm(connection);
     connection.open();
     return connection;
   }
 
-  /** Ends a stream's life in the VM: proxy_on_done, proxy_on_log, proxy_on_delete. */
-  finishStream(context: StreamContext, duringLog: () => void, afterLog: () => void): void {
+  /** Ends a stream's life in the VM: proxy_on_done, proxy_on_log, proxy_on_delete; nothing for a stream the VM never
+   * heard of. */
+  finishStream(context: StreamContext, createdInVm: boolean, duringLog: () => void, afterLog: () => void): void {
     if (!this.streams.has(context.id)) return;
+    if (!createdInVm) {
+      this.streams.delete(context.id);
+      return;
+    }
     this.invoke(context.id, "proxy_on_done", () => this.exports.proxy_on_done?.(context.id));
     duringLog();
     try {

@@ -76,7 +76,7 @@ function spread(port: number, count: number): Promise<Tally> {
 }
 
 async function stat(envoy: Envoy, name: string): Promise<number> {
-  return (await envoy.stat(`wasmcustom.skiff_outlier_detector.${name}`)) ?? 0;
+  return (await envoy.stat(`wasmcustom.outlier_detector.${name}`)) ?? 0;
 }
 
 

@@ -114,12 +114,12 @@ describeE2E("retry-budget filter in Envoy (2 workers)", () => {
     expect(tally.byUpstream.backend).toBe(CLIENT_REQUESTS);
     const marked = tally.responses.filter((r) => r.headers["x-skiff-retry-budget"] === "exhausted").length;
     expect(marked).toBeGreaterThan(CLIENT_REQUESTS / 2);
-    expect(await envoy.stat("wasmcustom.skiff_retry_budget.exhausted")).toBe(marked);
-    expect(await envoy.stat("wasmcustom.skiff_retry_budget.retries")).toBe(retries);
-    expect(await envoy.stat("wasmcustom.skiff_retry_budget.floor_grants")).toBeGreaterThanOrEqual(1);
+    expect(await envoy.stat("wasmcustom.retry_budget.exhausted")).toBe(marked);
+    expect(await envoy.stat("wasmcustom.retry_budget.retries")).toBe(retries);
+    expect(await envoy.stat("wasmcustom.retry_budget.floor_grants")).toBeGreaterThanOrEqual(1);
     expect(await envoy.stat("cluster.backend.upstream_rq_retry")).toBe(retries);
     // The attempt count came from the attribute on every response; none reached the client as a header.
-    expect(await envoy.stat("wasmcustom.skiff_retry_budget.missing_attempt_count")).toBe(0);
+    expect(await envoy.stat("wasmcustom.retry_budget.missing_attempt_count")).toBe(0);
     expect(tally.responses.some((r) => r.headers["x-envoy-attempt-count"] !== undefined)).toBe(false);
     // Both workers served requests, so the bound held over their combined traffic.
     const perWorker = await connectionsPerWorker(envoy);
@@ -154,8 +154,8 @@ describeE2E("retry-budget filter in Envoy (2 workers)", () => {
     expect(tally.byStatus[200]).toBe(CLIENT_REQUESTS);
     expect(upstream.requests.length).toBe(CLIENT_REQUESTS);
     expect(tally.responses.some((r) => r.headers["x-skiff-retry-budget"] !== undefined)).toBe(false);
-    expect(await envoy.stat("wasmcustom.skiff_retry_budget.retries")).toBe(0);
-    expect(await envoy.stat("wasmcustom.skiff_retry_budget.exhausted")).toBe(0);
+    expect(await envoy.stat("wasmcustom.retry_budget.retries")).toBe(0);
+    expect(await envoy.stat("wasmcustom.retry_budget.exhausted")).toBe(0);
     // The router consumes the filter's x-envoy-max-retries; it never reaches the upstream.
     expect(upstream.requests.every((r) => r.headers["x-envoy-max-retries"] === undefined)).toBe(true);
   });
@@ -168,8 +168,8 @@ describeE2E("retry-budget filter in Envoy (2 workers)", () => {
     expect(tally.byStatus[200]).toBe(CLIENT_REQUESTS);
     const retries = upstream.requests.length - CLIENT_REQUESTS;
     expect(retries).toBeGreaterThanOrEqual(15);
-    expect(await envoy.stat("wasmcustom.skiff_retry_budget.retries")).toBe(retries);
-    expect(await envoy.stat("wasmcustom.skiff_retry_budget.exhausted")).toBe(0);
+    expect(await envoy.stat("wasmcustom.retry_budget.retries")).toBe(retries);
+    expect(await envoy.stat("wasmcustom.retry_budget.exhausted")).toBe(0);
   });
 });
 

@@ -102,10 +102,10 @@ describeE2E("scenario: a retry budget by WasmPlugin", () => {
     expect(tally.byStatus[503]).toBe(REQUESTS);
     const marked = tally.responses.filter((r) => r.headers["x-skiff-retry-budget"] === "exhausted").length;
     expect(marked).toBeGreaterThan(REQUESTS / 2);
-    expect(await mesh.envoy.stat("wasmcustom.skiff_retry_budget.exhausted")).toBe(marked);
-    expect(await mesh.envoy.stat("wasmcustom.skiff_retry_budget.retries")).toBe(retries);
+    expect(await mesh.envoy.stat("wasmcustom.retry_budget.exhausted")).toBe(marked);
+    expect(await mesh.envoy.stat("wasmcustom.retry_budget.retries")).toBe(retries);
     // The attempt count came from Envoy's attribute on every response; none reached a client as a header.
-    expect(await mesh.envoy.stat("wasmcustom.skiff_retry_budget.missing_attempt_count")).toBe(0);
+    expect(await mesh.envoy.stat("wasmcustom.retry_budget.missing_attempt_count")).toBe(0);
     expect([first, ...tally.responses].some((r) => r.headers["x-envoy-attempt-count"] !== undefined)).toBe(false);
 
     // Both workers served requests, so the bound held over their combined traffic.

@@ -1,11 +1,13 @@
 // The TCP API in a real Envoy (a Wasm network filter in front of tcp_proxy) and in the emulator: the tcp-probe module
 // (sdk/fixtures/tcp-probe) holds client bytes until a newline, upper-cases them, and marks what the upstream sends
-// back. Both sides must see the same bytes and counts.
+// back. Both sides must see the same bytes and counts. The same VM also serves the plugin as an HTTP filter on a
+// second listener, so it holds HTTP and TCP contexts side by side.
 import { type Server, type Socket, connect, createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Emulator } from "../../sdk/testing/index.js";
 import { fixtureModule } from "../../sdk/tools/fixtures.js";
+import { send } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";
 import { type Envoy, startEnvoy } from "../harness/envoy.js";
 
@@ -26,9 +28,33 @@ async function startEcho(): Promise<{ server: Server; port: number }> {
 }
 
 function tcpBootstrap(module: string, echoPort: number): Record<string, unknown> {
+  const vmConfig = { vm_id: "tcp-probe", runtime: "envoy.wasm.runtime.v8", code: { local: { filename: module } } };
   return {
     static_resources: {
       listeners: [{
+        name: "http",
+        address: { socket_address: { address: "127.0.0.1", port_value: 0 } },
+        filter_chains: [{
+          filters: [{
+            name: "envoy.filters.network.http_connection_manager",
+            typed_config: {
+              "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+              stat_prefix: "http",
+              route_config: { virtual_hosts: [{ name: "all", domains: ["*"], routes: [{ match: { prefix: "/" }, direct_response: { status: 200 } }] }] },
+              http_filters: [
+                {
+                  name: "skiff.tcp-probe",
+                  typed_config: {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    config: { name: "tcp-probe", root_id: "tcp-probe", vm_config: vmConfig },
+                  },
+                },
+                { name: "envoy.filters.http.router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
+              ],
+            },
+          }],
+        }],
+      }, {
         name: "tcp",
         address: { socket_address: { address: "127.0.0.1", port_value: 0 } },
         filter_chains: [{
@@ -37,11 +63,7 @@ function tcpBootstrap(module: string, echoPort: number): Record<string, unknown>
               name: "skiff.tcp-probe",
               typed_config: {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
-                config: {
-                  name: "tcp-probe",
-                  root_id: "tcp-probe",
-                  vm_config: { vm_id: "tcp-probe", runtime: "envoy.wasm.runtime.v8", code: { local: { filename: module } } },
-                },
+                config: { name: "tcp-probe", root_id: "tcp-probe", vm_config: vmConfig },
               },
             },
             {
@@ -82,6 +104,7 @@ describeE2E("the TCP API in Envoy and in the emulator", () => {
   let echo: { server: Server; port: number };
   let envoy: Envoy;
   let port: number;
+  let httpPort: number;
   let vm: Emulator;
 
   beforeAll(async () => {
@@ -89,6 +112,7 @@ describeE2E("the TCP API in Envoy and in the emulator", () => {
     const module = await fixtureModule("tcp-probe");
     envoy = await startEnvoy({ bootstrap: tcpBootstrap(module, echo.port) });
     port = await envoy.listenerPort("tcp");
+    httpPort = await envoy.listenerPort("http");
     vm = await Emulator.load(module);
   });
 
@@ -119,6 +143,32 @@ describeE2E("the TCP API in Envoy and in the emulator", () => {
     for (let i = 0; i < 100 && (await envoy.stat("wasmcustom.skiff_tcp_probe.upstream_bytes")) === undefined; i++) await sleep(25);
     expect(await envoy.stat("wasmcustom.skiff_tcp_probe.downstream_bytes")).toBe(vm.metric("skiff_tcp_probe.downstream_bytes"));
     expect(await envoy.stat("wasmcustom.skiff_tcp_probe.upstream_bytes")).toBe(vm.metric("skiff_tcp_probe.upstream_bytes"));
+  });
+
+  it("serves HTTP streams from the same plugin while connections are open, in both", async () => {
+    const socket = connect(port, "127.0.0.1");
+    const closed = new Promise((resolve) => socket.once("close", resolve));
+    let answer = "";
+    socket.on("data", (data) => (answer += data.toString()));
+    await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+    socket.write("open\n");
+    for (let i = 0; i < 200 && answer.length < "upstream: OPEN\n".length; i++) await sleep(25);
+    const response = await send(httpPort, {});
+    socket.end();
+    await closed;
+
+    const connection = vm.tcp();
+    const stream = vm.http();
+    stream.sendRequestHeaders({ ":method": "GET", ":path": "/", ":authority": "x" }, { endOfStream: true });
+    stream.sendResponseHeaders({ ":status": "200" }, { endOfStream: true });
+    expect(connection.sendDownstreamData("open\n")).toBe("continue");
+    connection.closeDownstream();
+    connection.closeUpstream();
+
+    expect(answer).toBe("upstream: OPEN\n");
+    expect(response.headers["x-tcp-probe"]).toBe("http");
+    expect(stream.responseHeaders.get("x-tcp-probe")).toBe("http");
+    expect(connection.downstream.received).toBe("OPEN\n");
   });
 
   it("reports the client's close to the filter", async () => {

@@ -1,11 +1,11 @@
 // The benchmark filter, written with the Skiff SDK: reads three request headers and adds one response header
 // (`x-bench-seen`: how many of the three were present). Same behaviour as ../peer/index.ts.
-import { HeadersAction, HttpContext, RootContext, registerRootContext } from "../../../sdk/assembly/index";
-export * from "../../../sdk/assembly/dispatcher";
+import { HeadersAction, HttpContext, RootContext, registerRootContext } from "@skiff/proxy-wasm";
+export * from "@skiff/proxy-wasm/dispatcher";
 
 class BenchRoot extends RootContext {
   createHttpContext(contextId: u32): HttpContext | null {
-    return new Bench(contextId, this);
+    return new Bench(contextId);
   }
 }
 
