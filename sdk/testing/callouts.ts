@@ -19,6 +19,34 @@ export interface CalloutDelivery {
   grpcClose(callout: GrpcCallout, status: number, message: string): void;
 }
 
+/** One worker's callouts in flight, by token. Envoy numbers each kind apart, with the kind in the low two bits:
+ * HTTP calls 4, 8, ...; unary gRPC calls 5, 9, ...; gRPC streams 6, 10, ... */
+export class CalloutTable {
+  private readonly byToken = new Map<number, HttpCall | GrpcCallout>();
+  private readonly last = { http: 0, "grpc-call": 1, "grpc-stream": 2 };
+
+  nextToken(kind: "http" | "grpc-call" | "grpc-stream"): number {
+    return (this.last[kind] += 4);
+  }
+
+  add(callout: HttpCall | GrpcCallout): void {
+    this.byToken.set(callout.token, callout);
+  }
+
+  get(token: number): HttpCall | GrpcCallout | undefined {
+    return this.byToken.get(token);
+  }
+
+  has(token: number): boolean {
+    return this.byToken.has(token);
+  }
+
+  /** Forgets a callout; whether it was in flight. */
+  take(token: number): boolean {
+    return this.byToken.delete(token);
+  }
+}
+
 /** One proxy_http_call. Answer it with `respond` (or from `Emulator.onHttpCall`), or `fail` it like a reset. */
 export class HttpCall {
   answered = false;

@@ -6,6 +6,7 @@ import {
   propertyKey,
 } from "./abi.js";
 import type { CalloutDelivery, GrpcCallout, HttpCall, HttpCallAnswer } from "./callouts.js";
+import type { CalloutReceiver, ForeignFunction, ProcessHost } from "./host.js";
 import type { HttpStream } from "./http.js";
 import { type LogEntry, Metrics, SharedData, SharedQueues, levelName } from "./shared.js";
 import type { TcpConnection } from "./tcp.js";
@@ -57,9 +58,9 @@ export class ManualClock {
 
 export type HttpCallHandler = (call: HttpCall) => HttpCallAnswer | void;
 export type GrpcHandler = (callout: GrpcCallout) => void;
-export type ForeignFunction = (args: Uint8Array, caller: { worker: number; contextId: number }) => Uint8Array | string | void;
+export type { ForeignFunction };
 
-export class Emulator {
+export class Emulator implements ProcessHost {
   readonly workers: Worker[] = [];
   readonly clock: ManualClock;
   readonly sharedData = new SharedData();
@@ -262,6 +263,10 @@ export class Emulator {
     this.logs.push({ level: levelName(level), message, worker, contextId });
   }
 
+  foreignFunction(name: string): ForeignFunction | undefined {
+    return this.foreignFunctions.get(name);
+  }
+
   knowsCluster(cluster: string): boolean {
     return this.clusters === null || this.clusters.has(cluster);
   }
@@ -288,7 +293,7 @@ export class Emulator {
     if (handler !== null) this.defer(() => handler(stream, message));
   }
 
-  delivery(worker: Worker): CalloutDelivery {
+  delivery(worker: CalloutReceiver): CalloutDelivery {
     return {
       httpResponse: (call, headers, body, trailers) => this.schedule(() => worker.deliverHttpResponse(call, headers, body, trailers)),
       httpFailure: (call) => this.schedule(() => worker.deliverHttpFailure(call)),

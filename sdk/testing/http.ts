@@ -7,7 +7,7 @@ import {
   decodeText, encodeProperty, encodeText, propertyKey, toBytes,
 } from "./abi.js";
 import { Headers } from "./headers.js";
-import type { BufferSlot, StreamContext, Worker } from "./worker.js";
+import type { BufferSlot, StreamContext, StreamHost } from "./host.js";
 
 /** What a filter callback answered: let the data through, or hold it. */
 export type Action = "continue" | "pause";
@@ -84,7 +84,7 @@ export class HttpStream implements StreamContext {
   /** Whether the VM has heard of this stream: Envoy creates its context with the request headers. */
   private createdInVm = false;
 
-  constructor(private readonly worker: Worker, readonly id: number, readonly rootId: number) {}
+  constructor(private readonly worker: StreamHost, readonly id: number, readonly rootId: number) {}
 
   // ------------------------------------------------------------------------------------------- for tests
 
@@ -189,7 +189,7 @@ export class HttpStream implements StreamContext {
           action = "pause";
           message.paused = true;
           // Envoy turns a plain Pause into StopAllIterationAndWatermark unless the plugin allows StopIteration.
-          message.stopAll = result !== 1 || !this.worker.emulator.allowOnHeadersStopIteration;
+          message.stopAll = result !== 1 || !this.worker.allowOnHeadersStopIteration;
         }
       });
     return message.paused ? "pause" : action;
@@ -280,7 +280,7 @@ export class HttpStream implements StreamContext {
   private passEnd(message: Message): void {
     if (!message.receivedEnd || message.paused || message.ended) return;
     message.ended = true;
-    if (message === this.response) this.worker.emulator.defer(() => this.finish());
+    if (message === this.response) this.worker.defer(() => this.finish());
   }
 
   /** proxy_continue_stream, run after the guest call returns (Envoy defers it the same way). */
@@ -392,7 +392,7 @@ export class HttpStream implements StreamContext {
   continueStream(stream: number): WasmResult {
     if (stream === StreamType.Request || stream === StreamType.Response) {
       const message = stream === StreamType.Request ? this.request : this.response;
-      this.worker.emulator.defer(() => this.resume(message));
+      this.worker.defer(() => this.resume(message));
       // Envoy's continueStream forgets the request maps at once, whichever direction is continued.
       this.request.headersAvailable = false;
       this.request.trailersAvailable = false;
@@ -405,12 +405,12 @@ export class HttpStream implements StreamContext {
     if (stream === StreamType.Request) this.closed.request = true;
     else if (stream === StreamType.Response) this.closed.response = true;
     else return WasmResult.BadArgument;
-    this.worker.emulator.defer(() => this.finish());
+    this.worker.defer(() => this.finish());
     return WasmResult.Ok;
   }
 
   sendLocalResponse(status: number, details: string, body: Uint8Array, headers: HeaderPair[], grpcStatus: number): WasmResult {
-    this.worker.emulator.defer(() => this.replyLocally(status, details, body, headers, grpcStatus));
+    this.worker.defer(() => this.replyLocally(status, details, body, headers, grpcStatus));
     return WasmResult.Ok;
   }
 
@@ -444,7 +444,7 @@ export class HttpStream implements StreamContext {
       this.response.buffered = body;
       this.response.paused = false;
       this.response.ended = true;
-      this.worker.emulator.defer(() => this.finish());
+      this.worker.defer(() => this.finish());
       return;
     }
     this.deliverHeaders(this.response, headers, body.length === 0);

@@ -10,7 +10,7 @@ export { HttpCall, GrpcCallout } from "./callouts.js";
 export type { GrpcAnswer, HttpCallAnswer } from "./callouts.js";
 export { Headers } from "./headers.js";
 export { Worker } from "./worker.js";
-export type { RootContext } from "./worker.js";
+export type { RootState as RootContext, StreamContext } from "./host.js";
 export { GuestTrap } from "./guest.js";
 export type { LogEntry, MetricKind, SharedValue } from "./shared.js";
 export {

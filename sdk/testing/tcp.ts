@@ -7,7 +7,7 @@ import {
 } from "./abi.js";
 import type { Action, SendOptions } from "./http.js";
 import type { Headers } from "./headers.js";
-import type { BufferSlot, StreamContext, Worker } from "./worker.js";
+import type { BufferSlot, StreamContext, StreamHost } from "./host.js";
 
 export type Peer = "unknown" | "local" | "remote";
 const PEERS: Record<Peer, PeerType> = { unknown: PeerType.Unknown, local: PeerType.Local, remote: PeerType.Remote };
@@ -49,8 +49,10 @@ export class TcpConnection implements StreamContext {
   private downstreamEnded = false;
   private upstreamEnded = false;
   finished = false;
+  /** A connection has no access-log phase of its own. */
+  readonly inAccessLog = false;
 
-  constructor(private readonly worker: Worker, readonly id: number, readonly rootId: number) {}
+  constructor(private readonly worker: StreamHost, readonly id: number, readonly rootId: number) {}
 
   open(): void {
     this.worker.invoke(this.id, "proxy_on_new_connection", () => {
@@ -139,7 +141,7 @@ export class TcpConnection implements StreamContext {
 
   continueStream(stream: number): WasmResult {
     if (stream === StreamType.Downstream) {
-      this.worker.emulator.defer(() => {
+      this.worker.defer(() => {
         if (!this.downstream.paused) return;
         this.downstream.paused = false;
         this.downstream.pass();
