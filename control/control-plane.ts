@@ -1,6 +1,7 @@
 // The control plane: Istio YAML from a folder (sources) -> Envoy resources per proxy (translate) -> encoded,
 // versioned snapshots (snapshots) -> ADS streams (xds). Data flows one way; Wasm modules are served over HTTP.
 import { formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
+import { checkTranslation } from "./translate/check.js";
 import { translate } from "./translate/index.js";
 import { inlineServedModules } from "./modules/inline.js";
 import { jsonPage, ModuleServer } from "./modules/server.js";
@@ -97,6 +98,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         if (errors.length === 0) log(`config: no errors`);
         for (const error of errors) log(`config error (the last good version of the file keeps serving): ${formatConfigError(error)}`);
       },
+      { check: checkTranslation },
     );
     xds = await XdsServer.start({
       cache,

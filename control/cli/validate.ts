@@ -1,12 +1,13 @@
 // `skiff validate DIR`: checks a config folder as the control plane would read it. Errors (a file the control plane
 // would not take) make the exit code 1; warnings name references that Istio accepts but that route nowhere.
 import { formatConfigError, loadConfigDir, type MeshConfig } from "../sources/index.js";
+import { checkEnvoyFilters, checkTranslation } from "../translate/check.js";
 import { Registry } from "../translate/registry.js";
 
 export function runValidate(dir: string): void {
-  const { mesh, errors } = loadConfigDir(dir);
+  const { mesh, errors } = loadConfigDir(dir, { check: checkTranslation });
   for (const error of errors) console.error(`error: ${formatConfigError(error)}`);
-  for (const warning of danglingReferences(mesh)) console.error(`warning: ${warning}`);
+  for (const warning of [...danglingReferences(mesh), ...checkEnvoyFilters(mesh).warnings.map(formatConfigError)]) console.error(`warning: ${warning}`);
   const count = mesh.gateways.length + mesh.virtualServices.length + mesh.destinationRules.length + mesh.serviceEntries.length + mesh.wasmPlugins.length + mesh.envoyFilters.length;
   console.log(`${dir}: ${count} resources valid, ${errors.length} error${errors.length === 1 ? "" : "s"}`);
   if (errors.length > 0) process.exitCode = 1;

@@ -8,7 +8,8 @@ export class ResourceEncodingError extends Error {
     readonly typeUrl: string,
     readonly resourceName: string,
     readonly field: string,
-    detail: string,
+    /** What is wrong with the field (the message without the resource and field). */
+    readonly detail: string,
   ) {
     super(`${typeUrl.split(".").pop()} "${resourceName}": ${field ? `field ${field}: ` : ""}${detail}`);
     this.name = "ResourceEncodingError";
@@ -27,9 +28,14 @@ export function encodeResource(typeUrl: string, resource: XdsResource): Uint8Arr
   try {
     return toBinary(descriptor, fromJson(descriptor, resource.body as never, { registry: envoyRegistry() }));
   } catch (error) {
-    const found = findBadField(descriptor, resource.body, "");
-    throw new ResourceEncodingError(typeUrl, resource.name, found?.path ?? "", found?.detail ?? (error as Error).message);
+    throw describeJsonError(descriptor, typeUrl, resource.name, resource.body, error as Error);
   }
+}
+
+/** The error for JSON that did not decode as `descriptor`, naming the deepest field that does not. */
+export function describeJsonError(descriptor: DescMessage, typeUrl: string, name: string, json: unknown, error: Error): ResourceEncodingError {
+  const found = findBadField(descriptor, json, "");
+  return new ResourceEncodingError(typeUrl, name, found?.path ?? "", found?.detail ?? error.message);
 }
 
 interface BadField {

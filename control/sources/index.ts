@@ -1,7 +1,7 @@
 // Istio-style YAML from a folder: load it once (`skiff validate`) or watch it (`skiff control-plane`).
 import { type FSWatcher, readdirSync, readFileSync, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { type ConfigError, emptyMesh, type MeshConfig, type Resource } from "./model.js";
+import { type ConfigError, emptyMesh, formatConfigError, type MeshConfig, type Resource } from "./model.js";
 import { type ParsedFile, parseFile } from "./parse.js";
 
 export type { ConfigError, MeshConfig } from "./model.js";
@@ -11,10 +11,47 @@ export { type CredentialFiles, credentialFiles, MESH_CONFIG_FILE, wasmModulePath
 /** istiod's push debounce: wait for 100 ms without changes, but never longer than 10 s after the first one. */
 export const DEBOUNCE = { quietMs: 100, maxMs: 10_000 };
 
+/** Checks of the assembled mesh that need more than one file, or more than the sources know (the callers pass
+ * control/translate's: patched results must encode). An error counts as one of its `file`, which then contributes
+ * nothing (loadConfigDir) or keeps its last good version (watchConfigDir), as with a schema error. */
+export interface SourceOptions {
+  check?: (mesh: MeshConfig) => ConfigError[];
+}
+
 /** Reads every *.yaml / *.yml file directly in `dir`. Invalid files contribute nothing and are listed in `errors`. */
-export function loadConfigDir(dir: string): { mesh: MeshConfig; errors: ConfigError[] } {
-  const parsed = readFolder(resolve(dir));
-  return assemble(resolve(dir), parsed);
+export function loadConfigDir(dir: string, options: SourceOptions = {}): { mesh: MeshConfig; errors: ConfigError[] } {
+  const root = resolve(dir);
+  const parsed = readFolder(root);
+  const { errors } = assemble(root, parsed);
+  const valid = new Map([...parsed].filter(([, file]) => file.errors.length === 0));
+  const checked = applyCheck(root, valid, () => undefined, options);
+  return { mesh: checked.mesh, errors: [...errors, ...checked.errors] };
+}
+
+/** Assembles `files`, runs the check, and replaces each file it finds errors in by `fallback(file)` (nothing when
+ * undefined) until the check passes. Returns the mesh, the check's errors, and the files that were replaced. */
+function applyCheck(
+  root: string,
+  files: Map<string, ParsedFile>,
+  fallback: (file: string) => ParsedFile | undefined,
+  options: SourceOptions,
+): { mesh: MeshConfig; errors: ConfigError[]; failed: Set<string> } {
+  const failed = new Set<string>();
+  const errors: ConfigError[] = [];
+  const effective = new Map(files);
+  for (;;) {
+    const { mesh } = assemble(root, effective);
+    const found = options.check?.(mesh) ?? [];
+    for (const error of found) if (!errors.some((known) => formatConfigError(known) === formatConfigError(error))) errors.push(error);
+    const bad = [...new Set(found.map((error) => error.file))].filter((file) => !failed.has(file));
+    if (bad.length === 0) return { mesh, errors, failed };
+    for (const file of bad) {
+      failed.add(file);
+      const previous = fallback(file);
+      if (previous && previous !== files.get(file)) effective.set(file, previous);
+      else effective.delete(file);
+    }
+  }
 }
 
 /** Watches `dir` and calls `onChange` with the new mesh after each debounced burst of changes that changes it (and
@@ -25,6 +62,7 @@ export function watchConfigDir(
   dir: string,
   onChange: (mesh: MeshConfig, firstChangeAt: number) => void,
   onErrors: (errors: ConfigError[]) => void,
+  options: SourceOptions = {},
 ): { close(): Promise<void> } {
   const root = resolve(dir);
   const lastGood = new Map<string, ParsedFile>();
@@ -36,15 +74,17 @@ export function watchConfigDir(
     const firstChangeAt = burstStart ?? Date.now();
     burstStart = undefined;
     const current = readFolder(root);
-    const effective = new Map<string, ParsedFile>();
+    const candidate = new Map<string, ParsedFile>();
     for (const [file, parsed] of current) {
-      if (parsed.errors.length === 0) lastGood.set(file, parsed);
-      effective.set(file, lastGood.get(file) ?? { resources: [], errors: [] });
+      const good = parsed.errors.length === 0 ? parsed : lastGood.get(file);
+      if (good) candidate.set(file, good);
     }
+    // A file the check refuses keeps its last good version too (or contributes nothing, if it never had one).
+    const { mesh, errors: checkErrors, failed } = applyCheck(root, candidate, (file) => lastGood.get(file), options);
+    for (const [file, parsed] of current) if (parsed.errors.length === 0 && !failed.has(file)) lastGood.set(file, parsed);
     for (const file of lastGood.keys()) if (!current.has(file)) lastGood.delete(file);
-    const { mesh } = assemble(root, effective);
     // Errors are those of the files as they are now (the mesh may hold older, good versions of some).
-    const { errors } = assemble(root, current);
+    const errors = [...assemble(root, current).errors, ...checkErrors];
     const meshText = JSON.stringify(mesh);
     const errorsText = JSON.stringify(errors);
     if (errorsText !== lastErrors) {
@@ -163,6 +203,7 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
   for (const [file, parsed] of files) {
     errors.push(...parsed.errors);
     if (parsed.meshConfig?.outboundTrafficPolicy) mesh.outboundTrafficPolicy = parsed.meshConfig.outboundTrafficPolicy.mode;
+    if (parsed.meshConfig?.rootNamespace) mesh.rootNamespace = parsed.meshConfig.rootNamespace;
     for (const resource of parsed.resources) {
       const id = `${resource.kind} ${resource.namespace}/${resource.name}`;
       const first = seen.get(id);

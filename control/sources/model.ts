@@ -42,6 +42,8 @@ export interface MeshConfig {
   envoyFilters: EnvoyFilter[];
   /** From meshconfig.yaml; the embedded mode supports only REGISTRY_ONLY (see control/sources/README.md). */
   outboundTrafficPolicy: "REGISTRY_ONLY";
+  /** From meshconfig.yaml, default `istio-system` as in Istio: EnvoyFilters there apply in every namespace. */
+  rootNamespace: string;
 }
 
 export interface ConfigError {
@@ -68,5 +70,6 @@ export function emptyMesh(dir: string): MeshConfig {
     wasmPlugins: [],
     envoyFilters: [],
     outboundTrafficPolicy: "REGISTRY_ONLY",
+    rootNamespace: "istio-system",
   };
 }

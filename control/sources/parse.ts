@@ -6,9 +6,9 @@ import { isAbsolute, join, resolve } from "node:path";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import type { ConfigError, Resource } from "./model.js";
-import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
-import { TypeUrl } from "../resources.js";
-import { type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, resourceEnvelope } from "./schema/index.js";
+import { ResourceEncodingError } from "../protos/encode.js";
+import { decodeMessage } from "../protos/merge.js";
+import { type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, PATCH_MESSAGE, resourceEnvelope } from "./schema/index.js";
 
 type GatewaySpec = z.infer<typeof gatewaySpec>;
 type EnvoyFilterSpec = z.infer<typeof envoyFilterSpec>;
@@ -76,7 +76,7 @@ export function parseFile(dir: string, file: string, text: string): ParsedFile {
       }
     }
     if (kind === "EnvoyFilter") {
-      const problems = checkClusterPatches(parsed.data as EnvoyFilterSpec);
+      const problems = checkEnvoyFilter(parsed.data as EnvoyFilterSpec, metadata.namespace);
       if (problems.length > 0) {
         errors.push(...problems.map(({ field, message }) => ({ file, resource, field, message })));
         return;
@@ -190,18 +190,26 @@ function checkGatewayTls(dir: string, spec: GatewaySpec): Array<{ field: string;
   return problems;
 }
 
-/** A MERGE value must be part of an Envoy Cluster in proto3 JSON, or Envoy would never get the patched cluster. */
-function checkClusterPatches(spec: EnvoyFilterSpec): Array<{ field: string; message: string }> {
-  return spec.configPatches.flatMap((patch, index) => {
+/** Every patch value must decode as the Envoy message its applyTo patches (either field spelling), or Envoy would
+ * never get the patched resource; a targetRef can only name a Gateway in the EnvoyFilter's own namespace. */
+function checkEnvoyFilter(spec: EnvoyFilterSpec, namespace: string): Array<{ field: string; message: string }> {
+  const problems = spec.configPatches.flatMap((patch, index) => {
+    if (patch.patch.value === undefined || patch.applyTo === "BOOTSTRAP") return [];
     try {
-      encodeResource(TypeUrl.Cluster, { name: "patch", body: patch.patch.value });
+      decodeMessage(PATCH_MESSAGE[patch.applyTo], patch.patch.value);
       return [];
     } catch (error) {
       const field = `spec.configPatches[${index}].patch.value`;
       if (!(error instanceof ResourceEncodingError)) return [{ field, message: (error as Error).message }];
-      return [{ field: error.field ? `${field}.${error.field}` : field, message: error.message.replace(/^.*?: field [^:]+: /, "") }];
+      return [{ field: error.field ? `${field}.${error.field}` : field, message: `${error.detail} (the value is an Envoy ${PATCH_MESSAGE[patch.applyTo]})` }];
     }
   });
+  (spec.targetRefs ?? []).forEach((ref, index) => {
+    if (ref.namespace !== undefined && ref.namespace !== namespace) {
+      problems.push({ field: `spec.targetRefs[${index}].namespace`, message: `a targetRef can only name a Gateway in the EnvoyFilter's namespace ${namespace} (Istio matches nothing otherwise)` });
+    }
+  });
+  return problems;
 }
 
 function checkModuleUrl(dir: string, url: string): string | undefined {

@@ -7,7 +7,7 @@ import { type ProxyIdentity, type ProxyResources, type TranslationContext, TypeU
 
 const gateway: ProxyIdentity = { nodeId: "ingress", role: "gateway", labels: { istio: "ingressgateway" }, namespace: "default", ips: [] };
 export const webapp: ProxyIdentity = { nodeId: "webapp", role: "sidecar", labels: { app: "webapp" }, namespace: "default", ips: [] };
-const simpleWeb: ProxyIdentity = { nodeId: "simple-web", role: "sidecar", labels: { app: "simple-web" }, namespace: "default", ips: [] };
+const simpleWeb: ProxyIdentity = { nodeId: "simple-web", role: "sidecar", labels: { app: "simple-web" }, namespace: "istioinaction", ips: [] };
 
 export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["gateway-hosts", gateway],
@@ -15,6 +15,10 @@ export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["wasm-plugins", gateway],
   ["wasm-plugins", webapp],
   ["envoyfilter-merge", simpleWeb],
+  ["envoyfilter-listeners", gateway],
+  ["envoyfilter-routes", gateway],
+  ["envoyfilter-routes", { ...webapp, namespace: "shop" }],
+  ["envoyfilter-clusters", { ...webapp, namespace: "shop" }],
 ];
 
 /** What the control plane would pass: modules served from 127.0.0.1:15080 as /modules/<sha256>.wasm. */

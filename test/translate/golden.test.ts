@@ -52,7 +52,7 @@ describe("translate() against golden Envoy configs", () => {
 
   it("an EnvoyFilter leaves proxies outside its workloadSelector alone", () => {
     const dir = join(HERE, "fixtures", "envoyfilter-merge");
-    const clusters = translate(loadConfigDir(dir).mesh, testContext(dir, webapp))[TypeUrl.Cluster];
+    const clusters = translate(loadConfigDir(dir).mesh, testContext(dir, { ...webapp, namespace: "istioinaction" }))[TypeUrl.Cluster];
     const patched = clusters.find((c) => c.name === "outbound|80||simple-backend.istioinaction.svc.cluster.local");
     expect(patched?.body.connect_timeout).toBe("10s");
     expect((patched?.body.circuit_breakers as { thresholds: unknown[] }).thresholds).toEqual([expect.not.objectContaining({ retry_budget: expect.anything() })]);

@@ -115,7 +115,7 @@ spec:
         file: "retry-budget.yaml",
         resource: "EnvoyFilter istioinaction/simple-backend-retry-status-codes",
         field: "spec.configPatches[0].patch.value.circuit_breakers.thresholds[0].retry_budget.budget_percent",
-        message: "cannot decode message envoy.type.v3.Percent from JSON: 20",
+        message: "cannot decode message envoy.type.v3.Percent from JSON: 20 (the value is an Envoy envoy.config.cluster.v3.Cluster)",
       },
     ]);
   });

@@ -1,5 +1,6 @@
 // Istio's MeshConfig (the `mesh` file of istiod): the fields Skiff reads.
 import { z } from "zod";
+import { dnsLabel } from "./common.js";
 
 export const meshConfigSchema = z.strictObject({
   outboundTrafficPolicy: z
@@ -9,4 +10,6 @@ export const meshConfigSchema = z.strictObject({
       }),
     })
     .optional(),
+  /** Istio's config root namespace: EnvoyFilters (and TrafficExtensions) there apply to proxies of every namespace. */
+  rootNamespace: dnsLabel.optional(),
 });

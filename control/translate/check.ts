@@ -1,0 +1,124 @@
+// Checks of the config folder that need translation: each EnvoyFilter is applied to the proxies it selects, as far
+// as the folder describes them, and what it produces must encode as Envoy's messages. `skiff validate` and the
+// control plane's config load both run it (through the `check` of control/sources), so a patch that cannot work is
+// refused there, naming the EnvoyFilter and the patch, and never reaches a proxy.
+//
+// The proxies: an EnvoyFilter's namespace (any namespace, for one in the root namespace), its workloadSelector
+// labels (or the Gateway API label its targetRefs name); as a sidecar when a patch's context is SIDECAR_* or ANY,
+// and as a gateway when it is GATEWAY or ANY, once per Gateway whose selector those labels do not contradict (a
+// gateway proxy has listeners only for the Gateways that select it).
+import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
+import { type ProxyIdentity, type ProxyResources, type TranslationContext, translationKey, TypeUrl } from "../resources.js";
+import type { ConfigError, MeshConfig } from "../sources/index.js";
+import type { EnvoyFilter } from "../sources/model.js";
+import { attaches, GATEWAY_NAME_LABEL, type PatchEffect } from "./envoyfilter/index.js";
+import { translateWithEffects } from "./index.js";
+
+export interface TranslationCheck {
+  errors: ConfigError[];
+  /** Patches that change nothing in any proxy they select (Istio applies them silently to nothing). */
+  warnings: ConfigError[];
+}
+
+/** The `check` for control/sources: errors only. */
+export function checkTranslation(mesh: MeshConfig): ConfigError[] {
+  return checkEnvoyFilters(mesh).errors;
+}
+
+export function checkEnvoyFilters(mesh: MeshConfig): TranslationCheck {
+  const out: TranslationCheck = { errors: [], warnings: [] };
+  if (mesh.envoyFilters.length === 0) return out;
+  const proxies = new Map<string, ProxyIdentity>();
+  for (const filter of mesh.envoyFilters) {
+    for (const proxy of proxiesSelectedBy(filter, mesh)) proxies.set(translationKey(proxy), proxy);
+  }
+  const applied = new Set<string>();
+  const reported = new Set<string>();
+  const error = (filter: EnvoyFilter, index: number, message: string) => {
+    const key = `${filter.namespace}/${filter.name}/${index}/${message}`;
+    if (reported.has(key)) return;
+    reported.add(key);
+    out.errors.push({ file: filter.file, resource: `EnvoyFilter ${filter.namespace}/${filter.name}`, field: `spec.configPatches[${index}]`, message });
+  };
+  for (const proxy of proxies.values()) {
+    const { resources, effects } = translateWithEffects(mesh, checkContext(mesh, proxy));
+    for (const effect of effects) {
+      const key = `${effect.patch.filter.namespace}/${effect.patch.filter.name}/${effect.patch.index}`;
+      if (effect.problem) error(effect.patch.filter, effect.patch.index, `on the ${effect.kind} ${effect.name} of ${describe(proxy)}: ${effect.problem}`);
+      else applied.add(key);
+    }
+    for (const failure of encodingFailures(resources, effects)) {
+      error(failure.effect.patch.filter, failure.effect.patch.index, `makes the ${failure.effect.kind} ${failure.effect.name} of ${describe(proxy)} invalid: ${failure.message}`);
+    }
+  }
+  for (const filter of mesh.envoyFilters) {
+    filter.spec.configPatches.forEach((_patch, index) => {
+      if (applied.has(`${filter.namespace}/${filter.name}/${index}`) || reported.has(`${filter.namespace}/${filter.name}/${index}`)) return;
+      out.warnings.push({
+        file: filter.file,
+        resource: `EnvoyFilter ${filter.namespace}/${filter.name}`,
+        field: `spec.configPatches[${index}]`,
+        message: "matches nothing in the configuration Skiff generates for the proxies this EnvoyFilter selects",
+      });
+    });
+  }
+  return out;
+}
+
+function proxiesSelectedBy(filter: EnvoyFilter, mesh: MeshConfig): ProxyIdentity[] {
+  const labels = { ...(filter.spec.workloadSelector?.labels ?? {}) };
+  const gatewayRef = filter.spec.targetRefs?.[0]?.name;
+  if (gatewayRef) labels[GATEWAY_NAME_LABEL] = gatewayRef;
+  const contexts = new Set(filter.spec.configPatches.map((patch) => (patch.applyTo === "EXTENSION_CONFIG" ? "ANY" : (patch.match?.context ?? "ANY"))));
+  const base = { nodeId: "skiff-validate", labels, namespace: filter.namespace, ips: [] };
+  const proxies: ProxyIdentity[] = [];
+  if (!gatewayRef && (contexts.has("ANY") || contexts.has("SIDECAR_INBOUND") || contexts.has("SIDECAR_OUTBOUND"))) proxies.push({ ...base, role: "sidecar" });
+  if (contexts.has("ANY") || contexts.has("GATEWAY")) {
+    const gateways = mesh.gateways.filter((gateway) => Object.entries(gateway.spec.selector).every(([key, value]) => labels[key] === undefined || labels[key] === value));
+    for (const gateway of gateways) proxies.push({ ...base, role: "gateway", labels: { ...gateway.spec.selector, ...labels } });
+    if (gateways.length === 0) proxies.push({ ...base, role: "gateway" });
+  }
+  return proxies.filter((proxy) => attaches(filter, proxy, mesh.rootNamespace));
+}
+
+/** Modules as the control plane would serve them (translation needs their sha256, which the folder's load computed). */
+function checkContext(mesh: MeshConfig, proxy: ProxyIdentity): TranslationContext {
+  return {
+    proxy,
+    moduleCluster: { name: "skiff-modules", host: "127.0.0.1", port: 1 },
+    module: (url) => {
+      const plugin = mesh.wasmPlugins.find((candidate) => candidate.spec.url === url);
+      return plugin && { uri: `http://127.0.0.1:1/modules/${plugin.module.sha256}.wasm`, sha256: plugin.module.sha256, size: 0 };
+    },
+  };
+}
+
+const KIND_TYPE: Record<PatchEffect["kind"], TypeUrl> = {
+  listener: TypeUrl.Listener,
+  route: TypeUrl.RouteConfiguration,
+  cluster: TypeUrl.Cluster,
+  "extension config": TypeUrl.ExtensionConfig,
+};
+
+/** Each patched resource that does not encode, blamed on the last patch that changed it. */
+function encodingFailures(resources: ProxyResources, effects: PatchEffect[]): Array<{ effect: PatchEffect; message: string }> {
+  const last = new Map<string, PatchEffect>();
+  for (const effect of effects) if (!effect.problem) last.set(`${effect.kind}\n${effect.name}`, effect);
+  const failures: Array<{ effect: PatchEffect; message: string }> = [];
+  for (const effect of last.values()) {
+    const type = KIND_TYPE[effect.kind];
+    const resource = resources[type].find((candidate) => candidate.name === effect.name);
+    if (!resource) continue; // removed
+    try {
+      encodeResource(type, resource);
+    } catch (error) {
+      failures.push({ effect, message: error instanceof ResourceEncodingError ? `${error.field ? `${error.field}: ` : ""}${error.detail}` : (error as Error).message });
+    }
+  }
+  return failures;
+}
+
+function describe(proxy: ProxyIdentity): string {
+  const labels = Object.entries(proxy.labels).map(([key, value]) => `${key}=${value}`).join(",");
+  return `a ${proxy.role} in namespace ${proxy.namespace}${labels ? ` labelled ${labels}` : ""}`;
+}
