@@ -15,7 +15,7 @@ import { eventually, freePort, GATEWAY, gatewayRoute, type Mesh, serviceEntry, s
  * classic source of NACKs in Istio. */
 const NEGATIVE_TIMEOUT = `apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
-metadata: { name: broken-timeout, namespace: shop }
+metadata: { name: broken-timeout, namespace: istio-system }
 spec:
   configPatches:
   - applyTo: CLUSTER
