@@ -2,6 +2,7 @@
 // beside this one and is added here with program.addCommand(); option parsers shared by commands are in options.ts.
 import { Command, InvalidArgumentError } from "commander";
 import { EnvoyNotFoundError, installEnvoy, locateEnvoy } from "../envoy-binary/locate.js";
+import { componentsCommand } from "./components.js";
 import { runDemo } from "./demo.js";
 import { runValidate } from "./validate.js";
 import { bootstrapYaml } from "../bootstrap/bootstrap.js";
@@ -30,6 +31,8 @@ envoy
     const found = installEnvoy((line) => console.error(line));
     console.log(`envoy ${found.version} at ${found.path} (from ${found.source})`);
   });
+
+program.addCommand(componentsCommand());
 
 program
   .command("demo")
