@@ -34,9 +34,7 @@ export async function runDemo(): Promise<void> {
     bootstrapPath,
     bootstrapYaml({ nodeId: "ingressgateway", role: "gateway", labels: { istio: "ingressgateway" }, xdsPort: XDS_PORT, adminPort: ADMIN_PORT }),
   );
-  // misc:error hides the deprecation notice for PluginConfig.fail_open on every push (failStrategy: FAIL_OPEN; its
-  // replacement, failure_policy, is not in the protos the control plane encodes with yet).
-  const envoy = spawn(envoyBinary.path, ["-c", bootstrapPath, "--disable-hot-restart", "--log-level", "warn", "--component-log-level", "misc:error"], { cwd: PROJECT_ROOT, stdio: "inherit" });
+  const envoy = spawn(envoyBinary.path, ["-c", bootstrapPath, "--disable-hot-restart", "--log-level", "warn"], { cwd: PROJECT_ROOT, stdio: "inherit" });
   const exited = new Promise<number | null>((resolve) => envoy.once("exit", resolve));
 
   let stopping = false;

@@ -10,6 +10,12 @@ import { ADS_CONFIG_SOURCE, socketAddress, typed } from "./envoy.js";
 
 const WASM_FILTER_TYPE = "envoy.extensions.filters.http.wasm.v3.Wasm";
 
+/** WasmPlugin failStrategy -> envoy.extensions.wasm.v3.FailurePolicy, as istiod maps it for proxies 1.25+
+ * (pilot/pkg/model/extensions.go; `fail_open` is deprecated). FAIL_RELOAD: Envoy creates a new plugin instance for
+ * the next request after a runtime error (a trap), with a 1 s base backoff; other failures fail closed
+ * (envoy/extensions/wasm/v3/wasm.proto). */
+const FAILURE_POLICY = { FAIL_CLOSE: "FAIL_CLOSED", FAIL_OPEN: "FAIL_OPEN", FAIL_RELOAD: "FAIL_RELOAD" } as const;
+
 export interface WasmOutput {
   /** Entries for the HTTP connection manager's http_filters, in order, before the router. */
   httpFilters: Record<string, unknown>[];
@@ -50,7 +56,7 @@ export function buildWasmPlugins(mesh: MeshConfig, context: TranslationContext):
           },
         },
       },
-      fail_open: plugin.spec.failStrategy === "FAIL_OPEN",
+      failure_policy: FAILURE_POLICY[plugin.spec.failStrategy ?? "FAIL_CLOSE"],
     };
     if (plugin.spec.pluginConfig) {
       config.configuration = typed("google.protobuf.StringValue", { value: JSON.stringify(plugin.spec.pluginConfig) });

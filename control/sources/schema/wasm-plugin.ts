@@ -12,6 +12,6 @@ export const wasmPluginSpec = z.strictObject({
   pluginConfig: z.record(z.string(), z.unknown()).optional(),
   phase: z.enum(WASM_PHASES).optional(),
   priority: z.number().int().optional(),
-  failStrategy: z.enum(["FAIL_CLOSE", "FAIL_OPEN"]).optional(),
+  failStrategy: z.enum(["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"]).optional(),
   type: z.enum(["HTTP"]).optional(),
 });
