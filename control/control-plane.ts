@@ -2,7 +2,7 @@
 // versioned snapshots (snapshots) -> ADS streams (xds). Data flows one way; Wasm modules are served over HTTP.
 import { formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
 import { checkTranslation } from "./translate/check.js";
-import { translate } from "./translate/index.js";
+import { translate, translationNotes } from "./translate/index.js";
 import { inlineServedModules } from "./modules/inline.js";
 import { jsonPage, ModuleServer } from "./modules/server.js";
 import { ControlPlaneMetrics } from "./metrics/metrics.js";
@@ -30,9 +30,16 @@ export interface ControlPlane {
 /** The Envoy cluster through which proxies fetch modules (translation emits it when a WasmPlugin applies). */
 const MODULE_CLUSTER = "skiff-modules";
 
+/** Where a proxy's snapshot is kept: its node id and everything translation reads, so that two streams sharing a
+ * node id but not an identity never share (or overwrite) a snapshot. */
+export function snapshotKey(proxy: ProxyIdentity): string {
+  return `${proxy.nodeId} ${translationKey(proxy)}`;
+}
+
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? (() => {});
   const cache = new SnapshotCache();
+  // Connected proxies by snapshot key.
   const proxies = new Map<string, ProxyIdentity>();
   let mesh: MeshConfig | undefined;
   let xds: XdsServer | undefined;
@@ -69,12 +76,15 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   };
 
   /** `changedAt`: when the change began (the config burst's first event, or now for a proxy that just connected). */
-  const update = (proxy: ProxyIdentity, changedAt?: number) => {
+  const update = (key: string, proxy: ProxyIdentity, changedAt?: number) => {
     if (!mesh) return;
     try {
-      const before = cache.get(proxy.nodeId)?.version;
-      const snapshot = cache.set(proxy.nodeId, resourcesFor(mesh, proxy), changedAt);
-      if (snapshot.version !== before) log(`${proxy.nodeId}: snapshot ${snapshot.version}`);
+      const before = cache.get(key)?.version;
+      const snapshot = cache.set(key, resourcesFor(mesh, proxy), { changedAt, notes: translationNotes(mesh, proxy) });
+      if (snapshot.version !== before) {
+        log(`${proxy.nodeId}: snapshot ${snapshot.version}`);
+        for (const note of snapshot.notes) log(`${proxy.nodeId}: ${note}`);
+      }
     } catch (error) {
       // An Envoy resource that does not encode: the proxy keeps its last good snapshot.
       metrics.translationFailed(proxy.role);
@@ -91,7 +101,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         metrics.configChanged((Date.now() - firstChangeAt) / 1000, new Set(next.serviceEntries.flatMap((entry) => entry.spec.hosts)).size);
         // Module files may have changed with the YAML: translate afresh (modules are re-read when their file changed).
         translations = new Map();
-        for (const proxy of proxies.values()) update(proxy, firstChangeAt);
+        for (const [key, proxy] of proxies) update(key, proxy, firstChangeAt);
       },
       (errors) => {
         metrics.configErrorsNow(errors);
@@ -105,15 +115,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       port: options.xdsPort,
       log,
       observer: metrics,
-      onProxyConnected: (proxy) => {
-        proxies.set(proxy.nodeId, proxy);
-        update(proxy);
+      snapshotKey,
+      onProxyConnected: (proxy, key) => {
+        proxies.set(key, proxy);
+        update(key, proxy);
       },
       // Nothing is kept for a proxy that went away: it is no longer translated for, and a reconnect (perhaps with
       // other labels) starts from a fresh snapshot.
-      onProxyDisconnected: (nodeId) => {
-        proxies.delete(nodeId);
-        cache.delete(nodeId);
+      onProxyDisconnected: (key) => {
+        proxies.delete(key);
+        cache.delete(key);
       },
     });
   } catch (error) {

@@ -13,6 +13,7 @@ const COLUMNS = [
 export function statusTable(proxies: StreamStatus[], now = Date.now()): string {
   const rows = [["NAME", "ROLE", "XDS", "SNAPSHOT", ...COLUMNS.map(([label]) => label), "LAST ACK"]];
   const errors: string[] = [];
+  const notes: string[] = [];
   for (const proxy of proxies) {
     const acks = Object.values(proxy.types).flatMap((type) => (type?.lastAckAt ? [Date.parse(type.lastAckAt)] : []));
     rows.push([
@@ -29,10 +30,11 @@ export function statusTable(proxies: StreamStatus[], now = Date.now()): string {
       const when = status.nackedAt ? ` ${age(now - Date.parse(status.nackedAt))} ago` : "";
       errors.push(`${proxy.nodeId} ${label} rejected version ${status.sentVersion}${when}: ${status.error}`);
     }
+    for (const note of proxy.notes ?? []) notes.push(`${proxy.nodeId}: ${note}`);
   }
   const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
   const lines = rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd());
-  return [...lines, ...(errors.length ? ["", ...errors] : [])].join("\n");
+  return [...lines, ...(errors.length ? ["", ...errors] : []), ...(notes.length ? ["", ...notes] : [])].join("\n");
 }
 
 /** A duration as istioctl and kubectl print ages: 45s, 3m12s, 2h5m, 3d4h. */

@@ -21,6 +21,8 @@ export interface Snapshot {
   /** When the change that produced this snapshot began (epoch ms): the first file event of the config burst, or the
    * proxy's connection. The xDS server measures convergence (istiod's pilot_proxy_convergence_time) from here. */
   changedAt: number;
+  /** What the control plane noticed while making it, shown by the status view (e.g. "no Gateway selects ..."). */
+  notes: string[];
 }
 
 /** A snapshot that could not be encoded; the proxy keeps its previous one. Lists every bad resource. */
@@ -49,12 +51,13 @@ export class SnapshotCache {
   /** Encodes and stores a proxy's resources, then tells the listeners; throws SnapshotError and keeps the old one
    * when a resource does not encode. Returns the stored snapshot (the same one when nothing changed). `resources` is
    * taken as immutable: the same object given again (for another proxy) is not encoded again. */
-  set(nodeId: string, resources: ProxyResources, changedAt = Date.now()): Snapshot {
+  set(nodeId: string, resources: ProxyResources, options: { changedAt?: number; notes?: string[] } = {}): Snapshot {
+    const { changedAt = Date.now(), notes = [] } = options;
     const byType = this.encodedSets.get(resources) ?? this.encodeAll(nodeId, resources);
     this.encodedSets.set(resources, byType);
     const previous = this.snapshots.get(nodeId);
-    if (previous && sameResources(previous.resources, byType)) return previous;
-    const snapshot: Snapshot = { version: (previous?.version ?? 0) + 1, resources: byType, changedAt };
+    if (previous && sameResources(previous.resources, byType) && previous.notes.join("\n") === notes.join("\n")) return previous;
+    const snapshot: Snapshot = { version: (previous?.version ?? 0) + 1, resources: byType, changedAt, notes };
     this.snapshots.set(nodeId, snapshot);
     for (const listener of this.listeners) listener(nodeId, snapshot);
     return snapshot;

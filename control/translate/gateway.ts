@@ -30,7 +30,7 @@ export function buildGatewayListeners(
   proxy: ProxyIdentity,
   httpFilters: Record<string, unknown>[],
 ): GatewayOutput {
-  const gateways = mesh.gateways.filter((gateway) => Object.entries(gateway.spec.selector).every(([k, v]) => proxy.labels[k] === v));
+  const gateways = selectedGateways(mesh, proxy);
   const serversByPort = new Map<number, BoundServer[]>();
   for (const gateway of gateways) {
     for (const server of gateway.spec.servers) {
@@ -62,6 +62,11 @@ export function buildGatewayListeners(
     out.listeners.push(tlsListener(port, chains));
   }
   return out;
+}
+
+/** The Gateways whose `selector` labels the proxy has (Istio: every namespace's Gateways may select it). */
+export function selectedGateways(mesh: MeshConfig, proxy: ProxyIdentity): Gateway[] {
+  return mesh.gateways.filter((gateway) => Object.entries(gateway.spec.selector).every(([k, v]) => proxy.labels[k] === v));
 }
 
 /** One filter chain per HTTPS server, chosen by SNI, terminating TLS with the server's certificate. */

@@ -1,10 +1,10 @@
 // Istio resources -> the Envoy resources of one proxy. Pure: the same mesh and context give the same resources,
 // which is what the golden tests in test/translate/ rely on.
 import type { MeshConfig } from "../sources/index.js";
-import { emptyResources, type ProxyResources, type TranslationContext, TypeUrl } from "../resources.js";
+import { emptyResources, type ProxyIdentity, type ProxyResources, type TranslationContext, TypeUrl } from "../resources.js";
 import { buildClusters } from "./clusters.js";
 import { applyEnvoyFilters, type PatchEffect } from "./envoyfilter/index.js";
-import { buildGatewayListeners } from "./gateway.js";
+import { buildGatewayListeners, selectedGateways } from "./gateway.js";
 import { buildSidecarListeners } from "./listeners.js";
 import { Registry } from "./registry.js";
 import { buildWasmPlugins } from "./wasm.js";
@@ -33,4 +33,22 @@ export function translateWithEffects(mesh: MeshConfig, context: TranslationConte
   resources[TypeUrl.Listener] = listeners;
   resources[TypeUrl.RouteConfiguration] = routes;
   return applyEnvoyFilters(mesh, context.proxy, resources);
+}
+
+/** What a user should know about a proxy's translation that the resources do not say: the control plane logs these
+ * and the status view (`skiff proxy-status`) shows them beside the proxy. */
+export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity): string[] {
+  const notes: string[] = [];
+  if (proxy.role === "gateway" && selectedGateways(mesh, proxy).length === 0) {
+    const selectors = mesh.gateways.map((gateway) => `${gateway.namespace}/${gateway.name} selects ${labelText(gateway.spec.selector)}`);
+    notes.push(
+      `no Gateway selects labels ${labelText(proxy.labels)}, so this gateway gets no listeners` +
+        (selectors.length > 0 ? ` (${selectors.join("; ")})` : " (the config has no Gateway)"),
+    );
+  }
+  return notes;
+}
+
+function labelText(labels: Record<string, string>): string {
+  return `{${Object.entries(labels).map(([key, value]) => `${key}=${value}`).join(",")}}`;
 }

@@ -11,10 +11,14 @@ export interface XdsServerOptions {
   port?: number;
   /** Pushes, ACKs, NACKs, connections. */
   log?: (line: string) => void;
-  /** A proxy opened a stream: the place to make its first snapshot. */
-  onProxyConnected?: (identity: ProxyIdentity) => void;
-  /** The last open stream of a node id closed: the place to forget that proxy. */
-  onProxyDisconnected?: (nodeId: string) => void;
+  /** Where a proxy's snapshot is in the cache (go-control-plane's NodeHash); default: its node id. A key that
+   * covers the whole identity (as the control plane's does) keeps two streams that share a node id but not an
+   * identity from ever receiving each other's configuration. */
+  snapshotKey?: (identity: ProxyIdentity) => string;
+  /** A proxy opened a stream: the place to make its first snapshot, under `key`. */
+  onProxyConnected?: (identity: ProxyIdentity, key: string) => void;
+  /** The last open stream of a snapshot key closed: the place to forget that proxy. */
+  onProxyDisconnected?: (key: string, identity: ProxyIdentity) => void;
   /** Connections, pushes, ACKs, NACKs and convergence, as they happen (for metrics). */
   observer?: Partial<XdsObserver>;
 }
@@ -30,10 +34,12 @@ export class XdsServer {
       cache: options.cache,
       log: (line) => options.log?.(line),
       observer: options.observer,
+      snapshotKey: options.snapshotKey ?? ((identity) => identity.nodeId),
       connected: (stream) => {
+        this.reportClash(stream);
         this.streams.add(stream);
         options.observer?.connected?.(stream.identity!, stream.protocol);
-        options.onProxyConnected?.(stream.identity!);
+        options.onProxyConnected?.(stream.identity!, stream.snapshotKey!);
         stream.pump();
       },
       closed: (stream) => this.closed(stream),
@@ -42,8 +48,8 @@ export class XdsServer {
       StreamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => this.serve(call, new SotwStream(context, call)),
       DeltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) => this.serve(call, new DeltaStream(context, call)),
     });
-    this.stopWatching = options.cache.onChange((nodeId) => {
-      for (const stream of this.streams) if (stream.identity?.nodeId === nodeId) stream.pump();
+    this.stopWatching = options.cache.onChange((key) => {
+      for (const stream of this.streams) if (stream.snapshotKey === key) stream.pump();
     });
   }
 
@@ -96,7 +102,20 @@ export class XdsServer {
     if (!this.streams.delete(stream)) return;
     this.options.log?.(`${stream.nodeId}: disconnected (${stream.protocol})`);
     this.options.observer?.disconnected?.(stream.identity!, stream.protocol);
-    const nodeId = stream.identity!.nodeId;
-    if (![...this.streams].some((other) => other.identity?.nodeId === nodeId)) this.options.onProxyDisconnected?.(nodeId);
+    const key = stream.snapshotKey!;
+    if (![...this.streams].some((other) => other.snapshotKey === key)) this.options.onProxyDisconnected?.(key, stream.identity!);
+  }
+
+  /** Node ids should name one proxy each; two streams that share one with different identities (a copied
+   * bootstrap, a misconfigured agent) each keep their own configuration, and the clash is logged. */
+  private reportClash(stream: AdsStream): void {
+    const identity = stream.identity!;
+    const other = [...this.streams].find((candidate) => candidate.identity?.nodeId === identity.nodeId && candidate.snapshotKey !== stream.snapshotKey);
+    if (!other) return;
+    const describe = (who: ProxyIdentity) => `role ${who.role}, labels {${Object.entries(who.labels).map(([k, v]) => `${k}=${v}`).join(",")}}`;
+    this.options.log?.(
+      `${identity.nodeId}: node id already connected with another identity (${describe(other.identity!)}); ` +
+        `this stream (${describe(identity)}) gets its own configuration and leaves the other's alone. Give each proxy its own node id.`,
+    );
   }
 }

@@ -28,6 +28,8 @@ export interface StreamStatus {
   protocol: "sotw" | "delta";
   snapshotVersion?: number;
   types: Partial<Record<string, TypeStatus>>;
+  /** What the control plane noticed about this proxy's configuration (e.g. that nothing selects it). */
+  notes?: string[];
 }
 
 interface Sent {
@@ -67,6 +69,8 @@ export interface StreamContext {
   cache: SnapshotCache;
   log(line: string): void;
   observer?: Partial<XdsObserver>;
+  /** The key of a proxy's snapshot in the cache (see XdsServerOptions.snapshotKey). */
+  snapshotKey(identity: ProxyIdentity): string;
   /** Called once per stream with the proxy's identity, before anything is sent. */
   connected(stream: AdsStream): void;
   closed(stream: AdsStream): void;
@@ -99,6 +103,8 @@ const shortName = (typeUrl: string) => typeUrl.slice(typeUrl.lastIndexOf(".") + 
 
 export abstract class AdsStream {
   identity?: ProxyIdentity;
+  /** Where this stream's snapshot lives in the cache, set with the identity. */
+  snapshotKey?: string;
   protected readonly types = new Map<TypeUrl, TypeState>();
   protected closed = false;
   private nonces = 0;
@@ -120,8 +126,8 @@ export abstract class AdsStream {
    * configs and secrets go out as soon as their own previous response was answered (Envoy holds its CDS ack until
    * the new clusters' endpoints arrive); listeners and routes only once all of those are answered and in sync. */
   pump(): void {
-    if (this.closed || !this.identity) return;
-    const snapshot = this.context.cache.get(this.identity.nodeId);
+    if (this.closed || this.snapshotKey === undefined) return;
+    const snapshot = this.context.cache.get(this.snapshotKey);
     if (!snapshot) return;
     if (snapshot.version !== this.seenSnapshot) {
       this.seenSnapshot = snapshot.version;
@@ -167,7 +173,7 @@ export abstract class AdsStream {
   }
 
   status(): StreamStatus {
-    const snapshot = this.identity && this.context.cache.get(this.identity.nodeId);
+    const snapshot = this.snapshotKey === undefined ? undefined : this.context.cache.get(this.snapshotKey);
     const types: StreamStatus["types"] = {};
     for (const [typeUrl, state] of this.types) {
       const row: TypeStatus = { status: "NOT SENT", sentVersion: state.sent?.version, ackedVersion: state.acked?.version };
@@ -183,7 +189,14 @@ export abstract class AdsStream {
       if (state.ackedAt !== undefined) row.lastAckAt = new Date(state.ackedAt).toISOString();
       types[shortName(typeUrl)] = row;
     }
-    return { nodeId: this.nodeId, role: this.identity?.role ?? "sidecar", protocol: this.protocol, snapshotVersion: snapshot?.version, types };
+    return {
+      nodeId: this.nodeId,
+      role: this.identity?.role ?? "sidecar",
+      protocol: this.protocol,
+      snapshotVersion: snapshot?.version,
+      types,
+      ...(snapshot?.notes.length ? { notes: snapshot.notes } : {}),
+    };
   }
 
   close(): void {
@@ -196,6 +209,7 @@ export abstract class AdsStream {
   protected servedType(request: { node?: Node; type_url?: string }): TypeUrl | undefined {
     if (!this.identity) {
       this.identity = identityOf(request.node);
+      this.snapshotKey = this.context.snapshotKey(this.identity);
       this.context.log(`${this.nodeId}: connected (${this.protocol}, role ${this.identity.role})`);
       this.context.connected(this);
     }
@@ -305,7 +319,9 @@ export class SotwStream extends AdsStream {
     // sent, not all of them.
     const whole = state.mustRespond || !state.sent || WILDCARD_TYPES.has(typeUrl);
     const carried = whole ? [...resources.values()] : [...resources.values()].filter((resource) => state.sent!.resources.get(resource.name)?.version !== resource.version);
-    if (carried.length === 0) {
+    // An empty listener or cluster set is an answer too (a gateway that no Gateway selects has no listeners): left
+    // unanswered, Envoy would wait out its initial fetch timeout (15 s) before it serves or reports ready.
+    if (carried.length === 0 && !WILDCARD_TYPES.has(typeUrl)) {
       // Only removals, which these types do not express (the proxy drops them with the cluster or listener).
       state.sent = { ...state.sent!, version, resources };
       return false;

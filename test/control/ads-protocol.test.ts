@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { statusTable } from "../../control/cli/proxy-status.js";
 import { SnapshotCache } from "../../control/snapshots/cache.js";
 import { XdsServer } from "../../control/xds/server.js";
-import { TypeUrl } from "../../control/resources.js";
+import { emptyResources, TypeUrl } from "../../control/resources.js";
 import { AdsClient, names } from "./ads-client.js";
 import { meshResources } from "./fixtures.js";
 
@@ -41,6 +41,28 @@ describe("ADS, state of the world", () => {
     client.send({ type_url: TypeUrl.Cluster, version_info: response.version_info, response_nonce: response.nonce });
     await expect.poll(() => xds.status()[0].types.Cluster).toMatchObject({ status: "SYNCED", ackedVersion: response.version_info });
     expect(xds.status()[0]).toMatchObject({ nodeId: "proxy-1", role: "sidecar", protocol: "sotw" });
+  });
+
+  it("answers a wildcard request with an empty set when the proxy has none of that type, and again when all are removed", async () => {
+    cache.set("proxy-1", emptyResources());
+    const client = connect();
+    const answer = async (type: string) => {
+      const response = await client.next();
+      expect(response.type_url).toBe(type);
+      client.send({ type_url: type, version_info: response.version_info, response_nonce: response.nonce });
+      return names(response);
+    };
+    client.send({ node, type_url: TypeUrl.Cluster });
+    expect(await answer(TypeUrl.Cluster)).toEqual([]);
+    client.send({ type_url: TypeUrl.Listener });
+    expect(await answer(TypeUrl.Listener)).toEqual([]);
+    cache.set("proxy-1", meshResources({ clusters: { a: [8001] }, routeTo: "a" }));
+    expect(await answer(TypeUrl.Cluster)).toEqual(["a"]);
+    expect(await answer(TypeUrl.Listener)).toEqual(["ingress"]);
+    // Everything removed: the listeners go first, then (make-before-break) the clusters they used.
+    cache.set("proxy-1", emptyResources());
+    expect(await answer(TypeUrl.Listener)).toEqual([]);
+    expect(await answer(TypeUrl.Cluster)).toEqual([]);
   });
 
   it("reads the proxy's identity from the node metadata istio-agent sends, with defaults for a bare node", async () => {

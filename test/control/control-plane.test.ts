@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { statusTable } from "../../control/cli/proxy-status.js";
-import { startControlPlane } from "../../control/control-plane.js";
+import { snapshotKey, startControlPlane } from "../../control/control-plane.js";
 import type { StreamStatus } from "../../control/xds/streams.js";
 import { TypeUrl } from "../../control/resources.js";
 import { send } from "../harness/client.js";
@@ -82,9 +82,10 @@ describe("skiff control-plane: per-proxy state", () => {
     try {
       client.send({ node: { id: "sidecar-1", metadata: { ROLE: "sidecar" } }, type_url: TypeUrl.Cluster });
       await client.next();
-      expect(controlPlane.cache.get("sidecar-1")).toBeDefined();
+      const key = snapshotKey({ nodeId: "sidecar-1", role: "sidecar", labels: {}, namespace: "default", ips: [] });
+      expect(controlPlane.cache.get(key)).toBeDefined();
       client.close();
-      await expect.poll(() => controlPlane.cache.get("sidecar-1")).toBeUndefined();
+      await expect.poll(() => controlPlane.cache.get(key)).toBeUndefined();
       expect(controlPlane.xds.status()).toEqual([]);
     } finally {
       client.close();

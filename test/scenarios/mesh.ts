@@ -25,11 +25,11 @@ export interface Mesh {
 
 /** `files` are written into the config folder; `files` may also be a function of the folder, for YAML that names
  * files inside it (certificates). `concurrency` is Envoy's worker count (default 1; filters that share state across
- * workers are tested with 2). */
+ * workers are tested with 2); `readyTimeoutMs` bounds the wait for Envoy's /ready. */
 export async function startMesh(
   files: Record<string, string | Uint8Array> | ((dir: string) => Record<string, string | Uint8Array>),
   proxy: ProxyIdentity,
-  options: { concurrency?: number } = {},
+  options: { concurrency?: number; readyTimeoutMs?: number } = {},
 ): Promise<Mesh> {
   const dir = mkdtempSync(join(tmpdir(), "skiff-mesh-"));
   const write = (file: string, text: string | Uint8Array) => {
@@ -44,7 +44,7 @@ export async function startMesh(
   track(tracked);
   let envoy: Envoy;
   try {
-    envoy = await startEnvoy({ bootstrap: bootstrap({ ...proxy, xdsPort: controlPlane.xds.port, adminPort: 0 }), concurrency: options.concurrency });
+    envoy = await startEnvoy({ bootstrap: bootstrap({ ...proxy, xdsPort: controlPlane.xds.port, adminPort: 0 }), concurrency: options.concurrency, readyTimeoutMs: options.readyTimeoutMs });
   } catch (error) {
     untrack(tracked);
     await controlPlane.stop();
