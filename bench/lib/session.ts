@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { locateEnvoy } from "../../control/envoy-binary/locate.js";
+export { ensureAptTool } from "../../control/mesh/host.js";
 import { leftoverProcesses, runningThings } from "../../test/harness/processes.js";
 
 /** Envoy under test runs alone on this CPU; the load generator, the upstream and this process share the other. */
@@ -39,20 +40,6 @@ export async function benchSession<T>(body: () => Promise<T>): Promise<T> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
-}
-
-/** Makes sure a Debian-packaged tool is on PATH, installing it with apt-get when it is missing (needs root). */
-export function ensureAptTool(binary: string, debianPackage: string, log: (line: string) => void): void {
-  try {
-    execFileSync("which", [binary], { stdio: "ignore" });
-    return;
-  } catch {
-    // Not installed.
-  }
-  if (process.getuid?.() !== 0) throw new Error(`${binary} is not installed: run \`apt-get install ${debianPackage}\` (as root) and retry`);
-  log(`installing ${debianPackage} with apt-get`);
-  execFileSync("apt-get", ["update"], { stdio: "ignore" });
-  execFileSync("apt-get", ["install", "-y", debianPackage], { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
 }
 
 /** Pins every thread of `pid` to one CPU (a no-op on a one-CPU machine). */

@@ -9,6 +9,8 @@ import { bootstrapYaml } from "../bootstrap/bootstrap.js";
 import { startControlPlane } from "../control-plane.js";
 import { label, port } from "./options.js";
 import { printProxyStatus } from "./proxy-status.js";
+import { meshCommand } from "./mesh.js";
+import { MeshPermissionError } from "../mesh/host.js";
 import type { Locality } from "../resources.js";
 
 const program = new Command("skiff").description("Proxy-wasm filters and an xDS control plane for Envoy").showHelpAfterError();
@@ -114,6 +116,8 @@ program
     },
   );
 
+program.addCommand(meshCommand());
+
 program
   .command("validate")
   .description("check a folder of Istio-style YAML as the control plane reads it; exits 1 on errors")
@@ -123,6 +127,6 @@ program
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  console.error(error instanceof EnvoyNotFoundError ? error.message : `skiff: ${(error as Error).message}`);
+  console.error(error instanceof EnvoyNotFoundError || error instanceof MeshPermissionError ? error.message : `skiff: ${(error as Error).message}`);
   process.exitCode = 1;
 }

@@ -14,12 +14,23 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   body?: string;
   agent?: Agent;
+  /** Where to connect (default 127.0.0.1); from a pod, a pod or service name or address. */
+  host?: string;
+  timeoutMs?: number;
 }
 
 export function send(port: number, options: RequestOptions = {}): Promise<Response> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(
-      { host: "127.0.0.1", port, method: options.method ?? "GET", path: options.path ?? "/", headers: options.headers, agent: options.agent },
+      {
+        host: options.host ?? "127.0.0.1",
+        port,
+        method: options.method ?? "GET",
+        path: options.path ?? "/",
+        headers: options.headers,
+        agent: options.agent,
+        timeout: options.timeoutMs,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -34,6 +45,7 @@ export function send(port: number, options: RequestOptions = {}): Promise<Respon
       },
     );
     req.on("error", reject);
+    req.on("timeout", () => req.destroy(Object.assign(new Error(`no answer within ${options.timeoutMs} ms`), { code: "ETIMEDOUT" })));
     req.end(options.body);
   });
 }
@@ -43,6 +55,8 @@ export interface Tally {
   byStatus: Record<number, number>;
   /** By the `x-upstream` response header ("none" when absent, e.g. a local reply). */
   byUpstream: Record<string, number>;
+  /** With `tolerateErrors`: requests that got no response, by error code (ECONNREFUSED, ECONNRESET, ...). */
+  errors: Record<string, number>;
   responses: Response[];
 }
 
@@ -52,16 +66,27 @@ export interface LoadOptions {
   concurrency?: number;
   /** Per-request options; `i` counts from 0. */
   request?: (i: number) => RequestOptions;
+  /** Tally requests that fail without a response in `errors` instead of throwing at the first. */
+  tolerateErrors?: boolean;
 }
 
 export async function sendMany(port: number, options: LoadOptions): Promise<Tally> {
   const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency ?? 1 });
-  const tally: Tally = { total: 0, byStatus: {}, byUpstream: {}, responses: new Array(options.count) };
+  const tally: Tally = { total: 0, byStatus: {}, byUpstream: {}, errors: {}, responses: new Array(options.count) };
   let next = 0;
   const worker = async () => {
     while (next < options.count) {
       const i = next++;
-      const response = await send(port, { ...options.request?.(i), agent });
+      let response: Response;
+      try {
+        response = await send(port, { ...options.request?.(i), agent });
+      } catch (error) {
+        if (!options.tolerateErrors) throw error;
+        const code = (error as NodeJS.ErrnoException).code ?? "error";
+        tally.errors[code] = (tally.errors[code] ?? 0) + 1;
+        tally.total++;
+        continue;
+      }
       tally.responses[i] = response;
       tally.total++;
       tally.byStatus[response.status] = (tally.byStatus[response.status] ?? 0) + 1;

@@ -1,12 +1,14 @@
 // Starts a real Envoy for a test: free loopback ports (admin and listeners bound to port 0, then read back from the
 // admin API), waits for /ready, keeps the log, and stops it in teardown even when the test throws.
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, createWriteStream, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parse } from "yaml";
 import { locateEnvoy, PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+import { SIDECAR_ADMIN_PORT } from "../../control/mesh/capture.js";
+import { podCommand } from "../../control/mesh/mesh.js";
 import { CHILD_MARKER, testRunId, track, untrack } from "./processes.js";
 
 export interface EnvoyOptions {
@@ -21,6 +23,9 @@ export interface EnvoyOptions {
   /** Serve the bootstrap's listeners from a file (LDS from the filesystem) instead, so that a test can change them
    * while Envoy runs, with publishListeners(). */
   listenersFromFile?: boolean;
+  /** Run Envoy in a pod (see pods.ts) as a sidecar: in its network namespace, as `uid` (and gid), with its admin on
+   * the pod's address, port 15000 (excluded from capture), where the host reaches it. */
+  pod?: { netns: string; address: string; uid: number };
 }
 
 const LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -47,15 +52,17 @@ export class Envoy {
     private readonly child: ChildProcess,
     readonly dir: string,
     readonly adminPort: number,
+    readonly adminHost: string,
   ) {
-    this.description = `envoy pid ${child.pid} (admin ${adminPort}, files in ${dir})`;
+    this.description = `envoy pid ${child.pid} (admin ${adminHost}:${adminPort}, files in ${dir})`;
   }
 
   static async start(options: EnvoyOptions): Promise<Envoy> {
     const binary = locateEnvoy();
     const dir = mkdtempSync(join(tmpdir(), "skiff-envoy-"));
     const bootstrap = typeof options.bootstrap === "string" ? (parse(options.bootstrap) as Record<string, unknown>) : structuredClone(options.bootstrap);
-    bootstrap.admin = { address: { socket_address: { address: "127.0.0.1", port_value: 0 } } };
+    const adminHost = options.pod?.address ?? "127.0.0.1";
+    bootstrap.admin = { address: { socket_address: { address: adminHost, port_value: options.pod ? SIDECAR_ADMIN_PORT : 0 } } };
     const listenerFile = join(dir, "listeners.json");
     if (options.listenersFromFile) {
       writeListenerFile(listenerFile, bootstrap);
@@ -65,7 +72,11 @@ export class Envoy {
       bootstrap.dynamic_resources = { lds_config: { resource_api_version: "V3", path_config_source: { path: listenerFile } } };
     }
     const configPath = join(dir, "bootstrap.json");
-    writeFileSync(configPath, JSON.stringify(bootstrap, null, 2));
+    writeFileSync(configPath, JSON.stringify(bootstrap, null, 2), { mode: 0o600 });
+    if (options.pod) {
+      // The sidecar's uid owns its folder (mode 0700, from mkdtemp): it reads the bootstrap and writes the admin address.
+      for (const path of [dir, configPath]) chownSync(path, options.pod.uid, options.pod.uid);
+    }
     const adminAddressPath = join(dir, "admin-address");
     const logPath = join(dir, "envoy.log");
     const args = [
@@ -76,7 +87,8 @@ export class Envoy {
       "--log-level", "info",
       ...(options.args ?? []),
     ];
-    const child = spawn(binary.path, args, {
+    const [command, ...commandArgs] = options.pod ? podCommand(options.pod.netns, [binary.path, ...args], options.pod.uid) : [binary.path, ...args];
+    const child = spawn(command, commandArgs, {
       cwd: PROJECT_ROOT,
       stdio: ["ignore", "ignore", "pipe"],
       env: { ...process.env, [CHILD_MARKER]: testRunId() },
@@ -108,9 +120,9 @@ export class Envoy {
       }
       if (adminPort) {
         try {
-          const response = await fetch(`http://127.0.0.1:${adminPort}/ready`);
+          const response = await fetch(`http://${adminHost}:${adminPort}/ready`);
           if (response.status === 200) {
-            const envoy = new Envoy(child, dir, adminPort);
+            const envoy = new Envoy(child, dir, adminPort, adminHost);
             envoy.exited = exited;
             track(envoy);
             return envoy;
@@ -126,8 +138,12 @@ export class Envoy {
 
   private exited!: Promise<number | null>;
 
+  get pid(): number {
+    return this.child.pid!;
+  }
+
   get adminUrl(): string {
-    return `http://127.0.0.1:${this.adminPort}`;
+    return `http://${this.adminHost}:${this.adminPort}`;
   }
 
   async admin(path: string, init?: RequestInit): Promise<string> {

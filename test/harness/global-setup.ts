@@ -4,6 +4,8 @@ import { randomUUID } from "node:crypto";
 import type { TestProject } from "vitest/node";
 import { locateEnvoy } from "../../control/envoy-binary/locate.js";
 import { leftoverProcesses } from "./processes.js";
+import { ensureMeshPrerequisites, hasNetAdmin } from "../../control/mesh/host.js";
+import { cleanupMeshes } from "../../control/mesh/mesh.js";
 
 export default function setup(project: TestProject) {
   const runId = randomUUID();
@@ -17,8 +19,11 @@ export default function setup(project: TestProject) {
     console.log(`e2e tests run against Envoy ${envoy.version} (${envoy.path}, from ${envoy.source})`);
   }
   project.provide("skipE2E", skip);
+  project.provide("skipPods", !setUpPods(skip));
 
   return () => {
+    // Meshes this run made and did not remove (a worker that crashed, or a test that never stopped its mesh).
+    const meshes = hasNetAdmin() ? cleanupMeshes({ testRun: runId }).removedMeshes : [];
     const left = leftoverProcesses(runId);
     for (const { pid } of left) {
       try {
@@ -30,11 +35,29 @@ export default function setup(project: TestProject) {
     if (left.length > 0) {
       throw new Error(`processes left running after the tests (now killed):\n${left.map((p) => `  ${p.pid} ${p.command}`).join("\n")}`);
     }
+    if (meshes.length > 0) throw new Error(`mesh networks left behind by the tests (now removed): ${meshes.join(", ")}`);
   };
+}
+
+/** Pod tests need root (network namespaces, links, iptables) and iptables from Debian, installed here when missing.
+ * They are skipped without root, except in CI, which runs as root and must run them. Leftovers of crashed runs (meshes
+ * whose owning process is gone) are removed first; live meshes of other runs and engineers are left alone. */
+function setUpPods(skipE2E: boolean): boolean {
+  if (skipE2E) return false;
+  if (!hasNetAdmin()) {
+    if (process.env.CI === "true") throw new Error("the pod tests need root (CAP_NET_ADMIN) and CI must run them: run the tests as root");
+    console.log("not root: pod tests (network namespaces, capture rules) are SKIPPED");
+    return false;
+  }
+  ensureMeshPrerequisites("the pod tests", (line) => console.log(line));
+  const { removedMeshes } = cleanupMeshes();
+  if (removedMeshes.length) console.log(`removed mesh networks of crashed runs: ${removedMeshes.join(", ")}`);
+  return true;
 }
 
 declare module "vitest" {
   export interface ProvidedContext {
     skipE2E: boolean;
+    skipPods: boolean;
   }
 }

@@ -22,6 +22,9 @@ export interface ReceivedRequest {
   path: string;
   headers: Record<string, string>;
   body: string;
+  /** The connection's peer (e.g. 127.0.0.6 when a sidecar's inbound passthrough delivered it) and local port. */
+  remoteAddress: string;
+  localPort: number;
 }
 
 /** Decides the reply to one request; `index` counts from 0 over this server's life. */
@@ -32,6 +35,9 @@ export interface UpstreamOptions {
   name: string;
   protocol?: "http1" | "h2c";
   script?: Script;
+  /** Where to listen (default 127.0.0.1, a free port); a pod's server listens on 0.0.0.0 and a fixed port. */
+  host?: string;
+  port?: number;
 }
 
 export class Upstream {
@@ -59,7 +65,10 @@ export class Upstream {
       upstream.sockets.add(socket);
       socket.once("close", () => upstream.sockets.delete(socket));
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve);
+    });
     track(upstream);
     return upstream;
   }
@@ -80,7 +89,14 @@ export class Upstream {
     for (const [key, value] of Object.entries(req.headers)) {
       if (value !== undefined && !key.startsWith(":")) headers[key] = Array.isArray(value) ? value.join(",") : value;
     }
-    const received: ReceivedRequest = { method: req.method ?? "", path: req.url ?? "", headers, body: Buffer.concat(chunks).toString() };
+    const received: ReceivedRequest = {
+      method: req.method ?? "",
+      path: req.url ?? "",
+      headers,
+      body: Buffer.concat(chunks).toString(),
+      remoteAddress: req.socket.remoteAddress ?? "",
+      localPort: req.socket.localPort ?? 0,
+    };
     const index = this.requests.push(received) - 1;
     const reply = await this.script(received, index);
     if (reply.delayMs) await sleep(reply.delayMs);

@@ -1,0 +1,220 @@
+// Pods for e2e tests: a mesh network of its own per test file (control/mesh: a bridge, network namespaces, veth pairs,
+// addresses from 198.18.0.0/15, istio-init's capture rules), apps and sidecar Envoys running inside the pods. All of it
+// is tracked like every other harness process: a test that fails, or forgets, still removes every process, namespace,
+// link and rule; a crashed test run's leftovers are removed by the next run (global-setup.ts) or `skiff mesh cleanup`.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { describe, inject } from "vitest";
+import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+import { PROXY_UID } from "../../control/mesh/capture.js";
+import { addPod, type AddPodOptions, addService, createMesh, deleteMesh, type MeshRecord, type PodRecord, podCommand, removePod, type ServiceRecord } from "../../control/mesh/mesh.js";
+import type { RequestOptions, Response, Tally } from "./client.js";
+import { type Envoy, startEnvoy } from "./envoy.js";
+import { CHILD_MARKER, type Stoppable, testRunId, track, untrack } from "./processes.js";
+import type { ReceivedRequest } from "./upstream.js";
+
+/** `describe` for tests that need pods (root: CAP_NET_ADMIN). Without it they are skipped with a notice, except in CI
+ * (CI=true), where global-setup.ts fails the run instead. */
+export const describePods = inject("skipPods") ? describe.skip : describe;
+
+/** A mesh network for one test file, removed with everything in it by stop() (or the harness's teardown). */
+export class MeshNetwork implements Stoppable {
+  readonly description: string;
+  private readonly children = new Set<Stoppable>();
+
+  private constructor(readonly record: MeshRecord) {
+    this.description = `mesh network ${record.name} (${record.podSubnet}, bridge ${record.bridge})`;
+  }
+
+  /** A new mesh with a unique name: test files running in parallel, and other people's meshes, never collide. */
+  static start(): MeshNetwork {
+    const mesh = new MeshNetwork(createMesh(`t${randomBytes(4).toString("hex")}`, { owner: "process" }));
+    track(mesh);
+    return mesh;
+  }
+
+  get name(): string {
+    return this.record.name;
+  }
+
+  /** The host's address on the bridge: where pods reach the control plane (and anything else on the host). */
+  get hostAddress(): string {
+    return this.record.hostAddress;
+  }
+
+  addPod(name: string, options: AddPodOptions = {}): TestPod {
+    return new TestPod(this, addPod(this.name, name, options));
+  }
+
+  /** A name every pod resolves: a new service address (VIP, answered only through a capturing sidecar), a pod's
+   * address, or a given one. */
+  addService(name: string, target: { address?: string; pod?: string } = {}): ServiceRecord {
+    return addService(this.name, name, target);
+  }
+
+  /** @internal Processes in this mesh's pods, stopped before the mesh is removed. */
+  adopt(child: Stoppable): void {
+    this.children.add(child);
+  }
+
+  async stop(): Promise<void> {
+    untrack(this);
+    await Promise.all([...this.children].map((child) => child.stop()));
+    deleteMesh(this.name);
+  }
+}
+
+export function startMeshNetwork(): MeshNetwork {
+  return MeshNetwork.start();
+}
+
+export class TestPod {
+  constructor(
+    readonly mesh: MeshNetwork,
+    readonly record: PodRecord,
+  ) {}
+
+  get name(): string {
+    return this.record.name;
+  }
+
+  get address(): string {
+    return this.record.address;
+  }
+
+  get netns(): string {
+    return this.record.netns;
+  }
+
+  /** Runs a command in the pod to completion (as `uid` when given). */
+  exec(command: string[], options: { uid?: number } = {}): { status: number | null; stdout: string; stderr: string } {
+    const [binary, ...args] = podCommand(this.netns, command, options.uid);
+    const result = spawnSync(binary, args, { encoding: "utf8", timeout: 30_000 });
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** Starts the pod's app (pod-agent.ts): echo servers, HTTP clients and TCP connects inside the pod. */
+  async startApp(options: { uid?: number } = {}): Promise<PodApp> {
+    const app = await PodApp.start(this, options.uid);
+    this.mesh.adopt(app);
+    return app;
+  }
+
+  /** Starts Envoy in the pod as its sidecar: uid/gid 1337 (whose traffic capture leaves alone), admin on the pod's
+   * address, port 15000. `bootstrap` is e.g. `skiff bootstrap --ip <pod address> --xds-address <mesh host>:<port>`. */
+  async startSidecar(options: { bootstrap: Record<string, unknown> | string; concurrency?: number; args?: string[]; readyTimeoutMs?: number }): Promise<Envoy> {
+    const envoy = await startEnvoy({ ...options, pod: { netns: this.netns, address: this.address, uid: PROXY_UID } });
+    this.mesh.adopt(envoy);
+    return envoy;
+  }
+
+  /** Removes the pod: every process in it, its namespace, link and names. */
+  remove(): void {
+    removePod(this.mesh.name, this.name);
+  }
+}
+
+interface AgentAnswer {
+  id?: number;
+  ready?: boolean;
+  result?: unknown;
+  error?: { code: string; message: string };
+}
+
+/** Thrown by PodApp calls that fail in the pod, with the error code the pod saw (ENETUNREACH, ECONNREFUSED, ...). */
+export class PodError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+/** The app process of a pod. Its calls run inside the pod, with the pod's routes, names and capture rules. */
+export class PodApp implements Stoppable {
+  readonly description: string;
+  private nextId = 0;
+  private readonly pending = new Map<number, (answer: AgentAnswer) => void>();
+  private stderr = "";
+  private readonly exited: Promise<void>;
+
+  private constructor(
+    readonly pod: TestPod,
+    private readonly child: ChildProcess,
+  ) {
+    this.description = `app of pod ${pod.name} (pid ${child.pid})`;
+    this.exited = new Promise((resolve) => child.once("close", () => resolve()));
+  }
+
+  static async start(pod: TestPod, uid?: number): Promise<PodApp> {
+    const [binary, ...args] = podCommand(pod.netns, [process.execPath, "--import", "tsx", join(PROJECT_ROOT, "test/harness/pod-agent.ts")], uid);
+    const child = spawn(binary, args, { cwd: PROJECT_ROOT, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, [CHILD_MARKER]: testRunId() } });
+    const app = new PodApp(pod, child);
+    child.stderr!.on("data", (chunk: Buffer) => (app.stderr = (app.stderr + chunk.toString()).slice(-8000)));
+    const ready = new Promise<void>((resolve, reject) => {
+      child.once("close", (code) => reject(new Error(`the app of pod ${pod.name} exited with ${code}: ${app.stderr}`)));
+      createInterface({ input: child.stdout! }).on("line", (line) => {
+        const answer = JSON.parse(line) as AgentAnswer;
+        if (answer.ready) resolve();
+        if (answer.id !== undefined) app.pending.get(answer.id)?.(answer);
+      });
+    });
+    track(app);
+    await ready;
+    return app;
+  }
+
+  private async call<T>(command: Record<string, unknown>): Promise<T> {
+    const id = this.nextId++;
+    const answer = await new Promise<AgentAnswer>((resolve) => {
+      this.pending.set(id, resolve);
+      this.child.stdin!.write(`${JSON.stringify({ id, ...command })}\n`);
+    });
+    this.pending.delete(id);
+    if (answer.error) throw new PodError(answer.error.code, answer.error.message);
+    return answer.result as T;
+  }
+
+  /** An echo server (test/harness/upstream.ts) on 0.0.0.0:port in the pod, answering `status` after `delayMs`. */
+  async listen(port: number, options: { name?: string; status?: number; delayMs?: number } = {}): Promise<void> {
+    await this.call({ op: "listen", port, name: options.name ?? this.pod.name, status: options.status, delayMs: options.delayMs });
+  }
+
+  /** What the echo server on `port` received so far (with each connection's peer address). */
+  received(port: number): Promise<ReceivedRequest[]> {
+    return this.call({ op: "received", port });
+  }
+
+  /** One HTTP/1.1 request from the pod to host:port (a pod or service name, or an address). */
+  request(host: string, port: number, options: RequestOptions = {}): Promise<Response> {
+    return this.call({ op: "request", host, port, options });
+  }
+
+  /** `count` requests from the pod, `concurrency` at a time; failures are tallied in `errors`, not thrown. */
+  load(host: string, port: number, options: { count: number; concurrency?: number } & RequestOptions): Promise<Omit<Tally, "responses">> {
+    const { count, concurrency, ...request } = options;
+    return this.call({ op: "load", host, port, count, concurrency, options: request });
+  }
+
+  /** A bare TCP connect from the pod; resolves when connected, throws a PodError with the code otherwise. */
+  async connect(host: string, port: number, timeoutMs = 5000): Promise<void> {
+    await this.call({ op: "connect", host, port, timeoutMs });
+  }
+
+  logTail(): string {
+    return this.stderr;
+  }
+
+  async stop(): Promise<void> {
+    untrack(this, this.stderr);
+    this.child.stdin!.end();
+    const stopped = await Promise.race([this.exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000))]);
+    if (!stopped) {
+      this.child.kill("SIGKILL");
+      await this.exited;
+    }
+  }
+}
