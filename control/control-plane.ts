@@ -3,6 +3,7 @@
 import { formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
 import { checkTranslation } from "./translate/check.js";
 import { translate, translationNotes } from "./translate/index.js";
+import { meshWarnings } from "./translate/warnings.js";
 import { inlineServedModules } from "./modules/inline.js";
 import { jsonPage, ModuleServer } from "./modules/server.js";
 import { ControlPlaneMetrics } from "./metrics/metrics.js";
@@ -12,6 +13,8 @@ import { XdsServer } from "./xds/server.js";
 
 export interface ControlPlaneOptions {
   configDir: string;
+  /** The namespace of resources whose metadata names none (default "default"), as kubectl's `-n`. */
+  namespace?: string;
   /** ADS port on 127.0.0.1 (0 picks a free one). */
   xdsPort?: number;
   /** Module and status HTTP port on 127.0.0.1 (0 picks a free one). */
@@ -92,12 +95,22 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     }
   };
 
+  // What Istio accepts but may surprise (merged resources, routes to nowhere): logged once each time the list changes.
+  let lastWarnings = "";
+  const logWarnings = (current: MeshConfig) => {
+    const warnings = meshWarnings(current).map(formatConfigError);
+    if (warnings.join("\n") === lastWarnings) return;
+    lastWarnings = warnings.join("\n");
+    for (const warning of warnings) log(`config warning: ${warning}`);
+  };
+
   let watcher: { close(): Promise<void> } | undefined;
   try {
     watcher = watchConfigDir(
       options.configDir,
       (next, firstChangeAt) => {
         mesh = next;
+        logWarnings(next);
         metrics.configChanged((Date.now() - firstChangeAt) / 1000, new Set(next.serviceEntries.flatMap((entry) => entry.spec.hosts)).size);
         // Module files may have changed with the YAML: translate afresh (modules are re-read when their file changed).
         translations = new Map();
@@ -108,7 +121,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         if (errors.length === 0) log(`config: no errors`);
         for (const error of errors) log(`config error (the last good version of the file keeps serving): ${formatConfigError(error)}`);
       },
-      { check: checkTranslation },
+      { check: checkTranslation, namespace: options.namespace },
     );
     xds = await XdsServer.start({
       cache,

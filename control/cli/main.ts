@@ -47,9 +47,11 @@ program
   .requiredOption("--config <dir>", "folder of Gateway, VirtualService, DestinationRule, ServiceEntry, WasmPlugin YAML")
   .option("--port <port>", "xDS (ADS) port on 127.0.0.1", port, 18000)
   .option("--http-port <port>", "port on 127.0.0.1 for Wasm modules and /status", port, 18080)
-  .action(async (options: { config: string; port: number; httpPort: number }) => {
+  .option("-n, --namespace <ns>", "namespace of resources whose metadata names none, as kubectl's", "default")
+  .action(async (options: { config: string; port: number; httpPort: number; namespace: string }) => {
     const controlPlane = await startControlPlane({
       configDir: options.config,
+      namespace: options.namespace,
       xdsPort: options.port,
       httpPort: options.httpPort,
       log: (line) => console.log(`${new Date().toISOString()} ${line}`),
@@ -120,9 +122,10 @@ program.addCommand(meshCommand());
 
 program
   .command("validate")
-  .description("check a folder of Istio-style YAML as the control plane reads it; exits 1 on errors")
+  .description("check a folder of Istio-style YAML as the control plane reads, translates and encodes it; exits 1 on errors")
   .argument("<dir>", "the config folder")
-  .action(runValidate);
+  .option("-n, --namespace <ns>", "namespace of resources whose metadata names none, as kubectl's", "default")
+  .action((dir: string, options: { namespace: string }) => runValidate(dir, options));
 
 try {
   await program.parseAsync(process.argv);

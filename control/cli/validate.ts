@@ -1,41 +1,88 @@
-// `skiff validate DIR`: checks a config folder as the control plane would read it. Errors (a file the control plane
-// would not take) make the exit code 1; warnings name references that Istio accepts but that route nowhere.
-import { formatConfigError, loadConfigDir, type MeshConfig } from "../sources/index.js";
+// `skiff validate DIR`: checks a config folder as the control plane would read it, translate it and encode it, so
+// that "0 errors" means the control plane will take and push it. Errors (a file the control plane would not take, a
+// resource it could not push) make the exit code 1; warnings name what Istio accepts but may surprise (routes to
+// nowhere, merged resources, installation resources).
+import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
+import { type ConfigError, DEFAULT_NAMESPACE, formatConfigError, loadConfigDir, type MeshConfig } from "../sources/index.js";
 import { checkEnvoyFilters, checkTranslation } from "../translate/check.js";
-import { Registry } from "../translate/registry.js";
+import { translate } from "../translate/index.js";
+import { meshWarnings } from "../translate/warnings.js";
+import { type ProxyIdentity, type TranslationContext, translationKey } from "../resources.js";
 
-export function runValidate(dir: string): void {
-  const { mesh, errors } = loadConfigDir(dir, { check: checkTranslation });
+export function runValidate(dir: string, options: { namespace?: string } = {}): void {
+  // The control plane's own load check (EnvoyFilter patches against the proxies they select), then every resource
+  // of every kind of proxy encoded as the control plane encodes it before pushing.
+  const { mesh, errors } = loadConfigDir(dir, { check: checkTranslation, namespace: options.namespace });
+  errors.push(...checkPush(mesh));
+  const warnings = [...meshWarnings(mesh), ...checkEnvoyFilters(mesh).warnings];
   for (const error of errors) console.error(`error: ${formatConfigError(error)}`);
-  for (const warning of [...danglingReferences(mesh), ...checkEnvoyFilters(mesh).warnings.map(formatConfigError)]) console.error(`warning: ${warning}`);
+  for (const warning of warnings) console.error(`warning: ${formatConfigError(warning)}`);
   const count = mesh.gateways.length + mesh.virtualServices.length + mesh.destinationRules.length + mesh.serviceEntries.length + mesh.wasmPlugins.length + mesh.envoyFilters.length;
-  console.log(`${dir}: ${count} resources valid, ${errors.length} error${errors.length === 1 ? "" : "s"}`);
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  console.log(`${dir}: ${count} resources valid, ${plural(errors.length, "error")}, ${plural(warnings.length, "warning")}`);
   if (errors.length > 0) process.exitCode = 1;
 }
 
-function danglingReferences(mesh: MeshConfig): string[] {
-  const registry = new Registry(mesh);
-  const warnings: string[] = [];
-  for (const vs of mesh.virtualServices) {
-    const where = `${vs.file}: VirtualService ${vs.namespace}/${vs.name}`;
-    for (const gateway of vs.spec.gateways ?? []) {
-      if (gateway === "mesh") continue;
-      const [namespace, name] = gateway.includes("/") ? gateway.split("/") : [vs.namespace, gateway];
-      if (!mesh.gateways.some((g) => g.name === name && g.namespace === namespace)) warnings.push(`${where}: gateway ${namespace}/${name} is not defined`);
+/** Translates the mesh for every kind of proxy it configures differently and encodes each resource as the control
+ * plane would before pushing it: a resource that would not encode is an error here rather than a rejected snapshot
+ * later. */
+export function checkPush(mesh: MeshConfig): ConfigError[] {
+  const errors = new Map<string, ConfigError>();
+  for (const proxy of representativeProxies(mesh)) {
+    const who = `for a ${proxy.role} in namespace ${proxy.namespace}${Object.keys(proxy.labels).length ? ` with labels ${Object.entries(proxy.labels).map(([k, v]) => `${k}=${v}`).join(",")}` : ""}`;
+    let resources;
+    try {
+      resources = translate(mesh, validationContext(mesh, proxy));
+    } catch (error) {
+      errors.set(`translate ${(error as Error).message}`, { file: ".", message: `translation fails ${who}: ${(error as Error).message}` });
+      continue;
     }
-    vs.spec.http.forEach((http, index) => {
-      for (const destination of [...http.route.map((r) => r.destination), ...(http.mirror ? [http.mirror] : [])]) {
-        const service = registry.lookup(destination.host, vs.namespace);
-        if (!service) {
-          warnings.push(`${where}: spec.http[${index}]: host ${destination.host} is in no ServiceEntry (requests get 503)`);
-          continue;
-        }
-        const subsets = registry.destinationRule(service)?.spec.subsets ?? [];
-        if (destination.subset && !subsets.some((s) => s.name === destination.subset)) {
-          warnings.push(`${where}: spec.http[${index}]: subset ${destination.subset} of ${service.host} is in no DestinationRule (requests get 503)`);
+    for (const [typeUrl, list] of Object.entries(resources)) {
+      for (const resource of list) {
+        try {
+          encodeResource(typeUrl, resource);
+        } catch (error) {
+          const detail = error instanceof ResourceEncodingError ? error.message : (error as Error).message;
+          if (!errors.has(detail)) errors.set(detail, { file: ".", message: `the control plane could not push ${detail} (${who})` });
         }
       }
-    });
+    }
   }
-  return warnings;
+  return [...errors.values()];
+}
+
+/** One proxy per distinct way the mesh can configure one: gateways as their Gateways select them, and sidecars in
+ * every namespace the config names with every label set some resource selects on (or none). */
+export function representativeProxies(mesh: MeshConfig): ProxyIdentity[] {
+  const resources = [...mesh.gateways, ...mesh.virtualServices, ...mesh.destinationRules, ...mesh.serviceEntries, ...mesh.wasmPlugins, ...mesh.envoyFilters];
+  const namespaces = [...new Set([DEFAULT_NAMESPACE, ...resources.map((r) => r.namespace)])];
+  const labelSets = [{}, ...resources.flatMap((r) => selectorLabels(r.spec))];
+  const proxies = new Map<string, ProxyIdentity>();
+  const add = (proxy: ProxyIdentity) => proxies.set(translationKey(proxy), proxy);
+  for (const gateway of mesh.gateways) add({ nodeId: "validate", role: "gateway", labels: gateway.spec.selector, namespace: gateway.namespace, ips: [] });
+  for (const namespace of namespaces) for (const labels of labelSets) add({ nodeId: "validate", role: "sidecar", labels, namespace, ips: [] });
+  return [...proxies.values()];
+}
+
+const SELECTOR_KEYS = new Set(["selector", "matchLabels", "labels", "sourceLabels"]);
+
+/** Label maps under the keys Istio uses for workload selectors, anywhere in a spec. */
+function selectorLabels(value: unknown, key = ""): Record<string, string>[] {
+  if (typeof value !== "object" || value === null) return [];
+  if (Array.isArray(value)) return value.flatMap((item) => selectorLabels(item));
+  const entries = Object.entries(value);
+  if (SELECTOR_KEYS.has(key) && entries.length > 0 && entries.every(([, v]) => typeof v === "string")) return [value as Record<string, string>];
+  return entries.flatMap(([k, v]) => selectorLabels(v, k));
+}
+
+/** What the control plane passes; modules are the files the folder's WasmPlugins name (validate serves nothing). */
+function validationContext(mesh: MeshConfig, proxy: ProxyIdentity): TranslationContext {
+  return {
+    proxy,
+    moduleCluster: { name: "skiff-modules", host: "127.0.0.1", port: 15080 },
+    module(url) {
+      const plugin = mesh.wasmPlugins.find((candidate) => candidate.spec.url === url);
+      return plugin && { uri: `http://127.0.0.1:15080/modules/${plugin.module.sha256}.wasm`, sha256: plugin.module.sha256, size: 0 };
+    },
+  };
 }

@@ -6,7 +6,7 @@ import { type ParsedFile, parseFile } from "./parse.js";
 
 export type { ConfigError, MeshConfig } from "./model.js";
 export { formatConfigError } from "./model.js";
-export { type CredentialFiles, credentialFiles, MESH_CONFIG_FILE, wasmModulePath } from "./parse.js";
+export { type CredentialFiles, credentialFiles, DEFAULT_NAMESPACE, MESH_CONFIG_FILE, wasmModulePath } from "./parse.js";
 
 /** istiod's push debounce: wait for 100 ms without changes, but never longer than 10 s after the first one. */
 export const DEBOUNCE = { quietMs: 100, maxMs: 10_000 };
@@ -16,12 +16,14 @@ export const DEBOUNCE = { quietMs: 100, maxMs: 10_000 };
  * nothing (loadConfigDir) or keeps its last good version (watchConfigDir), as with a schema error. */
 export interface SourceOptions {
   check?: (mesh: MeshConfig) => ConfigError[];
+  /** The namespace of resources whose metadata names none (default "default"), as kubectl's `-n`. */
+  namespace?: string;
 }
 
 /** Reads every *.yaml / *.yml file directly in `dir`. Invalid files contribute nothing and are listed in `errors`. */
 export function loadConfigDir(dir: string, options: SourceOptions = {}): { mesh: MeshConfig; errors: ConfigError[] } {
   const root = resolve(dir);
-  const parsed = readFolder(root);
+  const parsed = readFolder(root, options);
   const { errors } = assemble(root, parsed);
   const valid = new Map([...parsed].filter(([, file]) => file.errors.length === 0));
   const checked = applyCheck(root, valid, () => undefined, options);
@@ -73,7 +75,7 @@ export function watchConfigDir(
   const reload = () => {
     const firstChangeAt = burstStart ?? Date.now();
     burstStart = undefined;
-    const current = readFolder(root);
+    const current = readFolder(root, options);
     const candidate = new Map<string, ParsedFile>();
     for (const [file, parsed] of current) {
       const good = parsed.errors.length === 0 ? parsed : lastGood.get(file);
@@ -168,7 +170,7 @@ export function watchConfigDir(
   return { close: async () => close() };
 }
 
-function readFolder(root: string): Map<string, ParsedFile> {
+function readFolder(root: string, options: SourceOptions): Map<string, ParsedFile> {
   const files = readdirSync(root, { withFileTypes: true })
     .filter((entry) => entry.isFile() && /\.ya?ml$/.test(entry.name))
     .map((entry) => entry.name)
@@ -183,7 +185,7 @@ function readFolder(root: string): Map<string, ParsedFile> {
       parsed.set(file, { resources: [], errors: [{ file, message: `cannot read: ${(error as Error).message}` }] });
       continue;
     }
-    parsed.set(file, parseFile(root, file, text));
+    parsed.set(file, parseFile(root, file, text, options.namespace));
   }
   return parsed;
 }
@@ -204,6 +206,7 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
     errors.push(...parsed.errors);
     if (parsed.meshConfig?.outboundTrafficPolicy) mesh.outboundTrafficPolicy = parsed.meshConfig.outboundTrafficPolicy.mode;
     if (parsed.meshConfig?.rootNamespace) mesh.rootNamespace = parsed.meshConfig.rootNamespace;
+    mesh.installation.push(...(parsed.installation ?? []));
     for (const resource of parsed.resources) {
       const id = `${resource.kind} ${resource.namespace}/${resource.name}`;
       const first = seen.get(id);

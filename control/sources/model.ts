@@ -44,6 +44,20 @@ export interface MeshConfig {
   outboundTrafficPolicy: "REGISTRY_ONLY";
   /** From meshconfig.yaml, default `istio-system` as in Istio: EnvoyFilters there apply in every namespace. */
   rootNamespace: string;
+  /** Resources that install a mesh rather than configure it (IstioOperator, injected Deployments): not translated,
+   * reported with the Skiff command that plays their part (installation.ts). */
+  installation: InstallationResource[];
+}
+
+export interface InstallationResource {
+  file: string;
+  kind: string;
+  namespace: string;
+  name: string;
+  /** What it does in Istio: "installs Istio (istiod and its gateways)". */
+  what: string;
+  /** What does that with Skiff. */
+  equivalent: string;
 }
 
 export interface ConfigError {
@@ -71,5 +85,6 @@ export function emptyMesh(dir: string): MeshConfig {
     envoyFilters: [],
     outboundTrafficPolicy: "REGISTRY_ONLY",
     rootNamespace: "istio-system",
+    installation: [],
   };
 }

@@ -5,7 +5,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
-import type { ConfigError, Resource } from "./model.js";
+import { installationResource } from "./installation.js";
+import type { ConfigError, InstallationResource, Resource } from "./model.js";
 import { ResourceEncodingError } from "../protos/encode.js";
 import { decodeMessage } from "../protos/merge.js";
 import { type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, PATCH_MESSAGE, resourceEnvelope } from "./schema/index.js";
@@ -18,11 +19,15 @@ export const MESH_CONFIG_FILE = "meshconfig.yaml";
 
 export interface ParsedFile {
   resources: Resource<unknown>[];
+  installation?: InstallationResource[];
   meshConfig?: z.infer<typeof meshConfigSchema>;
   errors: ConfigError[];
 }
 
-export function parseFile(dir: string, file: string, text: string): ParsedFile {
+/** The namespace of resources whose metadata names none, unless the reader is given another (kubectl's default). */
+export const DEFAULT_NAMESPACE = "default";
+
+export function parseFile(dir: string, file: string, text: string, defaultNamespace = DEFAULT_NAMESPACE): ParsedFile {
   const documents = parseAllDocuments(text);
   const syntaxErrors = (Array.isArray(documents) ? documents : []).flatMap((doc) => doc.errors);
   if (!Array.isArray(documents) || syntaxErrors.length > 0) {
@@ -44,6 +49,7 @@ export function parseFile(dir: string, file: string, text: string): ParsedFile {
 
   const errors: ConfigError[] = [];
   const resources: Resource<unknown>[] = [];
+  const installation: InstallationResource[] = [];
   values.forEach((value, index) => {
     if (value === null || value === undefined) return;
     const envelope = resourceEnvelope.safeParse(value);
@@ -51,9 +57,15 @@ export function parseFile(dir: string, file: string, text: string): ParsedFile {
       errors.push(...zodErrors(file, `document ${index + 1}`, envelope.error.issues));
       return;
     }
-    const { apiVersion, kind, metadata, spec } = envelope.data;
+    const { apiVersion, kind, spec } = envelope.data;
+    const metadata = { ...envelope.data.metadata, namespace: envelope.data.metadata.namespace ?? defaultNamespace };
     const resource = `${kind} ${metadata.namespace}/${metadata.name}`;
     const known = (KINDS as Record<string, (typeof KINDS)[Kind]>)[kind];
+    const installs = known ? undefined : installationResource(file, { apiVersion, kind, metadata, spec });
+    if (installs) {
+      installation.push(installs);
+      return;
+    }
     if (!known) {
       errors.push({ file, resource, field: "kind", message: `unsupported kind; Skiff reads ${Object.keys(KINDS).join(", ")}` });
       return;
@@ -108,7 +120,7 @@ export function parseFile(dir: string, file: string, text: string): ParsedFile {
     }
     resources.push({ kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data });
   });
-  return errors.length > 0 ? { resources: [], errors } : { resources, errors };
+  return errors.length > 0 ? { resources: [], errors } : { resources, installation, errors };
 }
 
 /** Where a WasmPlugin's module lives: `file:///abs/path`, `file://relative/path` or a plain path; relative paths

@@ -3,7 +3,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { loadConfigDir } from "../../control/sources/index.js";
+import { formatConfigError, loadConfigDir } from "../../control/sources/index.js";
+import { meshWarnings } from "../../control/translate/warnings.js";
 import { translate } from "../../control/translate/index.js";
 import { type ProxyIdentity, type ProxyResources, TypeUrl } from "../../control/resources.js";
 import { testContext } from "./cases.js";
@@ -15,19 +16,21 @@ export function removeConfigFolders(): void {
   for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
 }
 
-export function configFolder(files: Record<string, string>) {
+export function configFolder(files: Record<string, string>, options: { namespace?: string } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "skiff-config-"));
   folders.push(dir);
   for (const [file, text] of Object.entries(files)) {
     mkdirSync(dirname(join(dir, file)), { recursive: true });
     writeFileSync(join(dir, file), text);
   }
-  const loaded = loadConfigDir(dir);
+  const loaded = loadConfigDir(dir, options);
   return {
     dir,
     ...loaded,
     /** Errors as `skiff validate` prints them. */
-    messages: loaded.errors.map((e) => [e.file, e.resource, e.field, e.message].filter(Boolean).join(": ")),
+    messages: loaded.errors.map(formatConfigError),
+    /** Warnings as `skiff validate` prints them. */
+    warnings: () => meshWarnings(loaded.mesh).map(formatConfigError),
     translate: (proxy: ProxyIdentity) => byName(translate(loaded.mesh, testContext(dir, proxy))),
   };
 }

@@ -10,8 +10,8 @@ import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
-function validate(dir: string) {
-  const result = spawnSync(process.execPath, ["--import", "tsx", "control/cli/main.ts", "validate", dir], { cwd: PROJECT_ROOT, encoding: "utf8" });
+function validate(dir: string, ...flags: string[]) {
+  const result = spawnSync(process.execPath, ["--import", "tsx", "control/cli/main.ts", "validate", dir, ...flags], { cwd: PROJECT_ROOT, encoding: "utf8" });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -59,7 +59,47 @@ ${VIRTUAL_SERVICE}`,
     writeFileSync(join(dir, "vs.yaml"), VIRTUAL_SERVICE);
     const warned = validate(dir);
     expect(warned.code).toBe(0);
-    expect(warned.stderr).toContain("warning: vs.yaml: VirtualService shop/catalog: gateway shop/missing-gateway is not defined");
+    expect(warned.stderr).toContain("warning: vs.yaml: VirtualService shop/catalog: spec.gateways[0]: gateway shop/missing-gateway is not defined");
     expect(warned.stderr).toContain("host catalog is in no ServiceEntry");
+    expect(warned.stdout).toContain("0 errors, 2 warnings");
+  });
+
+  it("puts resources without a namespace into the one -n names, as kubectl does", () => {
+    const dir = mkdtempSync(join(tmpdir(), "skiff-validate-"));
+    dirs.push(dir);
+    writeFileSync(join(dir, "vs.yaml"), VIRTUAL_SERVICE.replace("namespace: shop", "namespace: other").replace("{ name: catalog, namespace: other }", "{ name: catalog }"));
+    expect(validate(dir).stderr).toContain("VirtualService default/catalog: spec.gateways[0]: gateway default/missing-gateway is not defined");
+    expect(validate(dir, "-n", "shop").stderr).toContain("VirtualService shop/catalog: spec.gateways[0]: gateway shop/missing-gateway is not defined");
+  });
+
+  it("fails a config that loads but that the control plane could not push", () => {
+    // A timeout of 100000000 hours is a well-formed duration, but beyond protobuf's Duration (10000 years): the route
+    // configuration would not encode, and the control plane would keep the proxy's previous snapshot.
+    const dir = mkdtempSync(join(tmpdir(), "skiff-validate-"));
+    dirs.push(dir);
+    writeFileSync(
+      join(dir, "config.yaml"),
+      `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: catalog, namespace: shop }
+spec:
+  hosts: [catalog.shop.svc.cluster.local]
+  ports: [{ number: 3000, name: http }]
+  endpoints: [{ address: 127.0.0.1 }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: catalog, namespace: shop }
+spec:
+  hosts: [catalog]
+  http:
+  - route: [{ destination: { host: catalog } }]
+    timeout: 100000000h
+`,
+    );
+    const result = validate(dir);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/error: \.: the control plane could not push RouteConfiguration "3000": field virtual_hosts\[0\]\.routes\[0\]\.route\.timeout: .*\(for a sidecar in namespace default\)/);
+    expect(result.stdout).toContain(" 1 error,");
   });
 });

@@ -7,9 +7,10 @@ export const duration = z.string().regex(DURATION, 'a duration such as "1s", "30
 
 export const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "a lowercase DNS name (a-z, 0-9, '-', '.')");
 
+/** `namespace` may be left out: the reader fills in its default namespace (`skiff validate -n`, as kubectl). */
 export const metadata = z.looseObject({
   name: dnsLabel,
-  namespace: dnsLabel.default("default"),
+  namespace: dnsLabel.optional(),
   labels: z.record(z.string(), z.string()).optional(),
 });
 

@@ -2,6 +2,34 @@
 import { z } from "zod";
 import { destination, duration, percent, stringMatch } from "./common.js";
 
+/** The conditions Envoy's router retries on (x-envoy-retry-on and x-envoy-retry-grpc-on), as Istio's validation
+ * lists them (pkg/config/validation/agent/validation.go, supportedRetryOnPolicies), and HTTP status codes. */
+export const RETRY_ON = [
+  "5xx",
+  "gateway-error",
+  "reset",
+  "reset-before-request",
+  "connect-failure",
+  "retriable-4xx",
+  "refused-stream",
+  "retriable-status-codes",
+  "retriable-headers",
+  "envoy-ratelimited",
+  "http3-post-connect-failure",
+  "cancelled",
+  "deadline-exceeded",
+  "internal",
+  "resource-exhausted",
+  "unavailable",
+] as const;
+
+const retryOn = z.string().superRefine((value, context) => {
+  for (const token of value.split(",").map((part) => part.trim())) {
+    if ((RETRY_ON as readonly string[]).includes(token) || (/^\d{3}$/.test(token) && Number(token) >= 100 && Number(token) <= 599)) continue;
+    context.addIssue({ code: "custom", message: `"${token}" is not a retry condition; use a comma-separated list of ${RETRY_ON.join(", ")} or HTTP status codes` });
+  }
+});
+
 const httpMatch = z.strictObject({
   name: z.string().optional(),
   uri: stringMatch.optional(),
@@ -28,8 +56,11 @@ const httpRoute = z.strictObject({
     .strictObject({
       attempts: z.number().int().min(0),
       perTryTimeout: duration.optional(),
-      retryOn: z.string().optional(),
+      retryOn: retryOn.optional(),
       retryRemoteLocalities: z.boolean().optional(),
+    })
+    .refine((r) => r.attempts > 0 || (r.perTryTimeout === undefined && r.retryOn === undefined && r.retryRemoteLocalities === undefined), {
+      message: "attempts: 0 turns retries off, so perTryTimeout, retryOn and retryRemoteLocalities would do nothing (Istio refuses them too)",
     })
     .optional(),
   mirror: destination.optional(),
