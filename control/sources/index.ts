@@ -199,6 +199,7 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
     VirtualService: mesh.virtualServices,
     DestinationRule: mesh.destinationRules,
     ServiceEntry: mesh.serviceEntries,
+    WorkloadEntry: mesh.workloadEntries,
     WasmPlugin: mesh.wasmPlugins,
     EnvoyFilter: mesh.envoyFilters,
   };

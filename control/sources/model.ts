@@ -6,6 +6,7 @@ import type {
   gatewaySpec,
   Kind,
   serviceEntrySpec,
+  workloadEntrySpec,
   virtualServiceSpec,
   wasmPluginSpec,
 } from "./schema/index.js";
@@ -25,6 +26,8 @@ export type Gateway = Resource<z.infer<typeof gatewaySpec>>;
 export type VirtualService = Resource<z.infer<typeof virtualServiceSpec>>;
 export type DestinationRule = Resource<z.infer<typeof destinationRuleSpec>>;
 export type ServiceEntry = Resource<z.infer<typeof serviceEntrySpec>>;
+/** A workload outside the mesh's pods (a VM, a bare process), selected by ServiceEntries' workloadSelector. */
+export type WorkloadEntry = Resource<z.infer<typeof workloadEntrySpec>>;
 export type WasmPlugin = Resource<z.infer<typeof wasmPluginSpec>> & {
   /** The module file `spec.url` names, and its sha256 when the folder was read. */
   module: { path: string; sha256: string };
@@ -38,6 +41,7 @@ export interface MeshConfig {
   virtualServices: VirtualService[];
   destinationRules: DestinationRule[];
   serviceEntries: ServiceEntry[];
+  workloadEntries: WorkloadEntry[];
   wasmPlugins: WasmPlugin[];
   envoyFilters: EnvoyFilter[];
   /** From meshconfig.yaml; the embedded mode supports only REGISTRY_ONLY (see control/sources/README.md). */
@@ -81,6 +85,7 @@ export function emptyMesh(dir: string): MeshConfig {
     virtualServices: [],
     destinationRules: [],
     serviceEntries: [],
+    workloadEntries: [],
     wasmPlugins: [],
     envoyFilters: [],
     outboundTrafficPolicy: "REGISTRY_ONLY",

@@ -46,19 +46,10 @@ function addCluster(
   policy: TrafficPolicy | undefined,
 ): void {
   const name = clusterName(port.number, subset, service.host);
-  const lbEndpoints = registry.lbEndpoints(service, port, labels);
-  const cluster: Record<string, unknown> = { name };
-  if (service.entry.spec.resolution === "DNS") {
-    cluster.type = "STRICT_DNS";
-    cluster.dns_lookup_family = "V4_ONLY";
-    cluster.load_assignment = { cluster_name: name, endpoints: [{ lb_endpoints: lbEndpoints }] };
-  } else {
-    cluster.type = "EDS";
-    cluster.eds_cluster_config = { eds_config: ADS_CONFIG_SOURCE, service_name: name };
-    out.endpoints.push({ name, body: { cluster_name: name, endpoints: [{ lb_endpoints: lbEndpoints }] } });
-  }
+  const cluster: Record<string, unknown> = { name, ...discovery(out, registry, service, port, name, labels) };
   cluster.connect_timeout = policy?.connectionPool?.tcp?.connectTimeout ? duration(policy.connectionPool.tcp.connectTimeout) : "10s";
-  Object.assign(cluster, loadBalancing(policy));
+  // An original-destination cluster balances by the address itself (Istio's applyLoadBalancer).
+  if (cluster.type !== "ORIGINAL_DST") Object.assign(cluster, loadBalancing(policy));
   cluster.circuit_breakers = { thresholds: [circuitBreakerThreshold(policy)] };
   const outlier = outlierDetection(policy);
   if (outlier) {
@@ -69,6 +60,35 @@ function addCluster(
   const protocolOptions = httpProtocolOptions(port.protocol, policy);
   if (protocolOptions) cluster.typed_extension_protocol_options = { [HTTP_PROTOCOL_OPTIONS]: protocolOptions };
   out.clusters.push({ name, body: cluster });
+}
+
+/** How the cluster finds its endpoints, by the entry's resolution (Istio's convertResolution, cluster_builder.go):
+ * STATIC -> EDS; DNS -> STRICT_DNS and DNS_ROUND_ROBIN -> LOGICAL_DNS, resolving the endpoints' addresses (or the
+ * host itself) with the DNS TTL; NONE -> ORIGINAL_DST on a sidecar, which connects to the address the application
+ * dialed (on the entry's targetPort, if it names one), and EDS on a gateway, which has no such address. */
+function discovery(out: ClusterOutput, registry: Registry, service: Service, port: ServicePort, name: string, labels: Record<string, string>): Record<string, unknown> {
+  const resolution = service.entry.spec.resolution;
+  if (resolution === "NONE" && registry.viewer?.role !== "gateway") {
+    return {
+      type: "ORIGINAL_DST",
+      lb_policy: "CLUSTER_PROVIDED",
+      ...(port.targetPort ? { original_dst_lb_config: { upstream_port_override: port.targetPort } } : {}),
+    };
+  }
+  const lbEndpoints = registry.lbEndpoints(service, port, labels);
+  if (resolution === "DNS" || resolution === "DNS_ROUND_ROBIN") {
+    // A LOGICAL_DNS cluster takes exactly one endpoint (Istio keeps the first, mergeServicesInstancesByNamespaceHost).
+    const endpoints = resolution === "DNS_ROUND_ROBIN" ? lbEndpoints.slice(0, 1) : lbEndpoints;
+    return {
+      type: resolution === "DNS" ? "STRICT_DNS" : "LOGICAL_DNS",
+      dns_lookup_family: "V4_ONLY",
+      respect_dns_ttl: true,
+      dns_refresh_rate: "60s",
+      load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: endpoints }] },
+    };
+  }
+  out.endpoints.push({ name, body: { cluster_name: name, endpoints: [{ lb_endpoints: lbEndpoints }] } });
+  return { type: "EDS", eds_cluster_config: { eds_config: ADS_CONFIG_SOURCE, service_name: name } };
 }
 
 function loadBalancing(policy: TrafficPolicy | undefined): Record<string, unknown> {

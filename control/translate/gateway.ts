@@ -16,6 +16,7 @@ import { hostPart, hostsForNamespace, intersectHosts } from "./hosts.js";
 import { BIND_ADDRESS, httpConnectionManager, httpListener, type ListenerOutput, listenerName } from "./listeners.js";
 import type { Registry } from "./registry.js";
 import { virtualServiceRoutes } from "./routes.js";
+import { visibleVirtualServices } from "./virtual-services.js";
 
 interface BoundServer {
   gateway: Gateway;
@@ -154,7 +155,7 @@ function virtualHosts(mesh: MeshConfig, registry: Registry, port: number, server
   };
   for (const { gateway, server } of servers) {
     const redirect = server.tls?.httpsRedirect === true;
-    for (const vs of mesh.virtualServices.filter((candidate) => boundTo(candidate, gateway))) {
+    for (const vs of visibleVirtualServices(mesh, registry.viewer).filter((candidate) => boundTo(candidate, gateway))) {
       for (const host of intersectHosts(hostsForNamespace(server.hosts, gateway.namespace, vs.namespace), vs.spec.hosts)) add(host, redirect, vs);
     }
     // Istio redirects every host of an httpsRedirect server, routed or not.

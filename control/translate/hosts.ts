@@ -38,3 +38,10 @@ export function hostsForNamespace(entries: readonly string[], ownNamespace: stri
 export function hostPart(entry: string): string {
   return entry.slice(entry.indexOf("/") + 1);
 }
+
+/** Whether a resource of `ownNamespace` with this `exportTo` is visible in `namespace` (Istio's visibility: unset
+ * or "*" everywhere, "." its own namespace, "~" nowhere, else the namespaces named). */
+export function visibleIn(exportTo: readonly string[] | undefined, ownNamespace: string, namespace: string): boolean {
+  if (!exportTo || exportTo.length === 0) return true;
+  return exportTo.some((entry) => entry === "*" || (entry === "." ? ownNamespace : entry) === namespace);
+}

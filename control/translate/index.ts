@@ -17,7 +17,7 @@ export function translate(mesh: MeshConfig, context: TranslationContext): ProxyR
 
 /** translate(), and what each EnvoyFilter patch did (for validation and `skiff proxy-config diff`). */
 export function translateWithEffects(mesh: MeshConfig, context: TranslationContext): { resources: ProxyResources; effects: PatchEffect[] } {
-  const registry = new Registry(mesh);
+  const registry = new Registry(mesh, context.proxy);
   const wasm = buildWasmPlugins(mesh, context);
   const { clusters, endpoints } = buildClusters(registry);
   const { listeners, routes, secrets } =
@@ -45,6 +45,15 @@ export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity): string
       `no Gateway selects labels ${labelText(proxy.labels)}, so this gateway gets no listeners` +
         (selectors.length > 0 ? ` (${selectors.join("; ")})` : " (the config has no Gateway)"),
     );
+  }
+  if (proxy.role === "sidecar" && proxy.ips.length === 0) {
+    for (const service of new Registry(mesh, proxy).services()) {
+      if (service.entry.spec.resolution !== "NONE") continue;
+      notes.push(
+        `${service.host} (ServiceEntry ${service.entry.namespace}/${service.entry.name}) has resolution NONE: traffic goes on to the address the application dialed, ` +
+          "which only a sidecar that captures traffic knows; this sidecar is on loopback, so it gets no listener for it",
+      );
+    }
   }
   return notes;
 }

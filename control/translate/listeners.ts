@@ -11,6 +11,7 @@ import type { XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, clusterName, socketAddress, typed } from "./envoy.js";
 import type { Registry } from "./registry.js";
 import { defaultRoute, virtualServiceRoutes } from "./routes.js";
+import { visibleVirtualServices } from "./virtual-services.js";
 
 export const BIND_ADDRESS = "127.0.0.1";
 
@@ -20,15 +21,20 @@ export interface ListenerOutput {
 }
 
 export function buildSidecarListeners(mesh: MeshConfig, registry: Registry, httpFilters: Record<string, unknown>[]): ListenerOutput {
-  const meshServices = mesh.virtualServices.filter((vs) => (vs.spec.gateways ?? ["mesh"]).includes("mesh"));
+  const meshServices = visibleVirtualServices(mesh, registry.viewer).filter((vs) => (vs.spec.gateways ?? ["mesh"]).includes("mesh"));
   const ports = new Map<number, Record<string, unknown>[]>();
   const domainsTaken = new Set<string>();
   for (const service of registry.services()) {
+    // resolution NONE sends traffic on to the address the application dialed, which only a sidecar that captures
+    // traffic knows; a sidecar on loopback (no instance addresses) would send it back to itself.
+    if (service.entry.spec.resolution === "NONE" && !registry.viewer?.ips.length) continue;
     for (const port of service.entry.spec.ports) {
       const routes = meshServices
         .filter((vs) => vs.spec.hosts.some((host) => registry.resolveHost(host, vs.namespace) === service.host))
         .flatMap((vs) => virtualServiceRoutes(vs, registry));
-      const domains = hostAliases(service.host)
+      // The service's addresses are names for it too (Istio's generateVirtualHostDomains); CIDR blocks are not.
+      const addresses = (service.entry.spec.addresses ?? []).filter((address) => !address.includes("/")).map((address) => (address.includes(":") ? `[${address}]` : address));
+      const domains = [...hostAliases(service.host), ...addresses]
         .flatMap((alias) => [alias, `${alias}:${port.number}`])
         .filter((domain) => !domainsTaken.has(`${port.number} ${domain}`));
       for (const domain of domains) domainsTaken.add(`${port.number} ${domain}`);

@@ -1,42 +1,107 @@
-// The service registry of the embedded mode: ServiceEntries. Hosts in VirtualServices and DestinationRules are
-// resolved against it as Istio resolves short names: as written, then as `<name>.<namespace>.svc.cluster.local` in
+// The service registry of the embedded mode, as one proxy sees it (Istio's push context and sidecar scope): the
+// services of the ServiceEntries exported to the proxy's namespace, their endpoints (the entries' own, the
+// WorkloadEntries they select, or for DNS entries without either the host itself), and the DestinationRule that
+// applies to each service for this proxy (destination-rules.ts).
+//
+// A service is a host in a namespace (pilot/pkg/serviceregistry/serviceentry): every host of a ServiceEntry is one.
+// Several ServiceEntries for one host in one namespace are one service: the first defines its ports and
+// resolution, and the endpoints of all of them count (Istio keeps the oldest Service and merges the instances by
+// namespace and host). The same host in several namespaces is several services; a proxy sees the one of the
+// referring resource's namespace or of its own namespace, else the first, among those exported to it.
+//
+// Host names resolve as Istio resolves short names: as written, then as `<name>.<namespace>.svc.cluster.local` in
 // the namespace of the resource that names them.
 import type { MeshConfig } from "../sources/index.js";
 import type { DestinationRule, ServiceEntry } from "../sources/model.js";
+import type { WorkloadEntrySpec } from "../sources/schema/index.js";
+import type { ProxyIdentity } from "../resources.js";
+import { DestinationRuleIndex } from "./destination-rules.js";
+import { visibleIn } from "./hosts.js";
 
 export interface Service {
   /** The host as the ServiceEntry writes it; cluster names use it. */
   host: string;
+  namespace: string;
+  /** The ServiceEntry that defines the service (the first for this host in its namespace). */
   entry: ServiceEntry;
+  /** Every ServiceEntry for this host in its namespace, `entry` first; the endpoints of all of them count. */
+  entries: ServiceEntry[];
 }
 
 export interface ServicePort {
   number: number;
   name: string;
+  targetPort?: number;
 }
 
 export class Registry {
-  private readonly byHost = new Map<string, Service>();
+  private readonly byHost = new Map<string, Service[]>();
+  private readonly rules: DestinationRuleIndex;
 
-  constructor(private readonly mesh: MeshConfig) {
+  /** The registry as `viewer` sees it; without a viewer, every service is visible (mesh-wide checks). */
+  constructor(
+    private readonly mesh: MeshConfig,
+    readonly viewer?: ProxyIdentity,
+  ) {
     for (const entry of mesh.serviceEntries) {
       for (const host of entry.spec.hosts) {
-        if (!this.byHost.has(host)) this.byHost.set(host, { host, entry });
+        const services = this.byHost.get(host) ?? [];
+        const existing = services.find((service) => service.namespace === entry.namespace);
+        if (existing) existing.entries.push(entry);
+        else services.push({ host, namespace: entry.namespace, entry, entries: [entry] });
+        this.byHost.set(host, services);
       }
     }
+    this.rules = new DestinationRuleIndex(mesh, this);
   }
 
+  /** One service per host the viewer sees: of its own namespace if there is one, else the first exported to it. */
   services(): Service[] {
-    return [...this.byHost.values()];
+    return [...this.byHost.values()].flatMap((services) => {
+      const chosen = this.choose(services, this.viewer?.namespace);
+      return chosen ? [chosen] : [];
+    });
   }
 
-  /** The canonical host a name refers to from `namespace`, whether or not a ServiceEntry defines it. */
+  /** The canonical host a name refers to from `namespace`, whether or not the viewer sees a ServiceEntry for it. */
   resolveHost(name: string, namespace: string): string {
-    return this.lookup(name, namespace)?.host ?? name;
+    return this.lookup(name, namespace)?.host ?? this.canonicalHost(name, namespace);
   }
 
+  /** A host name as written if some ServiceEntry has it, else a short name expanded into `namespace`
+   * (`catalog` -> `catalog.<namespace>.svc.cluster.local`, Istio's ResolveShortnameToFQDN). */
+  canonicalHost(name: string, namespace: string): string {
+    if (this.byHost.has(name) || name.includes(".") || name === "*") return name;
+    return `${name}.${namespace}.svc.cluster.local`;
+  }
+
+  /** DestinationRules merged into others (for warnings). */
+  ruleMerges() {
+    return this.rules.merges;
+  }
+
+  /** The service a host name in a resource of `namespace` refers to, if the viewer sees one. */
   lookup(name: string, namespace: string): Service | undefined {
-    return this.byHost.get(name) ?? (name.includes(".") ? undefined : this.byHost.get(`${name}.${namespace}.svc.cluster.local`));
+    const services = this.byHost.get(name) ?? (name.includes(".") ? undefined : this.byHost.get(`${name}.${namespace}.svc.cluster.local`));
+    return services && this.choose(services, namespace);
+  }
+
+  /** Every service for a host, in every namespace, visible or not (for checks across namespaces). */
+  servicesForHost(host: string): Service[] {
+    return this.byHost.get(host) ?? [];
+  }
+
+  private choose(services: Service[], preferredNamespace: string | undefined): Service | undefined {
+    const visible = services.filter((service) => this.visible(service));
+    return (
+      visible.find((service) => service.namespace === preferredNamespace) ??
+      visible.find((service) => service.namespace === this.viewer?.namespace) ??
+      visible[0]
+    );
+  }
+
+  private visible(service: Service): boolean {
+    return !this.viewer || visibleIn(service.entry.spec.exportTo, service.namespace, this.viewer.namespace);
   }
 
   /** The port a destination without `port` goes to: the service's only (or first) port; 80 for unknown hosts. */
@@ -44,23 +109,46 @@ export class Registry {
     return this.lookup(name, namespace)?.entry.spec.ports[0]?.number ?? 80;
   }
 
-  /** Endpoints of `service` on `port` whose labels include `labels`, as Envoy lb_endpoints. */
+  /** Endpoints of `service` on `port` whose labels include `labels`, as Envoy lb_endpoints: those of every entry for
+   * the service, the WorkloadEntries their workloadSelector selects, or, for a DNS entry with neither, its host. */
   lbEndpoints(service: Service, port: ServicePort, labels: Record<string, string>): Record<string, unknown>[] {
-    const spec = service.entry.spec;
-    const portSpec = spec.ports.find((p) => p.number === port.number);
-    return spec.endpoints
-      .filter((endpoint) => Object.entries(labels).every(([key, value]) => endpoint.labels?.[key] === value))
-      .map((endpoint) => {
-        const target = endpoint.ports?.[port.name] ?? portSpec?.targetPort ?? port.number;
-        return {
-          endpoint: { address: { socket_address: { address: endpoint.address, port_value: target } } },
-          load_balancing_weight: endpoint.weight ?? 1,
-        };
-      });
+    return service.entries.flatMap((entry) => {
+      const entryPort = entry.spec.ports.find((p) => p.number === port.number);
+      if (!entryPort) return []; // Istio keys instances by the defining service's port numbers.
+      return this.workloads(entry, service.host)
+        .filter((workload) => Object.entries(labels).every(([key, value]) => workload.labels?.[key] === value))
+        .map((workload) => lbEndpoint(workload, workload.ports?.[entryPort.name] ?? entryPort.targetPort ?? entryPort.number));
+    });
   }
 
-  /** The DestinationRule for a service host (the first one, by file and name order, as Istio picks the oldest). */
-  destinationRule(service: Service): DestinationRule | undefined {
-    return this.mesh.destinationRules.find((rule) => this.resolveHost(rule.spec.host, rule.namespace) === service.host);
+  /** The workloads behind one ServiceEntry for one of its hosts (Istio's convertServiceEntryToInstances). */
+  private workloads(entry: ServiceEntry, host: string): WorkloadEntrySpec[] {
+    if (entry.spec.workloadSelector) {
+      const selector = entry.spec.workloadSelector.labels;
+      return this.mesh.workloadEntries
+        .filter((workload) => workload.namespace === entry.namespace && Object.entries(selector).every(([key, value]) => workload.spec.labels?.[key] === value))
+        .map((workload) => workload.spec);
+    }
+    if (entry.spec.endpoints) return entry.spec.endpoints;
+    // A DNS entry without endpoints resolves its hosts themselves: each host is its own service and endpoint.
+    const dns = entry.spec.resolution === "DNS" || entry.spec.resolution === "DNS_ROUND_ROBIN";
+    return dns ? [{ address: host }] : [];
   }
+
+  /** The DestinationRule that applies to `service` for the viewer (destination-rules.ts). */
+  destinationRule(service: Service): DestinationRule | undefined {
+    return this.rules.forService(service, this.viewer);
+  }
+}
+
+/** An Envoy LbEndpoint. A workload with a service account (or the `security.istio.io/tlsMode` label) is marked for
+ * Istio's mutual TLS, as istiod marks endpoints (util.AppendLbEndpointMetadata): clusters choose their transport
+ * socket by that mark. */
+function lbEndpoint(workload: WorkloadEntrySpec, port: number): Record<string, unknown> {
+  const tlsMode = workload.labels?.["security.istio.io/tlsMode"] ?? (workload.serviceAccount ? "istio" : undefined);
+  return {
+    endpoint: { address: { socket_address: { address: workload.address, port_value: port } } },
+    load_balancing_weight: workload.weight ?? 1,
+    ...(tlsMode && tlsMode !== "disabled" ? { metadata: { filter_metadata: { "envoy.transport_socket_match": { tlsMode } } } } : {}),
+  };
 }

@@ -2,12 +2,18 @@
 // ignores, fields that wait for parts Skiff does not have yet. `skiff validate` prints these as warnings and the
 // control plane logs them; neither refuses the configuration, because Istio accepts it.
 import type { ConfigError, MeshConfig } from "../sources/index.js";
-import type { VirtualService } from "../sources/model.js";
+import type { ServiceEntry, VirtualService } from "../sources/model.js";
 import { Registry } from "./registry.js";
 
 export function meshWarnings(mesh: MeshConfig): ConfigError[] {
   const registry = new Registry(mesh);
-  return [...installationWarnings(mesh), ...referenceWarnings(mesh, registry)];
+  return [
+    ...installationWarnings(mesh),
+    ...referenceWarnings(mesh, registry),
+    ...mergedRuleWarnings(registry),
+    ...mergedEntryWarnings(mesh, registry),
+    ...pendingFieldWarnings(mesh),
+  ];
 }
 
 function installationWarnings(mesh: MeshConfig): ConfigError[] {
@@ -33,9 +39,13 @@ function referenceWarnings(mesh: MeshConfig, registry: Registry): ConfigError[] 
         warn(field, `host ${destination.host} is in no ServiceEntry (requests get 503)`);
         continue;
       }
+      const ports = service.entry.spec.ports.map((port) => port.number);
+      if (destination.port && !ports.includes(destination.port.number)) {
+        warn(`${field}.port`, `port ${destination.port.number} is not a port of ${service.host} (its ports: ${ports.join(", ")}), so there is no cluster for it (requests get 503)`);
+      }
       const subsets = registry.destinationRule(service)?.spec.subsets ?? [];
       if (destination.subset && !subsets.some((s) => s.name === destination.subset)) {
-        warn(field, `subset ${destination.subset} of ${service.host} is in no DestinationRule (requests get 503)`);
+        warn(`${field}.subset`, `subset ${destination.subset} of ${service.host} is in no DestinationRule (requests get 503)`);
       }
     }
   }
@@ -49,3 +59,71 @@ function destinations(vs: VirtualService) {
     ...(http.mirror ? [{ field: `spec.http[${index}].mirror`, destination: http.mirror }] : []),
   ]);
 }
+
+/** Istio merges DestinationRules for one host in one namespace into the first (destination-rules.ts). */
+function mergedRuleWarnings(registry: Registry): ConfigError[] {
+  return registry.ruleMerges().map(({ into, rule, host, addedSubsets, droppedSubsets, trafficPolicyIgnored }) => {
+    const parts = [
+      addedSubsets.length > 0 ? `its subsets ${addedSubsets.join(", ")} are added to it` : "",
+      droppedSubsets.length > 0 ? `its subsets ${droppedSubsets.join(", ")} are dropped (the first rule has subsets of those names)` : "",
+      trafficPolicyIgnored ? "its trafficPolicy is ignored (the first rule's applies)" : "",
+    ].filter(Boolean);
+    return {
+      file: rule.file,
+      resource: `DestinationRule ${rule.namespace}/${rule.name}`,
+      message: `merged into DestinationRule ${into.namespace}/${into.name} (${into.file}), the first rule for ${host} in this namespace, as Istio merges them${parts.length ? `: ${parts.join("; ")}` : ""}`,
+    };
+  });
+}
+
+/** Istio makes one service of every ServiceEntry for a host in a namespace: the first defines it, the endpoints of
+ * all count. What a later entry says differently is ignored. */
+function mergedEntryWarnings(mesh: MeshConfig, registry: Registry): ConfigError[] {
+  const warnings: ConfigError[] = [];
+  const seen = new Set<string>();
+  for (const entry of mesh.serviceEntries) {
+    for (const host of entry.spec.hosts) {
+      const service = registry.servicesForHost(host).find((candidate) => candidate.namespace === entry.namespace);
+      if (!service || service.entry === entry || seen.has(`${entry.namespace}/${entry.name} ${host}`)) continue;
+      seen.add(`${entry.namespace}/${entry.name} ${host}`);
+      const ignored = definitionFields.filter((field) => JSON.stringify(entry.spec[field]) !== JSON.stringify(service.entry.spec[field]));
+      warnings.push({
+        file: entry.file,
+        resource: `ServiceEntry ${entry.namespace}/${entry.name}`,
+        message:
+          `host ${host} is also defined by ServiceEntry ${service.entry.namespace}/${service.entry.name} (${service.entry.file}): as in Istio, both are one service, ` +
+          `whose endpoints are those of both and whose definition is the first's` +
+          (ignored.length > 0 ? `; this entry's ${ignored.join(", ")} ${ignored.length === 1 ? "is" : "are"} ignored` : ""),
+      });
+    }
+  }
+  return warnings;
+}
+
+const definitionFields = ["ports", "resolution", "addresses", "location", "exportTo"] as const satisfies ReadonlyArray<keyof ServiceEntry["spec"]>;
+
+/** Fields Skiff accepts whose effect waits for parts it does not have yet. */
+function pendingFieldWarnings(mesh: MeshConfig): ConfigError[] {
+  const warnings: ConfigError[] = [];
+  for (const entry of mesh.serviceEntries) {
+    const resource = `ServiceEntry ${entry.namespace}/${entry.name}`;
+    if (entry.spec.location) {
+      warnings.push({
+        file: entry.file,
+        resource,
+        field: "spec.location",
+        message: "decides in Istio whether mutual TLS applies and how metrics label the service; Skiff does neither yet, so it has no effect for now",
+      });
+    }
+    entry.spec.endpoints?.forEach((endpoint, index) => {
+      if (endpoint.network) warnings.push({ file: entry.file, resource, field: `spec.endpoints[${index}].network`, message: NETWORK });
+    });
+  }
+  for (const workload of mesh.workloadEntries) {
+    if (workload.spec.network) warnings.push({ file: workload.file, resource: `WorkloadEntry ${workload.namespace}/${workload.name}`, field: "spec.network", message: NETWORK });
+  }
+  return warnings;
+}
+
+const NETWORK =
+  "picks the east-west gateway through which proxies on other networks reach this endpoint (meshNetworks); Skiff has one network and no such gateways, so, as in Istio without meshNetworks, every proxy reaches the endpoint directly";

@@ -23,6 +23,7 @@ kind: ServiceEntry
 metadata: { name: simple-backend, namespace: shop }
 spec:
   hosts: [simple-backend.shop.svc.cluster.local]
+  resolution: STATIC
   ports:
   - { number: ${port}, name: http, protocol: HTTP }
   endpoints:

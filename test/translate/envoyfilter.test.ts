@@ -23,6 +23,7 @@ kind: ServiceEntry
 metadata: { name: catalog, namespace: shop }
 spec:
   hosts: [catalog.shop.svc.cluster.local]
+  resolution: STATIC
   ports: [{ number: 8080, name: http, protocol: HTTP }]
   endpoints: [{ address: 127.0.0.1, ports: { http: 9081 } }]
 `;

@@ -10,6 +10,7 @@ kind: ServiceEntry
 metadata: { name: webapp, namespace: shop }
 spec:
   hosts: [webapp.shop.svc.cluster.local]
+  resolution: STATIC
   ports: [{ number: 8080, name: http }]
   endpoints: [{ address: 127.0.0.1 }]
 `;

@@ -20,6 +20,7 @@ metadata:
   namespace: shop
 spec:
   hosts: [${name}.shop.svc.cluster.local]
+  resolution: STATIC
   ports:
   - { number: 3000, name: http }
   endpoints:

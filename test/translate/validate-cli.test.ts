@@ -84,6 +84,7 @@ kind: ServiceEntry
 metadata: { name: catalog, namespace: shop }
 spec:
   hosts: [catalog.shop.svc.cluster.local]
+  resolution: STATIC
   ports: [{ number: 3000, name: http }]
   endpoints: [{ address: 127.0.0.1 }]
 ---

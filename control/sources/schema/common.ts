@@ -33,3 +33,15 @@ export const destination = z.strictObject({
 export type Destination = z.infer<typeof destination>;
 
 export const percent = z.strictObject({ value: z.number().min(0).max(100) });
+
+/** Where a resource is visible (Istio's exportTo): "." its own namespace, "*" every namespace, "~" none, or
+ * namespace names; unset means every namespace. */
+export const exportTo = z
+  .array(z.union([z.enum([".", "*", "~"]), dnsLabel]))
+  .refine((list) => !list.includes("~") || list.length === 1, { message: '"~" (visible nowhere) cannot be combined with other entries' });
+
+/** A workload selector: the labels a proxy (or workload) must have. */
+export const workloadSelector = z.strictObject({ labels });
+
+/** An IPv4 or IPv6 address. */
+export const ipAddress = z.union([z.ipv4(), z.ipv6()], { message: "an IP address" });

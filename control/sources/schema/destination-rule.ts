@@ -1,6 +1,6 @@
 // DestinationRule: the spec schema.
 import { z } from "zod";
-import { duration, labels } from "./common.js";
+import { duration, exportTo, labels } from "./common.js";
 
 const loadBalancer = z
   .strictObject({
@@ -50,8 +50,22 @@ const trafficPolicy = z.strictObject({
 });
 export type TrafficPolicy = z.infer<typeof trafficPolicy>;
 
-export const destinationRuleSpec = z.strictObject({
-  host: z.string().min(1),
-  trafficPolicy: trafficPolicy.optional(),
-  subsets: z.array(z.strictObject({ name: z.string().min(1), labels: labels.default({}), trafficPolicy: trafficPolicy.optional() })).optional(),
-});
+export const destinationRuleSpec = z
+  .strictObject({
+    host: z.string().min(1),
+    trafficPolicy: trafficPolicy.optional(),
+    subsets: z.array(z.strictObject({ name: z.string().min(1), labels: labels.default({}), trafficPolicy: trafficPolicy.optional() })).optional(),
+    exportTo: exportTo.optional(),
+    /** Applies the rule only to the proxies of its namespace with these labels (Istio's istio.type.v1beta1.WorkloadSelector). */
+    workloadSelector: z.strictObject({ matchLabels: labels }).optional(),
+  })
+  .superRefine((spec, context) => {
+    spec.subsets?.forEach((subset, index) => {
+      if (spec.subsets!.findIndex((other) => other.name === subset.name) !== index) {
+        context.addIssue({ code: "custom", path: ["subsets", index, "name"], message: `subset ${subset.name} is already defined (Istio refuses duplicate subset names)` });
+      }
+    });
+    if (spec.workloadSelector && spec.exportTo && !(spec.exportTo.length === 1 && spec.exportTo[0] === ".")) {
+      context.addIssue({ code: "custom", path: ["exportTo"], message: 'a rule with a workloadSelector applies only in its own namespace, so exportTo can only be ["."] (Istio refuses others)' });
+    }
+  });

@@ -7,7 +7,7 @@ import { metadata } from "./common.js";
 import { destinationRuleSpec } from "./destination-rule.js";
 import { envoyFilterSpec } from "./envoy-filter.js";
 import { gatewaySpec } from "./gateway.js";
-import { serviceEntrySpec } from "./service-entry.js";
+import { serviceEntrySpec, workloadEntrySpec } from "./service-entry.js";
 import { virtualServiceSpec } from "./virtual-service.js";
 import { wasmPluginSpec } from "./wasm-plugin.js";
 
@@ -25,6 +25,7 @@ export const KINDS = {
   VirtualService: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: virtualServiceSpec },
   DestinationRule: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: destinationRuleSpec },
   ServiceEntry: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: serviceEntrySpec },
+  WorkloadEntry: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: workloadEntrySpec },
   EnvoyFilter: { group: "networking.istio.io", versions: ["v1alpha3"], spec: envoyFilterSpec },
   WasmPlugin: { group: "extensions.istio.io", versions: ["v1alpha1"], spec: wasmPluginSpec },
 } as const;

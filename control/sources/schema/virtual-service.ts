@@ -1,6 +1,6 @@
 // VirtualService: the spec schema.
 import { z } from "zod";
-import { destination, duration, percent, stringMatch } from "./common.js";
+import { destination, duration, exportTo, percent, stringMatch } from "./common.js";
 
 /** The conditions Envoy's router retries on (x-envoy-retry-on and x-envoy-retry-grpc-on), as Istio's validation
  * lists them (pkg/config/validation/agent/validation.go, supportedRetryOnPolicies), and HTTP status codes. */
@@ -72,4 +72,5 @@ export const virtualServiceSpec = z.strictObject({
   hosts: z.array(z.string().min(1)).min(1),
   gateways: z.array(z.string().min(1)).optional(),
   http: z.array(httpRoute).min(1),
+  exportTo: exportTo.optional(),
 });
