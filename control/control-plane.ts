@@ -9,7 +9,16 @@ import { jsonPage, ModuleServer } from "./modules/server.js";
 import { ControlPlaneMetrics } from "./metrics/metrics.js";
 import { SnapshotCache, SnapshotError } from "./snapshots/cache.js";
 import { type ProxyIdentity, type ProxyResources, type TranslationContext, translationKey, TypeUrl } from "./resources.js";
-import { XdsServer } from "./xds/server.js";
+import { type XdsSecurity, XdsServer } from "./xds/server.js";
+import { StreamRefused } from "./xds/streams.js";
+import { CertificateAuthority } from "./ca/authority.js";
+import { certificateIdentity } from "./ca/peer.js";
+import { certificateService } from "./ca/protocol.js";
+import { certificateServiceHandlers } from "./ca/service.js";
+import { ServingCredentials } from "./ca/serving.js";
+import { DEFAULT_TRUST_DOMAIN } from "./ca/spiffe.js";
+import { BootstrapTokens } from "./ca/tokens.js";
+import { status as grpcStatus } from "@grpc/grpc-js";
 
 export interface ControlPlaneOptions {
   configDir: string;
@@ -20,10 +29,27 @@ export interface ControlPlaneOptions {
   /** Module and status HTTP port on 127.0.0.1 (0 picks a free one). */
   httpPort?: number;
   log?: (line: string) => void;
+  /** How proxies reach the control plane; always explicit. `{ plaintext: true }`: xDS without TLS, served to anyone
+   * who connects (local development and tests only). Otherwise xDS over TLS with the CA on the same port: a proxy
+   * authenticates with its workload certificate and is served as that identity only. */
+  security: { plaintext: true } | SecurityOptions;
+}
+
+export interface SecurityOptions {
+  /** Where the CA keeps its root and the bootstrap token key. */
+  dataDir: string;
+  /** Istio's plugged-in CA folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem). */
+  cacertsDir?: string;
+  trustDomain?: string;
+  /** Default lifetime of workload certificates, in seconds (24 h). */
+  workloadTtlSeconds?: number;
 }
 
 export interface ControlPlane {
   xds: XdsServer;
+  /** With security: the CA, and the issuer of bootstrap tokens for workloads. */
+  ca?: CertificateAuthority;
+  tokens?: BootstrapTokens;
   modules: ModuleServer;
   cache: SnapshotCache;
   metrics: ControlPlaneMetrics;
@@ -46,6 +72,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const proxies = new Map<string, ProxyIdentity>();
   let mesh: MeshConfig | undefined;
   let xds: XdsServer | undefined;
+  const secured = "dataDir" in options.security ? await startSecurity(options.security, log) : undefined;
   const metrics = new ControlPlaneMetrics();
   const modules = await ModuleServer.start({
     port: options.httpPort,
@@ -128,6 +155,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       port: options.xdsPort,
       log,
       observer: metrics,
+      security: secured?.xds,
+      services: secured?.services,
       snapshotKey,
       onProxyConnected: (proxy, key) => {
         proxies.set(key, proxy);
@@ -144,12 +173,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     // An unreadable config folder or a taken port: release what was started.
     await watcher?.close();
     await modules.stop();
+    secured?.credentials.stop();
     throw error;
   }
-  log(`xDS (ADS) on 127.0.0.1:${xds.port}, modules, /status and /metrics on http://127.0.0.1:${modules.port}`);
+  log(
+    `xDS (ADS) on 127.0.0.1:${xds.port} ${secured ? `over TLS, with the CA (${secured.ca.origin}, trust domain ${secured.ca.trustDomain})` : "in PLAIN TEXT, unauthenticated (development mode)"}, ` +
+      `modules, /status and /metrics on http://127.0.0.1:${modules.port}`,
+  );
   const [server, folderWatcher] = [xds, watcher];
   return {
     xds: server,
+    ca: secured?.ca,
+    tokens: secured?.tokens,
     modules,
     cache,
     metrics,
@@ -157,6 +192,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       await folderWatcher.close();
       await server.stop();
       await modules.stop();
+      secured?.credentials.stop();
     },
   };
 }
@@ -170,4 +206,30 @@ function configDump(cache: SnapshotCache, nodeId: string | null) {
     Object.values(TypeUrl).map((typeUrl) => [typeUrl, [...(snapshot.resources.get(typeUrl)?.values() ?? [])].map((resource) => ({ name: resource.name, version: resource.version, body: resource.body }))]),
   );
   return jsonPage({ proxy: nodeId, snapshotVersion: snapshot.version, types });
+}
+
+/** The CA, the control plane's TLS identity, and the rule by which a stream is served: its caller must present a
+ * workload certificate of this trust domain, and the node it claims must be that identity's, as istiod's
+ * checkConnectionIdentity (pilot/pkg/xds/ads.go): namespace equal, service account equal when the node names one. */
+async function startSecurity(options: SecurityOptions, log: (line: string) => void) {
+  const trustDomain = options.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+  const ca = await CertificateAuthority.open({ dataDir: options.dataDir, cacertsDir: options.cacertsDir, trustDomain, workloadTtlSeconds: options.workloadTtlSeconds });
+  const tokens = BootstrapTokens.open(options.dataDir);
+  const credentials = await ServingCredentials.start(ca, { ttlSeconds: options.workloadTtlSeconds ?? 24 * 3600, log });
+  const xds: XdsSecurity = {
+    credentials,
+    authorize: (call, claimed) => {
+      const peer = certificateIdentity(call, trustDomain);
+      if (!peer) throw new StreamRefused(grpcStatus.UNAUTHENTICATED, "xDS needs a workload certificate of this mesh (none, or one that does not verify)");
+      if (!claimed) return undefined;
+      if (claimed.namespace !== peer.namespace || (claimed.serviceAccount !== undefined && claimed.serviceAccount !== peer.serviceAccount)) {
+        throw new StreamRefused(
+          grpcStatus.PERMISSION_DENIED,
+          `the certificate is ${peer.namespace}/${peer.serviceAccount}, the node claims ${claimed.namespace}/${claimed.serviceAccount ?? "(any)"}`,
+        );
+      }
+      return { ...claimed, serviceAccount: peer.serviceAccount };
+    },
+  };
+  return { ca, tokens, credentials, xds, services: [{ definition: certificateService, implementation: certificateServiceHandlers(ca, tokens, log) }] };
 }

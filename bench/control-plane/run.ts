@@ -129,7 +129,7 @@ function writeSnapshotJson(controlPlane: ControlPlane, nodeId: string, file: str
 async function measureSkiff(proxies: number, endpoints: number, dir: string): Promise<Row> {
   const file = join(dir, "mesh.yaml");
   writeFileSync(file, meshYaml(endpoints, 0));
-  const controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0 });
+  const controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0, security: { plaintext: true } });
   let clients: ChildProcess | undefined;
   let envoy: Envoy | undefined;
   try {

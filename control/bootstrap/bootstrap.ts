@@ -1,6 +1,7 @@
 // The Envoy bootstrap printed by `skiff bootstrap`: it names only the ADS server; listeners, routes, clusters,
 // endpoints, secrets and filter configs all come from it.
 import { stringify } from "yaml";
+import { join } from "node:path";
 import type { Locality } from "../resources.js";
 
 export interface BootstrapOptions {
@@ -14,13 +15,38 @@ export interface BootstrapOptions {
   /** The workload's own addresses (node.metadata.INSTANCE_IPS). */
   ips?: string[];
   locality?: Locality;
-  xdsPort: number;
+  /** The control plane's plain-text xDS port on 127.0.0.1 (development mode), or else: */
+  xdsPort?: number;
+  /** The folder of the proxy's `skiff agent`: ADS through the agent's xds.sock (the agent holds the mTLS connection
+   * to the control plane) and the workload certificate by SDS on its sds.sock, as istio-agent does. */
+  agentDir?: string;
   adminPort: number;
   /** Incremental xDS (DELTA_GRPC) instead of state of the world. */
   delta?: boolean;
 }
 
 export const XDS_CLUSTER = "skiff-xds";
+/** Istio's name for the cluster of the agent's SDS server, which translation names in `sds_config` for the
+ * workload certificate (`default`) and the mesh root (`ROOTCA`). */
+export const SDS_CLUSTER = "sds-grpc";
+export const AGENT_XDS_SOCKET = "xds.sock";
+export const AGENT_SDS_SOCKET = "sds.sock";
+
+/** A gRPC cluster (HTTP/2) with one endpoint. */
+function grpcCluster(name: string, address: Record<string, unknown>): Record<string, unknown> {
+  return {
+    name,
+    type: "STATIC",
+    connect_timeout: "1s",
+    typed_extension_protocol_options: {
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    },
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address } }] }] },
+  };
+}
 
 export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
   const ads = { ads: {}, resource_api_version: "V3" };
@@ -48,27 +74,20 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
       lds_config: ads,
     },
     static_resources: {
-      clusters: [
-        {
-          name: XDS_CLUSTER,
-          type: "STATIC",
-          connect_timeout: "1s",
-          // xDS is gRPC, so HTTP/2.
-          typed_extension_protocol_options: {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-              "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-              explicit_http_config: { http2_protocol_options: {} },
-            },
-          },
-          load_assignment: {
-            cluster_name: XDS_CLUSTER,
-            endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: options.xdsPort } } } }] }],
-          },
-        },
-      ],
+      clusters: options.agentDir
+        ? [
+            grpcCluster(XDS_CLUSTER, { pipe: { path: join(options.agentDir, AGENT_XDS_SOCKET) } }),
+            grpcCluster(SDS_CLUSTER, { pipe: { path: join(options.agentDir, AGENT_SDS_SOCKET) } }),
+          ]
+        : [grpcCluster(XDS_CLUSTER, { socket_address: { address: "127.0.0.1", port_value: xdsPort(options) } })],
     },
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: options.adminPort } } },
   };
+}
+
+function xdsPort(options: BootstrapOptions): number {
+  if (options.xdsPort === undefined) throw new Error("a bootstrap needs the control plane's xDS port or the agent's folder");
+  return options.xdsPort;
 }
 
 export function bootstrapYaml(options: BootstrapOptions): string {

@@ -23,6 +23,8 @@ export async function runDemo(): Promise<void> {
     xdsPort: XDS_PORT,
     httpPort: CONTROL_HTTP_PORT,
     log: (line) => console.error(`[control-plane] ${line}`),
+    // The loopback demo: one gateway Envoy on this machine, plain-text xDS (development mode).
+    security: { plaintext: true },
   }).catch(async (error: Error) => {
     await stopServices();
     throw error;

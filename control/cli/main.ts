@@ -7,7 +7,10 @@ import { runDemo } from "./demo.js";
 import { runValidate } from "./validate.js";
 import { bootstrapYaml } from "../bootstrap/bootstrap.js";
 import { startControlPlane } from "../control-plane.js";
-import { label, port } from "./options.js";
+import { DEFAULT_DATA_DIR, label, port, seconds } from "./options.js";
+import { caCommand } from "./ca.js";
+import { agentCommand } from "./agent.js";
+import { DEFAULT_TRUST_DOMAIN } from "../ca/spiffe.js";
 import { printProxyStatus } from "./proxy-status.js";
 import { meshCommand } from "./mesh.js";
 import { MeshPermissionError } from "../mesh/host.js";
@@ -48,13 +51,21 @@ program
   .option("--port <port>", "xDS (ADS) port on 127.0.0.1", port, 18000)
   .option("--http-port <port>", "port on 127.0.0.1 for Wasm modules and /status", port, 18080)
   .option("-n, --namespace <ns>", "namespace of resources whose metadata names none, as kubectl's", "default")
-  .action(async (options: { config: string; port: number; httpPort: number; namespace: string }) => {
+  .option("--data-dir <dir>", "where the CA keeps its root and token key (made on first start, mode 0700)", DEFAULT_DATA_DIR)
+  .option("--cacerts <dir>", "use Istio's plugged-in CA layout from this folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem)")
+  .option("--trust-domain <name>", "the trust domain of workload identities (spiffe://<trust-domain>/ns/<ns>/sa/<sa>)", DEFAULT_TRUST_DOMAIN)
+  .option("--workload-cert-ttl <duration>", "lifetime of workload certificates (e.g. 24h, 30s)", seconds, 24 * 3600)
+  .option("--plaintext", "serve xDS WITHOUT TLS or authentication, to anyone who connects: local development only")
+  .action(async (options: { config: string; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; plaintext?: boolean }) => {
     const controlPlane = await startControlPlane({
       configDir: options.config,
       namespace: options.namespace,
       xdsPort: options.port,
       httpPort: options.httpPort,
       log: (line) => console.log(`${new Date().toISOString()} ${line}`),
+      security: options.plaintext
+        ? { plaintext: true }
+        : { dataDir: options.dataDir, cacertsDir: options.cacerts, trustDomain: options.trustDomain, workloadTtlSeconds: options.workloadCertTtl },
     });
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);
@@ -119,6 +130,8 @@ program
   );
 
 program.addCommand(meshCommand());
+program.addCommand(caCommand);
+program.addCommand(agentCommand);
 
 program
   .command("validate")

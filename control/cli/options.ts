@@ -13,3 +13,15 @@ export function label(value: string, labels: Record<string, string>): Record<str
   if (at <= 0) throw new InvalidArgumentError("expected key=value");
   return { ...labels, [value.slice(0, at)]: value.slice(at + 1) };
 }
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** A lifetime such as "30s", "10m", "24h" or "90d", in seconds. */
+export function seconds(value: string): number {
+  const match = /^(\d+)(s|m|h|d)$/.exec(value);
+  if (!match || Number(match[1]) === 0) throw new InvalidArgumentError('expected a duration such as "30s", "10m", "24h" or "90d"');
+  return Number(match[1]) * UNIT_SECONDS[match[2]!]!;
+}
+
+/** Where the control plane keeps its CA and token key unless --data-dir says otherwise. */
+export const DEFAULT_DATA_DIR = process.env.SKIFF_DATA_DIR ?? `${process.env.HOME ?? "."}/.skiff/control-plane`;

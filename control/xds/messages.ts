@@ -73,9 +73,9 @@ function writer<T extends object>(name: string): (message: T) => Buffer {
   };
 }
 
-function method<Request, Response extends object>(name: string, request: string, response: string): MethodDefinition<Request, Response> {
+function method<Request, Response extends object>(name: string, request: string, response: string, service = `${PACKAGE}.AggregatedDiscoveryService`): MethodDefinition<Request, Response> {
   return {
-    path: `/${PACKAGE}.AggregatedDiscoveryService/${name}`,
+    path: `/${service}/${name}`,
     requestStream: true,
     responseStream: true,
     requestDeserialize: reader<Request>(request),
@@ -97,4 +97,12 @@ export const aggregatedDiscoveryService = {
     "DeltaDiscoveryRequest",
     "DeltaDiscoveryResponse",
   ),
+} satisfies ServiceDefinition;
+
+/** SecretDiscoveryService (envoy/service/secret/v3/sds.proto): the same messages as ADS, for a proxy's `sds_config`
+ * with its own gRPC service (what istio-agent serves Envoy on a Unix socket). */
+const SDS = "envoy.service.secret.v3.SecretDiscoveryService";
+export const secretDiscoveryService = {
+  StreamSecrets: method<DiscoveryRequest, DiscoveryResponse>("StreamSecrets", "DiscoveryRequest", "DiscoveryResponse", SDS),
+  DeltaSecrets: method<DeltaDiscoveryRequest, DeltaDiscoveryResponse>("DeltaSecrets", "DeltaDiscoveryRequest", "DeltaDiscoveryResponse", SDS),
 } satisfies ServiceDefinition;

@@ -1,14 +1,22 @@
 // The ADS server: AggregatedDiscoveryService on @grpc/grpc-js, state of the world and delta, fed by a SnapshotCache.
-import { type ServerDuplexStream, Server, ServerCredentials, status as grpcStatus } from "@grpc/grpc-js";
+import { type ServerDuplexStream, Server, ServerCredentials, type ServiceDefinition, status as grpcStatus, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { SnapshotCache } from "../snapshots/cache.js";
-import { aggregatedDiscoveryService, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse } from "./messages.js";
+import { aggregatedDiscoveryService, secretDiscoveryService, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse } from "./messages.js";
 import type { ProxyIdentity } from "../resources.js";
-import { type AdsStream, DeltaStream, SotwStream, type StreamContext, type StreamStatus, type XdsObserver } from "./streams.js";
+import { type AdsStream, DeltaStream, SotwStream, type StreamContext, StreamRefused, type StreamStatus, type XdsObserver } from "./streams.js";
 
 export interface XdsServerOptions {
   cache: SnapshotCache;
   /** Port on 127.0.0.1 (0 picks a free one). */
   port?: number;
+  /** Where to listen instead of 127.0.0.1:port, in gRPC's form ("HOST:PORT", "unix:/path"). */
+  address?: string;
+  /** TLS and authentication; without it the server is plain text and serves anyone (local development only). */
+  security?: XdsSecurity;
+  /** Serve the discovery protocol as SecretDiscoveryService (StreamSecrets, DeltaSecrets) instead of ADS. */
+  secretsOnly?: boolean;
+  /** Further gRPC services on the same port (the CA's, beside xDS, as istiod serves both on 15012). */
+  services?: Array<{ definition: ServiceDefinition; implementation: UntypedServiceImplementation }>;
   /** Pushes, ACKs, NACKs, connections. */
   log?: (line: string) => void;
   /** Where a proxy's snapshot is in the cache (go-control-plane's NodeHash); default: its node id. A key that
@@ -23,14 +31,22 @@ export interface XdsServerOptions {
   observer?: Partial<XdsObserver>;
 }
 
+export interface XdsSecurity {
+  credentials: ServerCredentials;
+  /** Called for each stream as it opens and again with the node its first request claims: returns the identity to
+   * serve it as, or throws StreamRefused. With `claimed` undefined it checks only that the caller is authenticated. */
+  authorize(call: ServerDuplexStream<unknown, unknown>, claimed?: ProxyIdentity): ProxyIdentity | undefined;
+}
+
 export class XdsServer {
   private readonly streams = new Set<AdsStream>();
   private readonly server = new Server();
   private readonly stopWatching: () => void;
+  private readonly context: StreamContext;
   port = 0;
 
   private constructor(private readonly options: XdsServerOptions) {
-    const context: StreamContext = {
+    this.context = {
       cache: options.cache,
       log: (line) => options.log?.(line),
       observer: options.observer,
@@ -44,10 +60,11 @@ export class XdsServer {
       },
       closed: (stream) => this.closed(stream),
     };
-    this.server.addService(aggregatedDiscoveryService, {
-      StreamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => this.serve(call, new SotwStream(context, call)),
-      DeltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) => this.serve(call, new DeltaStream(context, call)),
-    });
+    const sotw = (call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => this.serve(call, new SotwStream(this.streamContext(call), call));
+    const delta = (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) => this.serve(call, new DeltaStream(this.streamContext(call), call));
+    if (options.secretsOnly) this.server.addService(secretDiscoveryService, { StreamSecrets: sotw, DeltaSecrets: delta });
+    else this.server.addService(aggregatedDiscoveryService, { StreamAggregatedResources: sotw, DeltaAggregatedResources: delta });
+    for (const service of options.services ?? []) this.server.addService(service.definition, service.implementation);
     this.stopWatching = options.cache.onChange((key) => {
       for (const stream of this.streams) if (stream.snapshotKey === key) stream.pump();
     });
@@ -57,7 +74,11 @@ export class XdsServer {
     const xds = new XdsServer(options);
     try {
       xds.port = await new Promise<number>((resolve, reject) =>
-        xds.server.bindAsync(`127.0.0.1:${options.port ?? 0}`, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+        xds.server.bindAsync(
+          options.address ?? `127.0.0.1:${options.port ?? 0}`,
+          options.security?.credentials ?? ServerCredentials.createInsecure(),
+          (error, bound) => (error ? reject(error) : resolve(bound)),
+        ),
       );
     } catch (error) {
       xds.stopWatching();
@@ -78,15 +99,50 @@ export class XdsServer {
     this.server.forceShutdown();
   }
 
+  /** The stream's context: with security, its identity is authorized for this call, and a node id is served to one
+   * identity at a time (a second identity claiming a connected node id is refused, so that no one can take over or
+   * read another proxy's configuration by naming its node id). */
+  private streamContext(call: ServerDuplexStream<unknown, unknown>): StreamContext {
+    const security = this.options.security;
+    if (!security) return this.context;
+    return {
+      ...this.context,
+      authorize: (claimed) => {
+        const identity = security.authorize(call, claimed)!;
+        const holder = [...this.streams].find((other) => other.identity?.nodeId === identity.nodeId)?.identity;
+        if (holder && (holder.namespace !== identity.namespace || holder.serviceAccount !== identity.serviceAccount)) {
+          throw new StreamRefused(
+            grpcStatus.PERMISSION_DENIED,
+            `node id ${identity.nodeId} is connected as ${holder.namespace}/${holder.serviceAccount}, not ${identity.namespace}/${identity.serviceAccount}`,
+          );
+        }
+        return identity;
+      },
+    };
+  }
+
   private serve<Request, Response>(call: ServerDuplexStream<Request, Response>, stream: AdsStream & { onRequest(request: Request): void }): void {
+    const refuse = (error: Error) => {
+      // A request the server cannot take (no node.id on the first one, an identity it does not serve): end this
+      // stream with the reason.
+      this.options.log?.(`${stream.nodeId}: closing the stream from ${call.getPeer()}: ${error.message}`);
+      call.emit("error", { code: error instanceof StreamRefused ? error.code : grpcStatus.INVALID_ARGUMENT, details: error.message });
+      stream.close();
+    };
+    if (this.options.security) {
+      // Refused before reading anything: an unauthenticated caller gets no response of any kind.
+      try {
+        this.options.security.authorize(call as ServerDuplexStream<unknown, unknown>);
+      } catch (error) {
+        refuse(error as Error);
+        return;
+      }
+    }
     call.on("data", (request: Request) => {
       try {
         stream.onRequest(request);
       } catch (error) {
-        // A request the server cannot take (no node.id on the first one): end this stream with the reason.
-        this.options.log?.(`${stream.nodeId}: closing the stream: ${(error as Error).message}`);
-        call.emit("error", { code: grpcStatus.INVALID_ARGUMENT, details: (error as Error).message });
-        stream.close();
+        refuse(error as Error);
       }
     });
     call.on("end", () => {

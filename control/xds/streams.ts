@@ -71,9 +71,22 @@ export interface StreamContext {
   observer?: Partial<XdsObserver>;
   /** The key of a proxy's snapshot in the cache (see XdsServerOptions.snapshotKey). */
   snapshotKey(identity: ProxyIdentity): string;
+  /** Decides, on the first request, which identity the stream is served as (throws StreamRefused to refuse it). */
+  authorize?(claimed: ProxyIdentity): ProxyIdentity;
   /** Called once per stream with the proxy's identity, before anything is sent. */
   connected(stream: AdsStream): void;
   closed(stream: AdsStream): void;
+}
+
+/** A stream the server will not serve, with the gRPC status to end it with. */
+export class StreamRefused extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "StreamRefused";
+  }
 }
 
 function identityOf(node: Node | undefined): ProxyIdentity {
@@ -208,7 +221,8 @@ export abstract class AdsStream {
   /** Identifies the proxy on its first request; the request's type, unless this server does not serve it. */
   protected servedType(request: { node?: Node; type_url?: string }): TypeUrl | undefined {
     if (!this.identity) {
-      this.identity = identityOf(request.node);
+      const claimed = identityOf(request.node);
+      this.identity = this.context.authorize ? this.context.authorize(claimed) : claimed;
       this.snapshotKey = this.context.snapshotKey(this.identity);
       this.context.log(`${this.nodeId}: connected (${this.protocol}, role ${this.identity.role})`);
       this.context.connected(this);

@@ -1,7 +1,7 @@
 // A raw ADS client for protocol tests: speaks DiscoveryRequest/Response (and the delta forms) as proto3 JSON over a
 // @grpc/grpc-js stream, so a test can send exactly the ACKs, NACKs, nonces and subscriptions it means to.
 import { fromBinary, fromJson, toBinary, toJson } from "@bufbuild/protobuf";
-import { type ClientDuplexStream, Client, credentials } from "@grpc/grpc-js";
+import { type ChannelCredentials, type ChannelOptions, type ClientDuplexStream, Client, credentials } from "@grpc/grpc-js";
 import { envoyRegistry } from "../../control/protos/registry.js";
 
 const PACKAGE = "envoy.service.discovery.v3";
@@ -29,8 +29,9 @@ export class AdsClient {
   private waiters: Array<(response: Response) => void> = [];
   closed?: Error;
 
-  constructor(port: number, readonly delta = false) {
-    this.client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+  /** `channel`: credentials and options for a TLS server (default plain text). */
+  constructor(port: number, readonly delta = false, channel?: { credentials: ChannelCredentials; options?: ChannelOptions }) {
+    this.client = new Client(`127.0.0.1:${port}`, channel?.credentials ?? credentials.createInsecure(), channel?.options);
     const [request, response] = delta ? ["DeltaDiscoveryRequest", "DeltaDiscoveryResponse"] : ["DiscoveryRequest", "DiscoveryResponse"];
     const registry = envoyRegistry();
     const requestType = registry.getMessage(`${PACKAGE}.${request}`)!;

@@ -77,7 +77,7 @@ describe("skiff control-plane: per-proxy state", () => {
   it("forgets a proxy once its last stream closes", async () => {
     const dir = mkdtempSync(join(tmpdir(), "skiff-config-"));
     writeFileSync(join(dir, "services.yaml"), services(8000));
-    const controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0 });
+    const controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0, security: { plaintext: true } });
     const client = new AdsClient(controlPlane.xds.port);
     try {
       client.send({ node: { id: "sidecar-1", metadata: { ROLE: "sidecar" } }, type_url: TypeUrl.Cluster });

@@ -38,7 +38,7 @@ export async function startMesh(
   };
   for (const [file, text] of Object.entries(typeof files === "function" ? files(dir) : files)) write(file, text);
   const logs: string[] = [];
-  const controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0, log: (line) => logs.push(line) });
+  const controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0, log: (line) => logs.push(line), security: { plaintext: true } });
   // The harness stops what a test forgot; the control plane is in-process, so it is tracked by hand.
   const tracked = { description: `control plane on ${dir}`, stop: () => controlPlane.stop(), logTail: () => logs.slice(-40).join("\n") };
   track(tracked);

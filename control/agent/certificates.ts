@@ -1,0 +1,98 @@
+// The workload's certificate, as istio-agent's secret manager keeps it (security/pkg/nodeagent/cache): a private key
+// made here, in memory, never sent anywhere; a CSR to the control plane's CA (Istio's CreateCertificate), the first
+// one authenticated by the bootstrap token, later ones by the current certificate; a new key and certificate at half
+// the lifetime (SECRET_GRACE_PERIOD_RATIO 0.5, with istio-agent's 1% jitter).
+import { type ChannelCredentials, Client, credentials as grpcCredentials, Metadata, status as grpcStatus } from "@grpc/grpc-js";
+import { certificateService, CONTROL_PLANE_NAME, type CertificateRequest, type CertificateResponse } from "../ca/protocol.js";
+import { spiffeId } from "../ca/spiffe.js";
+import { EC_P256, generateKeyPair, privateKeyPem, x509 } from "../ca/x509.js";
+
+export interface WorkloadCertificate {
+  /** PEM private key (PKCS#8), for Envoy by SDS on the local socket only. */
+  keyPem: string;
+  /** The leaf and the intermediates, PEM. */
+  chainPem: string;
+  /** The trust anchor the CA returned last in the chain (Istio's ROOTCA). */
+  rootPem: string;
+  notAfter: Date;
+  serial: string;
+}
+
+export interface CertificateClientOptions {
+  /** The control plane, "HOST:PORT". */
+  address: string;
+  /** The root certificate that the control plane's serving certificate must chain to (`skiff ca root`). */
+  rootPem: string;
+  /** Returns the bootstrap token (read anew each time: it may be replaced on disk). */
+  token: () => string | undefined;
+  namespace: string;
+  serviceAccount: string;
+  trustDomain: string;
+  /** Requested lifetime in seconds (0: the CA's default). */
+  ttlSeconds?: number;
+}
+
+export const GRACE_PERIOD_RATIO = 0.5;
+const JITTER = 0.01;
+
+/** Options every channel to the control plane uses: its serving certificate names CONTROL_PLANE_NAME whatever
+ * address is dialled, as istiod's names istiod.istio-system.svc. */
+export const CONTROL_PLANE_CHANNEL_OPTIONS = { "grpc.ssl_target_name_override": CONTROL_PLANE_NAME, "grpc.default_authority": CONTROL_PLANE_NAME };
+
+/** Channel credentials to the control plane: its root, plus this workload's certificate once it has one. */
+export function controlPlaneCredentials(rootPem: string, certificate?: WorkloadCertificate): ChannelCredentials {
+  return certificate
+    ? grpcCredentials.createSsl(Buffer.from(rootPem), Buffer.from(certificate.keyPem), Buffer.from(certificate.chainPem))
+    : grpcCredentials.createSsl(Buffer.from(rootPem));
+}
+
+/** Asks the CA for a certificate with a fresh key. With `current` (still valid) the request is authenticated by it;
+ * otherwise by the bootstrap token. */
+export async function requestCertificate(options: CertificateClientOptions, current?: WorkloadCertificate): Promise<WorkloadCertificate> {
+  const keys = await generateKeyPair();
+  const identity = spiffeId({ trustDomain: options.trustDomain, namespace: options.namespace, serviceAccount: options.serviceAccount });
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    keys,
+    signingAlgorithm: EC_P256,
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: "url", value: identity }])],
+  });
+  const useCertificate = current !== undefined && current.notAfter.getTime() > Date.now() + 1000;
+  const metadata = new Metadata();
+  if (!useCertificate) {
+    const token = options.token();
+    if (!token) throw new Error("no valid certificate and no bootstrap token to ask the CA with");
+    metadata.set("authorization", `Bearer ${token}`);
+  }
+  const client = new Client(options.address, controlPlaneCredentials(options.rootPem, useCertificate ? current : undefined), CONTROL_PLANE_CHANNEL_OPTIONS);
+  try {
+    const response = await new Promise<CertificateResponse>((resolve, reject) => {
+      const method = certificateService.CreateCertificate;
+      const request: CertificateRequest = { csr: csr.toString("pem"), validity_duration: options.ttlSeconds ?? 0 };
+      client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request, metadata, { deadline: Date.now() + 10_000 }, (error, value) =>
+        error ? reject(new Error(`CA ${options.address}: ${grpcStatus[error.code]}: ${error.details}`)) : resolve(value!),
+      );
+    });
+    const chain = response.cert_chain;
+    if (chain.length < 2) throw new Error(`CA ${options.address}: the answer holds ${chain.length} certificate(s), expected the leaf and the root`);
+    const leaf = new x509.X509Certificate(chain[0]!);
+    const san = leaf.getExtension(x509.SubjectAlternativeNameExtension)?.names.items.map((name) => name.value) ?? [];
+    if (!san.includes(identity)) throw new Error(`CA ${options.address}: the certificate names ${san.join(", ") || "nothing"}, not ${identity}`);
+    return {
+      keyPem: await privateKeyPem(keys.privateKey),
+      chainPem: chain.slice(0, -1).map((pem) => (pem.endsWith("\n") ? pem : `${pem}\n`)).join(""),
+      rootPem: chain.at(-1)!,
+      notAfter: leaf.notAfter,
+      serial: leaf.serialNumber,
+    };
+  } finally {
+    client.close();
+  }
+}
+
+/** When to replace a certificate: at GRACE_PERIOD_RATIO of its lifetime left, less a little jitter so that many
+ * workloads do not renew at once. */
+export function renewalDelayMs(certificate: WorkloadCertificate, issuedAt: number, random = Math.random()): number {
+  const lifetime = certificate.notAfter.getTime() - issuedAt;
+  const ratio = GRACE_PERIOD_RATIO + (random * 2 - 1) * JITTER;
+  return Math.max(500, lifetime * (1 - ratio));
+}

@@ -1,0 +1,229 @@
+// `skiff agent` beside a real Envoy, against a secured control plane: the agent gets a certificate with a bootstrap
+// token, relays Envoy's xDS over mTLS (the gateway is configured from YAML through it), serves the workload
+// certificate by SDS under Istio's name `default`, and rotates it under steady load with no failed request and no
+// Envoy restart. A CA restart does not disturb it. The key never appears in what the agent sends the CA.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TLSSocket } from "node:tls";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Server, type ServerUnaryCall, type sendUnaryData } from "@grpc/grpc-js";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { Agent, type AgentOptions } from "../../control/agent/agent.js";
+import { requestCertificate } from "../../control/agent/certificates.js";
+import { SDS_CLUSTER } from "../../control/bootstrap/bootstrap.js";
+import { CertificateAuthority } from "../../control/ca/authority.js";
+import { certificateService, type CertificateRequest, type CertificateResponse } from "../../control/ca/protocol.js";
+import { type ControlPlane, startControlPlane } from "../../control/control-plane.js";
+import { send } from "../harness/client.js";
+import { describeE2E } from "../harness/e2e.js";
+import { type Envoy, startEnvoy } from "../harness/envoy.js";
+import { track, untrack } from "../harness/processes.js";
+import { startUpstream, type Upstream } from "../harness/upstream.js";
+import { freePort, gatewayRoute, serviceEntry } from "../scenarios/mesh.js";
+
+/** A static TLS listener presenting the SDS secret `default` (the workload certificate), answering 200. */
+function tlsListener(): Record<string, unknown> {
+  return {
+    name: "workload-tls",
+    address: { socket_address: { address: "127.0.0.1", port_value: 0 } },
+    filter_chains: [
+      {
+        transport_socket: {
+          name: "envoy.transport_sockets.tls",
+          typed_config: {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            common_tls_context: {
+              tls_certificate_sds_secret_configs: [
+                {
+                  name: "default",
+                  sds_config: {
+                    api_config_source: { api_type: "GRPC", grpc_services: [{ envoy_grpc: { cluster_name: SDS_CLUSTER } }], transport_api_version: "V3" },
+                    resource_api_version: "V3",
+                  },
+                },
+              ],
+            },
+          },
+        },
+        filters: [
+          {
+            name: "envoy.filters.network.http_connection_manager",
+            typed_config: {
+              "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+              stat_prefix: "workload_tls",
+              route_config: { virtual_hosts: [{ name: "all", domains: ["*"], routes: [{ match: { prefix: "/" }, direct_response: { status: 200 } }] }] },
+              http_filters: [{ name: "envoy.filters.http.router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } }],
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+/** One request on a new TLS connection, trusting the mesh root; the serial and SAN of the certificate Envoy showed. */
+function tlsRequest(port: number, rootPem: string): Promise<{ status: number; serial: string; san: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      { host: "127.0.0.1", port, path: "/", agent: false, ca: rootPem, checkServerIdentity: () => undefined },
+      (res) => {
+        const peer = (res.socket as TLSSocket).getPeerCertificate();
+        res.resume();
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, serial: peer.serialNumber.toLowerCase(), san: peer.subjectaltname ?? "" }));
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+const normalSerial = (serial: string) => serial.toLowerCase().replace(/^0+/, "");
+
+describeE2E("skiff agent: certificates by SDS, xDS relayed over mTLS", () => {
+  let dir: string;
+  let controlPlane: ControlPlane;
+  let agent: Agent;
+  let envoy: Envoy;
+  let upstream: Upstream;
+  let gatewayPort: number;
+  const cpLog: string[] = [];
+  const agentLog: string[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "skiff-agent-"));
+    upstream = await startUpstream({ name: "catalog" });
+    gatewayPort = await freePort();
+    writeFileSync(join(dir, "mesh.yaml"), [gatewayRoute(gatewayPort, "catalog.example.com", "catalog"), serviceEntry("catalog", 3000, { v1: upstream.port })].join("---\n"));
+    controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0, log: (line) => cpLog.push(line), security: { dataDir: join(dir, "data") } });
+    const tracked = { description: "secured control plane", stop: () => controlPlane.stop() };
+    track(tracked);
+    const options: AgentOptions = {
+      dir: join(dir, "agent"),
+      address: `127.0.0.1:${controlPlane.xds.port}`,
+      rootPem: controlPlane.ca!.rootPem,
+      token: () => controlPlane.tokens!.issue({ namespace: "istio-system", serviceAccount: "ingressgateway" }, 600),
+      namespace: "istio-system",
+      serviceAccount: "ingressgateway",
+      trustDomain: "cluster.local",
+      // Short-lived, so the test sees renewals: every ~2 s.
+      ttlSeconds: 4,
+      node: { nodeId: "ingressgateway-1", role: "gateway", labels: { istio: "ingressgateway" } },
+      log: (line) => agentLog.push(line),
+    };
+    agent = await Agent.start(options);
+    const bootstrap = agent.bootstrap(0);
+    (bootstrap.static_resources as { listeners?: unknown[] }).listeners = [tlsListener()];
+    envoy = await startEnvoy({ bootstrap });
+    untrack(tracked);
+  });
+
+  afterAll(async () => {
+    await envoy?.stop();
+    await agent?.stop();
+    await controlPlane?.stop();
+    await upstream?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("configures the gateway from YAML through the agent's relay, authenticated by the workload certificate", async () => {
+    await expect.poll(async () => (await send(gatewayPort, { headers: { host: "catalog.example.com" } }).catch(() => ({ status: 0 }))).status, { timeout: 15_000 }).toBe(200);
+    expect(cpLog.some((line) => line.includes("CA: signed a certificate for spiffe://cluster.local/ns/istio-system/sa/ingressgateway (bootstrap token"))).toBe(true);
+    expect(cpLog.some((line) => line.includes("ingressgateway-1: connected (sotw, role gateway)"))).toBe(true);
+  });
+
+  it("serves the workload certificate to Envoy by SDS and rotates it under steady load: no failure, no restart", async () => {
+    const port = await envoy.listenerPort("workload-tls");
+    const first = await tlsRequest(port, controlPlane.ca!.rootPem);
+    expect(first.san).toBe("URI:spiffe://cluster.local/ns/istio-system/sa/ingressgateway");
+    const uptime = async () => parseFloat((JSON.parse(await envoy.admin("/server_info")) as { uptime_current_epoch: string }).uptime_current_epoch);
+    const uptimeBefore = await uptime();
+    const serials = new Set<string>();
+    let failures = 0;
+    let requests = 0;
+    const deadline = Date.now() + 7000;
+    // Four clients, each a new TLS connection per request, for 7 s: about three renewals happen meanwhile.
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (Date.now() < deadline) {
+          requests++;
+          try {
+            const result = await tlsRequest(port, controlPlane.ca!.rootPem);
+            if (result.status !== 200) failures++;
+            serials.add(normalSerial(result.serial));
+          } catch {
+            failures++;
+          }
+        }
+      }),
+    );
+    expect(failures).toBe(0);
+    expect(requests).toBeGreaterThan(100);
+    expect(serials.size).toBeGreaterThanOrEqual(3);
+    expect(serials.has(normalSerial(agent.current.serial))).toBe(true);
+    // The same Envoy process throughout (its uptime went on growing).
+    expect(await uptime()).toBeGreaterThanOrEqual(uptimeBefore + 6);
+    expect(agentLog.filter((line) => line.startsWith("agent: renewed")).length).toBeGreaterThanOrEqual(2);
+    // Renewals authenticate with the current certificate, not the token.
+    expect(cpLog.some((line) => /CA: signed a certificate for .*ingressgateway \(certificate/.test(line))).toBe(true);
+  });
+
+  it("keeps working across a CA restart: the root stays, renewals go on", async () => {
+    const before = agent.current.serial;
+    const port = controlPlane.xds.port;
+    await controlPlane.stop();
+    controlPlane = await startControlPlane({ configDir: dir, xdsPort: port, httpPort: 0, log: (line) => cpLog.push(line), security: { dataDir: join(dir, "data") } });
+    await expect.poll(() => agent.current.serial !== before, { timeout: 15_000 }).toBe(true);
+    const after = agent.current.serial;
+    await expect.poll(() => agent.current.serial !== after, { timeout: 15_000 }).toBe(true);
+    const result = await tlsRequest(await envoy.listenerPort("workload-tls"), controlPlane.ca!.rootPem);
+    expect(result.status).toBe(200);
+    await expect.poll(async () => (await send(gatewayPort, { headers: { host: "catalog.example.com" } }).catch(() => ({ status: 0 }))).status, { timeout: 20_000 }).toBe(200);
+  });
+});
+
+it("never sends the workload's private key: the CA receives a CSR with the public key only", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "skiff-agent-key-"));
+  const ca = await CertificateAuthority.open({ dataDir: dir, trustDomain: "cluster.local" });
+  // A CA endpoint that records every byte it is sent, in front of the real CA.
+  const received: Buffer[] = [];
+  const server = new Server();
+  server.addService(
+    { CreateCertificate: { ...certificateService.CreateCertificate, requestDeserialize: (bytes: Buffer) => (received.push(bytes), certificateService.CreateCertificate.requestDeserialize(bytes)) } },
+    {
+      CreateCertificate: (call: ServerUnaryCall<CertificateRequest, CertificateResponse>, callback: sendUnaryData<CertificateResponse>) => {
+        ca.signWorkload(call.request.csr, { namespace: "shop", serviceAccount: "webapp" }).then((chain) => callback(null, { cert_chain: chain }), callback);
+      },
+    },
+  );
+  const serving = await import("../../control/ca/serving.js").then(({ ServingCredentials }) => ServingCredentials.start(ca, { ttlSeconds: 600 }));
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", serving, (error, bound) => (error ? reject(error) : resolve(bound))));
+  try {
+    const certificate = await requestCertificate({
+      address: `127.0.0.1:${port}`,
+      rootPem: ca.rootPem,
+      token: () => "unused-by-this-ca",
+      namespace: "shop",
+      serviceAccount: "webapp",
+      trustDomain: "cluster.local",
+    });
+    const keyDer = Buffer.from(certificate.keyPem.replace(/-----[^-]+-----|\s/g, ""), "base64");
+    expect(received).toHaveLength(1);
+    // Neither the PEM text nor the key's bytes, nor its private scalar, is anywhere in what was sent.
+    const sent = received[0]!;
+    expect(sent.includes(Buffer.from(certificate.keyPem))).toBe(false);
+    expect(sent.includes(keyDer)).toBe(false);
+    const { createPrivateKey } = await import("node:crypto");
+    const scalar = Buffer.from(createPrivateKey(certificate.keyPem).export({ format: "jwk" }).d!, "base64url");
+    const text = sent.toString("latin1");
+    const csrDer = Buffer.from(/-----BEGIN CERTIFICATE REQUEST-----([\s\S]+?)-----END/.exec(text)![1]!.replace(/\s/g, ""), "base64");
+    expect(sent.includes(scalar)).toBe(false);
+    expect(csrDer.includes(scalar)).toBe(false);
+  } finally {
+    server.forceShutdown();
+    serving.stop();
+    await sleep(10);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
