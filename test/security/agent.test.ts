@@ -19,7 +19,6 @@ import { type ControlPlane, startControlPlane } from "../../control/control-plan
 import { send } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";
 import { type Envoy, startEnvoy } from "../harness/envoy.js";
-import { track, untrack } from "../harness/processes.js";
 import { startUpstream, type Upstream } from "../harness/upstream.js";
 import { freePort, gatewayRoute, serviceEntry } from "../scenarios/mesh.js";
 
@@ -97,8 +96,6 @@ describeE2E("skiff agent: certificates by SDS, xDS relayed over mTLS", () => {
     gatewayPort = await freePort();
     writeFileSync(join(dir, "mesh.yaml"), [gatewayRoute(gatewayPort, "catalog.example.com", "catalog"), serviceEntry("catalog", 3000, { v1: upstream.port })].join("---\n"));
     controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0, log: (line) => cpLog.push(line), security: { dataDir: join(dir, "data") } });
-    const tracked = { description: "secured control plane", stop: () => controlPlane.stop() };
-    track(tracked);
     const options: AgentOptions = {
       dir: join(dir, "agent"),
       address: `127.0.0.1:${controlPlane.xds.port}`,
@@ -116,7 +113,6 @@ describeE2E("skiff agent: certificates by SDS, xDS relayed over mTLS", () => {
     const bootstrap = agent.bootstrap(0);
     (bootstrap.static_resources as { listeners?: unknown[] }).listeners = [tlsListener()];
     envoy = await startEnvoy({ bootstrap });
-    untrack(tracked);
   });
 
   afterAll(async () => {

@@ -21,12 +21,16 @@ const node = (id: string, namespace: string, serviceAccount?: string) => ({
   type_url: TypeUrl.Cluster,
 });
 
-/** Opens an ADS stream, sends `request`, and reports what came back within a second: a response, or the error. */
+/** Opens an ADS stream, sends `request`, and reports what came first: a response, or the error that ended it. */
 async function tryAds(port: number, channel: ConstructorParameters<typeof AdsClient>[2], request: Record<string, unknown>): Promise<{ response?: unknown; code?: number; details?: string }> {
   const client = new AdsClient(port, false, channel);
   try {
     client.send(request);
-    const response = await Promise.race([client.next(), sleep(1000).then(() => undefined)]);
+    let response: unknown;
+    void client.next().then((first) => (response = first));
+    for (let waited = 0; response === undefined && client.closed === undefined && waited < 20_000; waited += 25) await sleep(25);
+    // A refused stream may still be delivering its status: give a response the chance to show up if there was one.
+    await sleep(100);
     const error = client.closed as { code?: number; details?: string } | undefined;
     return { response, code: error?.code, details: error?.details };
   } finally {
