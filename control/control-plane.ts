@@ -1,6 +1,9 @@
 // The control plane: Istio YAML from a folder (sources) -> Envoy resources per proxy (translate) -> encoded,
 // versioned snapshots (snapshots) -> ADS streams (xds). Data flows one way; Wasm modules are served over HTTP.
-import { formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
+import { EnvoyFilterGate } from "./envoy-check.js";
+import { EnvoyNotFoundError, locateEnvoy } from "./envoy-binary/locate.js";
+import { validateWithEnvoy } from "./envoy-binary/validate.js";
+import { type ConfigError, formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
 import { checkTranslation } from "./translate/check.js";
 import { translate, translationNotes } from "./translate/index.js";
 import { meshWarnings } from "./translate/warnings.js";
@@ -29,6 +32,9 @@ export interface ControlPlaneOptions {
   /** Module and status HTTP port on 127.0.0.1 (0 picks a free one). */
   httpPort?: number;
   log?: (line: string) => void;
+  /** The Envoy that checks EnvoyFilter results (`envoy --mode validate`) before proxies get them: by default the one
+   * Skiff finds (locateEnvoy), without that check when there is none; `false` turns the check off. */
+  envoyPath?: string | false;
   /** How proxies reach the control plane; always explicit. `{ plaintext: true }`: xDS without TLS, served to anyone
    * who connects (local development and tests only). Otherwise xDS over TLS with the CA on the same port: a proxy
    * authenticates with its workload certificate and is served as that identity only. */
@@ -131,22 +137,38 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     for (const warning of warnings) log(`config warning: ${warning}`);
   };
 
+  // The folder's errors and Envoy's (EnvoyFilter results it refuses), reported together.
+  let folderErrors: ConfigError[] = [];
+  let envoyErrors: ConfigError[] = [];
+  const reportErrors = (changed: ConfigError[]) => {
+    const errors = [...folderErrors, ...envoyErrors];
+    metrics.configErrorsNow(errors);
+    if (errors.length === 0) log(`config: no errors`);
+    for (const error of changed) log(`config error (the last good version keeps serving): ${formatConfigError(error)}`);
+  };
+  const envoyPath = options.envoyPath ?? foundEnvoy(log);
+  const gate = new EnvoyFilterGate(envoyPath ? (resources, fold) => validateWithEnvoy(envoyPath, resources, fold) : undefined);
+
   let watcher: { close(): Promise<void> } | undefined;
   try {
     watcher = watchConfigDir(
       options.configDir,
-      (next, firstChangeAt) => {
-        mesh = next;
-        logWarnings(next);
-        metrics.configChanged((Date.now() - firstChangeAt) / 1000, new Set(next.serviceEntries.flatMap((entry) => entry.spec.hosts)).size);
-        // Module files may have changed with the YAML: translate afresh (modules are re-read when their file changed).
-        translations = new Map();
-        for (const [key, proxy] of proxies) update(key, proxy, firstChangeAt);
-      },
+      (next, firstChangeAt) =>
+        gate.submit(next, (checked, errors) => {
+          if (JSON.stringify(errors) !== JSON.stringify(envoyErrors)) {
+            envoyErrors = errors;
+            reportErrors(errors);
+          }
+          mesh = checked;
+          logWarnings(checked);
+          metrics.configChanged((Date.now() - firstChangeAt) / 1000, new Set(checked.serviceEntries.flatMap((entry) => entry.spec.hosts)).size);
+          // Module files may have changed with the YAML: translate afresh (modules are re-read when their file changed).
+          translations = new Map();
+          for (const [key, proxy] of proxies) update(key, proxy, firstChangeAt);
+        }),
       (errors) => {
-        metrics.configErrorsNow(errors);
-        if (errors.length === 0) log(`config: no errors`);
-        for (const error of errors) log(`config error (the last good version of the file keeps serving): ${formatConfigError(error)}`);
+        folderErrors = errors;
+        reportErrors(errors);
       },
       { check: checkTranslation, namespace: options.namespace },
     );
@@ -195,6 +217,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       secured?.credentials.stop();
     },
   };
+}
+
+function foundEnvoy(log: (line: string) => void): string | undefined {
+  try {
+    return locateEnvoy().path;
+  } catch (error) {
+    if (!(error instanceof EnvoyNotFoundError)) throw error;
+    log("no Envoy found: EnvoyFilter results are not checked with envoy --mode validate before proxies get them");
+    return undefined;
+  }
 }
 
 /** The control plane's view of one proxy: what its snapshot holds, by type, as proto3 JSON (`skiff proxy-config`). */

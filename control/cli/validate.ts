@@ -4,16 +4,21 @@
 // nowhere, merged resources, installation resources).
 import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
 import { type ConfigError, DEFAULT_NAMESPACE, formatConfigError, loadConfigDir, type MeshConfig } from "../sources/index.js";
+import { checkWithEnvoy } from "../envoy-check.js";
+import { EnvoyNotFoundError, locateEnvoy } from "../envoy-binary/locate.js";
+import { validateWithEnvoy } from "../envoy-binary/validate.js";
 import { checkEnvoyFilters, checkTranslation } from "../translate/check.js";
 import { translate } from "../translate/index.js";
 import { meshWarnings } from "../translate/warnings.js";
 import { type ProxyIdentity, type TranslationContext, translationKey } from "../resources.js";
 
-export function runValidate(dir: string, options: { namespace?: string } = {}): void {
+export async function runValidate(dir: string, options: { namespace?: string } = {}): Promise<void> {
   // The control plane's own load check (EnvoyFilter patches against the proxies they select), then every resource
   // of every kind of proxy encoded as the control plane encodes it before pushing.
   const { mesh, errors } = loadConfigDir(dir, { check: checkTranslation, namespace: options.namespace });
   errors.push(...checkPush(mesh));
+  // Then Envoy itself on EnvoyFilter results (control/envoy-check.ts).
+  errors.push(...(await envoyErrors(mesh)));
   const warnings = [...meshWarnings(mesh), ...checkEnvoyFilters(mesh).warnings];
   for (const error of errors) console.error(`error: ${formatConfigError(error)}`);
   for (const warning of warnings) console.error(`warning: ${formatConfigError(warning)}`);
@@ -85,4 +90,18 @@ function validationContext(mesh: MeshConfig, proxy: ProxyIdentity): TranslationC
       return plugin && { uri: `http://127.0.0.1:15080/modules/${plugin.module.sha256}.wasm`, sha256: plugin.module.sha256, size: 0 };
     },
   };
+}
+
+/** What Envoy itself refuses in EnvoyFilter results (control/envoy-check.ts), when an Envoy can be found. */
+async function envoyErrors(mesh: MeshConfig): Promise<ConfigError[]> {
+  if (mesh.envoyFilters.length === 0) return [];
+  let envoyPath: string;
+  try {
+    envoyPath = locateEnvoy().path;
+  } catch (error) {
+    if (!(error instanceof EnvoyNotFoundError)) throw error;
+    console.error("note: EnvoyFilter results not checked with envoy --mode validate: no Envoy found (npx skiff envoy install)");
+    return [];
+  }
+  return checkWithEnvoy(mesh, (resources, options) => validateWithEnvoy(envoyPath, resources, options));
 }

@@ -106,9 +106,16 @@ function staticSecretRefs(node: unknown): void {
   }
 }
 
+/** The reason in Envoy's output: the line after "error initializing configuration '<file>': " (or, when Envoy
+ * dumps the configuration first, the line after the dump), and of a protoc-gen-validate failure its innermost cause. */
 function refusal(output: string): string {
-  const lines = output.split("\n").map((line) => line.replace(/^\[[^\]]*\]\[[^\]]*\]\[[^\]]*\](\[[^\]]*\])?\s*/, "").trim());
-  return lines.filter((line) => line && !/^(OK|configuration '.*' OK)$/.test(line)).slice(-3).join(" / ") || "Envoy refused the configuration";
+  const lines = output.split("\n");
+  const at = lines.findIndex((line) => line.includes("error initializing configuration"));
+  let reason = at >= 0 ? lines[at]!.replace(/^.*error initializing configuration '[^']*': /, "") : "";
+  if (at >= 0 && (!reason || reason.startsWith("goo.gle/"))) reason = lines.slice(at + 1).find((line) => line.startsWith(": "))?.slice(2) ?? reason;
+  const causes = reason.split(" | caused by ");
+  if (causes.length > 1) reason = causes.at(-1)!.replace(/\)$/, "");
+  return reason.trim() || lines.filter((line) => line.trim()).slice(-3).join(" / ") || "Envoy refused the configuration";
 }
 
 function run(command: string, args: string[]): Promise<{ code: number | null; output: string }> {

@@ -25,13 +25,18 @@ export function checkTranslation(mesh: MeshConfig): ConfigError[] {
   return checkEnvoyFilters(mesh).errors;
 }
 
-export function checkEnvoyFilters(mesh: MeshConfig): TranslationCheck {
-  const out: TranslationCheck = { errors: [], warnings: [] };
-  if (mesh.envoyFilters.length === 0) return out;
+/** The proxies the EnvoyFilters of `mesh` select, as far as the folder describes them (see the top of this file). */
+export function checkedProxies(mesh: MeshConfig): ProxyIdentity[] {
   const proxies = new Map<string, ProxyIdentity>();
   for (const filter of mesh.envoyFilters) {
     for (const proxy of proxiesSelectedBy(filter, mesh)) proxies.set(translationKey(proxy), proxy);
   }
+  return [...proxies.values()];
+}
+
+export function checkEnvoyFilters(mesh: MeshConfig): TranslationCheck {
+  const out: TranslationCheck = { errors: [], warnings: [] };
+  if (mesh.envoyFilters.length === 0) return out;
   const applied = new Set<string>();
   const reported = new Set<string>();
   const error = (filter: EnvoyFilter, index: number, message: string) => {
@@ -40,7 +45,7 @@ export function checkEnvoyFilters(mesh: MeshConfig): TranslationCheck {
     reported.add(key);
     out.errors.push({ file: filter.file, resource: `EnvoyFilter ${filter.namespace}/${filter.name}`, field: `spec.configPatches[${index}]`, message });
   };
-  for (const proxy of proxies.values()) {
+  for (const proxy of checkedProxies(mesh)) {
     const { resources, effects } = translateWithEffects(mesh, checkContext(mesh, proxy));
     for (const effect of effects) {
       const key = `${effect.patch.filter.namespace}/${effect.patch.filter.name}/${effect.patch.index}`;
@@ -82,7 +87,7 @@ function proxiesSelectedBy(filter: EnvoyFilter, mesh: MeshConfig): ProxyIdentity
 }
 
 /** Modules as the control plane would serve them (translation needs their sha256, which the folder's load computed). */
-function checkContext(mesh: MeshConfig, proxy: ProxyIdentity): TranslationContext {
+export function checkContext(mesh: MeshConfig, proxy: ProxyIdentity): TranslationContext {
   return {
     proxy,
     moduleCluster: { name: "skiff-modules", host: "127.0.0.1", port: 1 },
@@ -118,7 +123,7 @@ function encodingFailures(resources: ProxyResources, effects: PatchEffect[]): Ar
   return failures;
 }
 
-function describe(proxy: ProxyIdentity): string {
+export function describe(proxy: ProxyIdentity): string {
   const labels = Object.entries(proxy.labels).map(([key, value]) => `${key}=${value}`).join(",");
   return `a ${proxy.role} in namespace ${proxy.namespace}${labels ? ` labelled ${labels}` : ""}`;
 }

@@ -12,7 +12,9 @@ import { startUpstream, type Upstream } from "../harness/upstream.js";
 import { eventually, freePort, GATEWAY, gatewayRoute, type Mesh, serviceEntry, startMesh } from "../scenarios/mesh.js";
 
 /** An EnvoyFilter that validates and encodes (a Duration may be negative in protobuf) but that Envoy refuses: the
- * classic source of NACKs in Istio. */
+ * classic source of NACKs in Istio. The control plane here runs without an Envoy to check EnvoyFilter results with
+ * (`envoyPath: false`), as on a machine without one, so the filter reaches the proxy (with that check it is refused
+ * at load: test/scenarios/envoyfilter.test.ts). */
 const NEGATIVE_TIMEOUT = `apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
 metadata: { name: broken-timeout, namespace: istio-system }
@@ -40,6 +42,7 @@ describeE2E("control plane metrics at /metrics", () => {
     mesh = await startMesh(
       { "gateway.yaml": gatewayRoute(gatewayPort, "catalog.example.com", "catalog"), "services.yaml": serviceEntry("catalog", servicePort, { v1: blue.port }) },
       GATEWAY,
+      { controlPlane: { envoyPath: false } },
     );
     await eventually(async () => expect((await send(gatewayPort, { headers: { host: "catalog.example.com" } })).status).toBe(200));
   });

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { bootstrap } from "../../control/bootstrap/bootstrap.js";
-import { type ControlPlane, startControlPlane } from "../../control/control-plane.js";
+import { type ControlPlane, type ControlPlaneOptions, startControlPlane } from "../../control/control-plane.js";
 import type { ProxyIdentity } from "../../control/resources.js";
 import { type Envoy, startEnvoy } from "../harness/envoy.js";
 import { track, untrack } from "../harness/processes.js";
@@ -25,11 +25,12 @@ export interface Mesh {
 
 /** `files` are written into the config folder; `files` may also be a function of the folder, for YAML that names
  * files inside it (certificates). `concurrency` is Envoy's worker count (default 1; filters that share state across
- * workers are tested with 2); `readyTimeoutMs` bounds the wait for Envoy's /ready. */
+ * workers are tested with 2); `readyTimeoutMs` bounds the wait for Envoy's /ready; `controlPlane` overrides control
+ * plane options. */
 export async function startMesh(
   files: Record<string, string | Uint8Array> | ((dir: string) => Record<string, string | Uint8Array>),
   proxy: ProxyIdentity,
-  options: { concurrency?: number; readyTimeoutMs?: number } = {},
+  options: { concurrency?: number; readyTimeoutMs?: number; controlPlane?: Pick<ControlPlaneOptions, "envoyPath"> } = {},
 ): Promise<Mesh> {
   const dir = mkdtempSync(join(tmpdir(), "skiff-mesh-"));
   const write = (file: string, text: string | Uint8Array) => {
@@ -38,7 +39,7 @@ export async function startMesh(
   };
   for (const [file, text] of Object.entries(typeof files === "function" ? files(dir) : files)) write(file, text);
   const logs: string[] = [];
-  const controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0, log: (line) => logs.push(line), security: { plaintext: true } });
+  const controlPlane = await startControlPlane({ configDir: dir, xdsPort: 0, httpPort: 0, log: (line) => logs.push(line), security: { plaintext: true }, ...options.controlPlane });
   // The harness stops what a test forgot; the control plane is in-process, so it is tracked by hand.
   const tracked = { description: `control plane on ${dir}`, stop: () => controlPlane.stop(), logTail: () => logs.slice(-40).join("\n") };
   track(tracked);

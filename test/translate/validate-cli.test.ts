@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+import { describeE2E } from "../harness/e2e.js";
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
@@ -102,5 +103,56 @@ spec:
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/error: \.: the control plane could not push RouteConfiguration "3000": field virtual_hosts\[0\]\.routes\[0\]\.route\.timeout: .*\(for a sidecar in namespace default\)/);
     expect(result.stdout).toContain(" 1 error,");
+  });
+});
+
+// Needs the Envoy binary: `skiff validate` runs envoy --mode validate on EnvoyFilter results.
+describeE2E("skiff validate with Envoy", () => {
+  it("refuses EnvoyFilter patches whose result Envoy refuses, naming each patch and Envoy's reason", () => {
+    // Both encode as Envoy's messages; Envoy itself refuses a Lua script that does not compile and a zero
+    // connect_timeout (a protoc-gen-validate rule). Warns about a patch that matches nothing.
+    const dir = mkdtempSync(join(tmpdir(), "skiff-validate-"));
+    dirs.push(dir);
+    writeFileSync(
+      join(dir, "mesh.yaml"),
+      `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: catalog, namespace: shop }
+spec:
+  hosts: [catalog.shop.svc.cluster.local]
+  ports: [{ number: 8080, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, ports: { http: 9081 } }]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: { name: patches, namespace: shop }
+spec:
+  configPatches:
+  - applyTo: CLUSTER
+    patch: { operation: MERGE, value: { connectTimeout: 2s } }
+  - applyTo: HTTP_FILTER
+    match: { listener: { filterChain: { filter: { name: envoy.filters.network.http_connection_manager, subFilter: { name: envoy.filters.http.router } } } } }
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: lua
+        typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua, default_source_code: { inline_string: "function envoy_on_request(h) local x = = 1 end" } }
+  - applyTo: CLUSTER
+    patch: { operation: MERGE, value: { connectTimeout: 0s } }
+  - applyTo: CLUSTER
+    match: { cluster: { service: no-such-service } }
+    patch: { operation: MERGE, value: { connectTimeout: 1s } }
+`,
+    );
+    const result = validate(dir);
+    expect(result.code).toBe(1);
+    const lines = result.stderr.trim().split("\n");
+    expect(lines).toContain(
+      `error: mesh.yaml: EnvoyFilter shop/patches: spec.configPatches[1]: Envoy refuses the result on a sidecar in namespace shop: script load error: [string "function envoy_on_request(h) local x = = 1 end"]:1: unexpected symbol near '='`,
+    );
+    expect(lines).toContain("error: mesh.yaml: EnvoyFilter shop/patches: spec.configPatches[2]: Envoy refuses the result on a sidecar in namespace shop: ClusterValidationError.ConnectTimeout: value must be greater than 0s");
+    expect(lines).toContain("warning: mesh.yaml: EnvoyFilter shop/patches: spec.configPatches[3]: matches nothing in the configuration Skiff generates for the proxies this EnvoyFilter selects");
+    expect(result.stdout).toContain("2 errors");
   });
 });

@@ -10,7 +10,7 @@ import { patchListeners } from "./listeners.js";
 import { patchRouteConfiguration } from "./routes.js";
 import { type Json, type Patch, type PatchContext, type PatchReport, type ResourceKind, selectPatches } from "./select.js";
 
-export { attaches, GATEWAY_NAME_LABEL, patchLabel, type Patch } from "./select.js";
+export { attaches, GATEWAY_NAME_LABEL, patchLabel, type Patch, selectFilters } from "./select.js";
 
 /** What one patch did to one resource. */
 export interface PatchEffect {

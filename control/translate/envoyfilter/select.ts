@@ -30,12 +30,16 @@ const ORDERED = new Set<ApplyTo>(["HTTP_FILTER", "NETWORK_FILTER", "HTTP_ROUTE",
 
 /** The patches that apply to `proxy`, grouped by applyTo, each group in istiod's order. */
 export function selectPatches(mesh: MeshConfig, proxy: ProxyIdentity): Map<ApplyTo, Patch[]> {
-  const filters = mesh.envoyFilters.filter((filter) => attaches(filter, proxy, mesh.rootNamespace)).sort((a, b) => compareFilters(a, b, mesh.rootNamespace));
   const out = new Map<ApplyTo, Patch[]>();
-  for (const filter of filters) {
+  for (const filter of selectFilters(mesh, proxy)) {
     for (const patch of decodedPatches(filter)) out.set(patch.applyTo, [...(out.get(patch.applyTo) ?? []), patch]);
   }
   return out;
+}
+
+/** The EnvoyFilters that apply to `proxy`, in the order istiod applies them. */
+export function selectFilters(mesh: MeshConfig, proxy: ProxyIdentity): EnvoyFilter[] {
+  return mesh.envoyFilters.filter((filter) => attaches(filter, proxy, mesh.rootNamespace)).sort((a, b) => compareFilters(a, b, mesh.rootNamespace));
 }
 
 /** An EnvoyFilter applies to the proxies of its own namespace, or to every proxy when it is in the root namespace;
