@@ -1,6 +1,9 @@
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
+  // Tests written as a filter author writes them import "@skiff/proxy-wasm/testing"; in this repository that resolves
+  // to the TypeScript sources (the package's "skiff-source" condition), not to a build that could be stale.
+  ssr: { resolve: { conditions: ["skiff-source", "module", "node", "development|production"] } },
   test: {
     include: ["test/**/*.test.ts", "sdk/**/*.test.ts", "filters/**/*.test.ts", "control/**/*.test.ts"],
     globalSetup: ["test/harness/global-setup.ts"],

@@ -2,7 +2,8 @@
 // against Envoy's native equivalent, all in one interleaved run. The upstream is healthy: this measures what a
 // filter costs on every request, not its behaviour under failure (the e2e tests in test/filters/ show that).
 import { wasmFilter } from "../../test/harness/bootstrap.js";
-import { buildFilter, filterNames } from "../../sdk/tools/build-filters.js";
+import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+import { compileFilter, projectFilters } from "../../sdk/tools/compile.js";
 import { compareInEnvoy, type CompareOptions, envoyTable, type Summary, summarise } from "../lib/compare.js";
 import type { VariantSpec } from "../lib/envoys.js";
 
@@ -139,7 +140,7 @@ const BENCHES: FilterBench[] = [
 ];
 
 export async function runFilters(options: CompareOptions, log: (line: string) => void): Promise<string> {
-  const present = new Set(filterNames());
+  const present = new Map(projectFilters(PROJECT_ROOT).map((filter) => [filter.name, filter]));
   const skipped: string[] = [];
   const specs: VariantSpec[] = [ROUTER_ONLY];
   const measured: FilterBench[] = [];
@@ -149,7 +150,7 @@ export async function runFilters(options: CompareOptions, log: (line: string) =>
       continue;
     }
     try {
-      await buildFilter(bench.filter);
+      await compileFilter({ ...present.get(bench.filter)!, config: "asconfig.json", baseDir: PROJECT_ROOT });
     } catch (error) {
       skipped.push(`${bench.filter}: does not build (${(error as Error).message.split("\n").slice(0, 3).join(" ")})`);
       continue;

@@ -2,13 +2,14 @@
 // started from a `skiff bootstrap` bootstrap gets everything else from it (listeners, routes, clusters, endpoints and
 // the Skiff filters by ECDS), and the demo services answer behind it. Ctrl-C stops all of it.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { bootstrapYaml } from "../bootstrap/bootstrap.js";
 import { startControlPlane } from "../control-plane.js";
-import { locateEnvoy, PROJECT_ROOT } from "../envoy-binary/locate.js";
+import { locateEnvoy } from "../envoy-binary/locate.js";
+import { projectDir } from "../project.js";
 import { DEMO_PORTS, startDemoServices } from "./demo-services.js";
 
 const ADMIN_PORT = 9901;
@@ -16,10 +17,14 @@ const XDS_PORT = 18000;
 const CONTROL_HTTP_PORT = 18080;
 
 export async function runDemo(): Promise<void> {
+  const root = projectDir();
+  if (!existsSync(join(root, "examples", "gateway.yaml"))) {
+    throw new Error(`the demo runs in a Skiff checkout (examples/ and build/filters/), not in ${root}: clone the repository, then npm ci && npm run demo`);
+  }
   const envoyBinary = locateEnvoy();
   const stopServices = await startDemoServices();
   const controlPlane = await startControlPlane({
-    configDir: join(PROJECT_ROOT, "examples"),
+    configDir: join(root, "examples"),
     xdsPort: XDS_PORT,
     httpPort: CONTROL_HTTP_PORT,
     log: (line) => console.error(`[control-plane] ${line}`),
@@ -36,7 +41,7 @@ export async function runDemo(): Promise<void> {
     bootstrapPath,
     bootstrapYaml({ nodeId: "ingressgateway", role: "gateway", labels: { istio: "ingressgateway" }, xdsPort: XDS_PORT, adminPort: ADMIN_PORT }),
   );
-  const envoy = spawn(envoyBinary.path, ["-c", bootstrapPath, "--disable-hot-restart", "--log-level", "warn"], { cwd: PROJECT_ROOT, stdio: "inherit" });
+  const envoy = spawn(envoyBinary.path, ["-c", bootstrapPath, "--disable-hot-restart", "--log-level", "warn"], { cwd: root, stdio: "inherit" });
   const exited = new Promise<number | null>((resolve) => envoy.once("exit", resolve));
 
   let stopping = false;

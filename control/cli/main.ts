@@ -14,6 +14,9 @@ import { DEFAULT_TRUST_DOMAIN } from "../ca/spiffe.js";
 import { printProxyStatus } from "./proxy-status.js";
 import { meshCommand } from "./mesh.js";
 import { MeshPermissionError } from "../mesh/host.js";
+import { buildCommand } from "./build.js";
+import { newCommand } from "./new.js";
+import { runCommand } from "./run.js";
 import type { Locality } from "../resources.js";
 
 const program = new Command("skiff").description("Proxy-wasm filters and an xDS control plane for Envoy").showHelpAfterError();
@@ -139,6 +142,10 @@ program
   .argument("<dir>", "the config folder")
   .option("-n, --namespace <ns>", "namespace of resources whose metadata names none, as kubectl's", "default")
   .action((dir: string, options: { namespace: string }) => runValidate(dir, options));
+
+program.addCommand(newCommand);
+program.addCommand(buildCommand);
+program.addCommand(runCommand);
 
 try {
   await program.parseAsync(process.argv);

@@ -7,10 +7,10 @@ import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { projectDir } from "../project.js";
 import { type Component, component } from "./catalog.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
-const PROJECT_ROOT = resolve(HERE, "../..");
 const BUILDING = ".building-";
 
 export class ComponentNotBuiltError extends Error {
@@ -23,9 +23,9 @@ export class ComponentNotBuiltError extends Error {
   }
 }
 
-/** Where components live: $SKIFF_COMPONENTS_DIR, or `.components/` at the project root. */
+/** Where components live: $SKIFF_COMPONENTS_DIR, or `.components/` in the project (control/project.ts). */
 export function componentsRoot(): string {
-  return resolve(process.env.SKIFF_COMPONENTS_DIR || join(PROJECT_ROOT, ".components"));
+  return resolve(process.env.SKIFF_COMPONENTS_DIR || join(projectDir(), ".components"));
 }
 
 /** The folder of a component's build: name, version and a digest of the recipe, so a changed recipe builds anew. */

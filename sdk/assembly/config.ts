@@ -216,6 +216,18 @@ export class ConfigReader {
     return v.text;
   }
 
+  /** A header name as Envoy's header maps hold it: lower-case letters, digits, '-' and '_'. */
+  headerName(field: string, fallback: string): string {
+    const name = this.string(field, fallback);
+    let ok = name.length > 0;
+    for (let i = 0; ok && i < name.length; i++) {
+      const c = name.charCodeAt(i);
+      ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x5f;
+    }
+    if (!ok) this.problem(field, "expected a lower-case header name");
+    return name;
+  }
+
   bool(field: string, fallback: bool): bool {
     const v = this.field(field);
     if (v === null) return fallback;

@@ -178,9 +178,11 @@ export class HttpContext extends Context {
   onResponseBody(bodySize: usize, endOfStream: bool): DataAction { return DataAction.Continue; }
   onResponseTrailers(numTrailers: u32): DataAction { return DataAction.Continue; }
 
-  /** Answers the request from the filter; the upstream is not called. Return Pause from the callback after it. */
-  sendLocalResponse(status: u32, body: string, headers: Header[] = [], details: string = ""): WasmResult {
-    return host.sendLocalResponse(status, details, String.UTF8.encode(body), headers);
+  /** Answers the request from the filter; the upstream is not called. Return Pause from the callback after it.
+   * `details` is Envoy's response code details (%RESPONSE_CODE_DETAILS%); a `grpcStatus` of 0 or more makes a gRPC
+   * answer (Envoy sends it as a trailers-only response, HTTP 200 with `grpc-status`). */
+  sendLocalResponse(status: u32, body: string, headers: Header[] = [], details: string = "", grpcStatus: i32 = -1): WasmResult {
+    return host.sendLocalResponse(status, details, String.UTF8.encode(body), headers, grpcStatus);
   }
 }
 

@@ -6,7 +6,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rm
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { compileModule } from "./build-filters.js";
+import { compileFilter } from "./compile.js";
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
 const built = new Map<string, Promise<string>>();
@@ -39,7 +39,7 @@ async function compile(name: string, target: string): Promise<string> {
   try {
     if (upToDate()) return final;
     const temporary = join(dir, `${name}.${process.pid}.${Date.now()}.wasm`);
-    await compileModule(join("sdk", "fixtures", name, "index.ts"), temporary, target);
+    await compileFilter({ entry: join("sdk", "fixtures", name, "index.ts"), outFile: temporary, config: "asconfig.json", target, baseDir: root });
     renameSync(temporary, final);
     return final;
   } finally {
