@@ -5,16 +5,18 @@ import { parseArgs } from "node:util";
 import { PROJECT_ROOT } from "../control/envoy-binary/locate.js";
 import type { CompareOptions } from "./lib/compare.js";
 import { benchSession, ensureAptTool, loadAverage, machineFacts } from "./lib/session.js";
+import { runCost } from "./cost/run.js";
 import { runFilters } from "./filters/run.js";
 import { runInstructions } from "./sdk-vs-peer/instructions.js";
 import { runSdkVsPeer } from "./sdk-vs-peer/run.js";
 import { writeResultsSection } from "./lib/results.js";
 
-const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters"] as const;
+const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters", "cost"] as const;
 const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
   "sdk-vs-peer": "SDK vs peer (issue 3, item 7): size, guest time, inside Envoy",
   instructions: "SDK vs peer: instructions per request (valgrind)",
   filters: "Filters (issue 4): latency added and one-worker capacity, against no filter and Envoy's native features",
+  cost: "Cost against the floor (issue 10): Envoy CPU and Envoy instructions per request, the SDK and every filter",
 };
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" } } });
@@ -26,6 +28,7 @@ const envoyOptions: CompareOptions = values.quick
   ? { rounds: 1, rate: 500, latencyDurationMs: 1500, maxRateDurationS: 2, maxRateConnections: 16 }
   : { rounds: Number(values.rounds ?? 8), rate: 1000, latencyDurationMs: 3000, maxRateDurationS: 3, maxRateConnections: 16 };
 const guestOptions = values.quick ? { rounds: 2, requestsPerRound: 10_000 } : { rounds: 15, requestsPerRound: 40_000 };
+const instructionOptions = values.quick ? { warmupS: 3, windowS: 3, windows: 1 } : { warmupS: 10, windowS: 6, windows: 2 };
 
 function log(line: string): void {
   console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -33,7 +36,8 @@ function log(line: string): void {
 
 await benchSession(async () => {
   if (which.includes("sdk-vs-peer") || which.includes("filters")) ensureAptTool("wrk", "wrk", log);
-  if (which.includes("instructions")) ensureAptTool("valgrind", "valgrind", log);
+  if (which.includes("instructions") || which.includes("cost")) ensureAptTool("valgrind", "valgrind", log);
+  if (which.includes("cost")) ensureAptTool("wrk", "wrk", log);
   for (const name of which) {
     const facts = machineFacts();
     const command = `npm run bench -- ${name}${values.quick ? " --quick" : ""}${values.rounds ? ` --rounds ${values.rounds}` : ""}`;
@@ -41,6 +45,7 @@ await benchSession(async () => {
     const body =
       name === "sdk-vs-peer" ? await runSdkVsPeer(envoyOptions, guestOptions, log)
       : name === "instructions" ? await runInstructions(log)
+      : name === "cost" ? await runCost(envoyOptions, instructionOptions, log)
       : await runFilters(envoyOptions, log);
     const header = [
       `## ${TITLES[name as (typeof BENCHMARKS)[number]]}`,

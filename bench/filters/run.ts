@@ -6,6 +6,9 @@ import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { compileFilter, projectFilters } from "../../sdk/tools/compile.js";
 import { compareInEnvoy, type CompareOptions, envoyTable, type Summary, summarise } from "../lib/compare.js";
 import type { VariantSpec } from "../lib/envoys.js";
+import { benchModuleVariant, buildVariant, VARIANTS } from "../sdk-vs-peer/build.js";
+
+const FLOOR_MODULE = VARIANTS.find((variant) => variant.sdk === "floor")!;
 
 const ROUTER_ONLY: VariantSpec = { name: "no-filter", description: "Envoy, router only" };
 
@@ -15,7 +18,7 @@ const retryRoute = {
   route: { cluster: "upstream", retry_policy: { retry_on: "5xx", num_retries: 3, retry_back_off: { base_interval: "0.001s", max_interval: "0.002s" } } },
 };
 
-interface FilterBench {
+export interface FilterBench {
   filter: string;
   /** Envoy's own way to do the same, or null. */
   native: VariantSpec | null;
@@ -26,7 +29,7 @@ interface FilterBench {
   note: string;
 }
 
-const BENCHES: FilterBench[] = [
+export const BENCHES: FilterBench[] = [
   {
     filter: "retry-budget",
     native: {
@@ -137,7 +140,27 @@ const BENCHES: FilterBench[] = [
     configuration: { consecutive5xxErrors: 5, interval: "10s", baseEjectionTime: "30s", maxEjectionPercent: 10 },
     note: "The filter steers through the cluster's override_host load-balancing policy (as in test/filters/outlier-detector.test.ts); one healthy host.",
   },
+  {
+    filter: "deadlines",
+    // Envoy's router can take x-envoy-expected-rq-timeout-ms as the timeout itself (respect_expected_rq_timeout),
+    // but neither rejects an expired request nor propagates the budget: no equivalent to set beside it.
+    native: null,
+    variant: { requestHeaders: { "x-envoy-expected-rq-timeout-ms": "5000" } },
+    configuration: { maxTimeout: "15s" },
+    note: "Every request carries a 5 s budget (the common path: read, shortened route timeout, budget propagated); none expires.",
+  },
 ];
+
+/** The Envoy variant of one filter's benchmark: the filter with its configuration, and what the filter needs. */
+export function filterVariant(bench: FilterBench): VariantSpec {
+  return {
+    ...bench.variant,
+    name: bench.filter,
+    description: `Skiff ${bench.filter} filter${bench.variant.routes ? " (same routes as native)" : ""}`,
+    httpFilters: [wasmFilter(bench.filter, { configuration: bench.configuration })],
+    proofStats: "wasmcustom",
+  };
+}
 
 export async function runFilters(options: CompareOptions, log: (line: string) => void): Promise<string> {
   const present = new Map(projectFilters(PROJECT_ROOT).map((filter) => [filter.name, filter]));
@@ -157,14 +180,10 @@ export async function runFilters(options: CompareOptions, log: (line: string) =>
     }
     measured.push(bench);
     if (bench.native) specs.push(bench.native);
-    specs.push({
-      ...bench.variant,
-      name: bench.filter,
-      description: `Skiff ${bench.filter} filter${bench.variant.routes ? " (same routes as native)" : ""}`,
-      httpFilters: [wasmFilter(bench.filter, { configuration: bench.configuration })],
-      proofStats: "wasmcustom",
-    });
+    specs.push(filterVariant(bench));
   }
+  await buildVariant(FLOOR_MODULE);
+  specs.splice(1, 0, benchModuleVariant("floor", "the floor: reads 3 request headers, adds 1 response header, raw ABI, nothing allocated"));
   log(`filters: measuring ${specs.map((s) => s.name).join(", ")}${skipped.length ? `; skipped ${skipped.join("; ")}` : ""}`);
   const results = await compareInEnvoy(specs, { ...options, log });
   const summaries = summarise(results, ROUTER_ONLY.name);

@@ -58,8 +58,8 @@ export interface VariantSpec {
   requestHeaders?: Record<string, string>;
 }
 
-/** Starts the Envoy under test for one variant, single worker, on the Envoy CPU. */
-export function startVariant(spec: VariantSpec, upstreamPort: number): Promise<PinnedEnvoy> {
+/** The bootstrap of one variant's Envoy: its filters, routes and clusters, every cluster pointed at the upstream. */
+export function variantBootstrap(spec: VariantSpec, upstreamPort: number): Record<string, unknown> {
   const clusters = Object.fromEntries(
     Object.entries(spec.clusters ?? { upstream: {} }).map(([name, cluster]) => [name, { ...cluster, ports: [upstreamPort] }]),
   );
@@ -68,5 +68,10 @@ export function startVariant(spec: VariantSpec, upstreamPort: number): Promise<P
     const listeners = (bootstrap.static_resources as { listeners: Array<{ filter_chains: Array<{ filters: Array<{ typed_config: Record<string, unknown> }> }> }> }).listeners;
     Object.assign(listeners[0].filter_chains[0].filters[0].typed_config, spec.connectionManager);
   }
-  return startPinned(bootstrap, ENVOY_CPU);
+  return bootstrap;
+}
+
+/** Starts the Envoy under test for one variant, single worker, on the Envoy CPU. */
+export function startVariant(spec: VariantSpec, upstreamPort: number): Promise<PinnedEnvoy> {
+  return startPinned(variantBootstrap(spec, upstreamPort), ENVOY_CPU);
 }

@@ -8,6 +8,8 @@ const run = promisify(execFile);
 
 export interface WrkResult {
   requestsPerSecond: number;
+  /** Responses completed during the run. */
+  requests: number;
   /** Non-2xx/3xx responses and socket errors. */
   errors: number;
 }
@@ -24,5 +26,7 @@ export async function wrk(port: number, options: { durationS: number; connection
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout);
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
   const errors = Number(non2xx?.[1] ?? 0) + (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0);
-  return { requestsPerSecond: Number(rate[1]), errors };
+  const completed = /(\d+) requests in /.exec(stdout);
+  if (!completed) throw new Error(`cannot read wrk output:\n${stdout}`);
+  return { requestsPerSecond: Number(rate[1]), requests: Number(completed[1]), errors };
 }

@@ -6,6 +6,8 @@ import { createRequire } from "node:module";
 import { promisify } from "node:util";
 import { join, relative } from "node:path";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+import { wasmFilter } from "../../test/harness/bootstrap.js";
+import type { VariantSpec } from "../lib/envoys.js";
 
 export interface Variant {
   name: string;
@@ -63,4 +65,11 @@ export async function buildVariant(variant: Variant, withNames = false): Promise
 
 export async function buildAll(): Promise<void> {
   for (const variant of VARIANTS) await buildVariant(variant);
+}
+
+/** An Envoy variant running one of these modules (root_id "bench"), each answer checked for `x-bench-seen`. */
+export function benchModuleVariant(name: string, description: string): VariantSpec {
+  const filter = wasmFilter("bench", { rootId: "bench" }) as { typed_config: { config: { vm_config: { code: { local: { filename: string } } } } } };
+  filter.typed_config.config.vm_config.code.local.filename = wasmPath(name);
+  return { name, description, httpFilters: [filter], expectHeader: "x-bench-seen" };
 }

@@ -2,12 +2,11 @@
 // on module size, guest time per request (bench/sdk-vs-peer/guest-host.ts), and latency added inside Envoy.
 import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
-import { wasmFilter } from "../../test/harness/bootstrap.js";
 import { compareInEnvoy, type CompareOptions, envoyTable, summarise } from "../lib/compare.js";
 import type { VariantSpec } from "../lib/envoys.js";
 import { median, spreadPercent } from "../lib/stats.js";
 import { Emulator } from "../../sdk/testing/index.js";
-import { buildVariant, namedWasmPath, type Variant, VARIANTS, wasmPath } from "./build.js";
+import { benchModuleVariant, buildVariant, namedWasmPath, type Variant, VARIANTS, wasmPath } from "./build.js";
 import { assemblyScriptOrigin, type SizeBreakdown, sizeBreakdown } from "./size-breakdown.js";
 import { GuestHost, REQUEST_HEADERS, RESPONSE_HEADERS } from "./guest-host.js";
 
@@ -136,12 +135,6 @@ function verdict(ratio: number, target: number): string {
   return ratio <= target ? `meets (target ≤ ${target.toFixed(2)}x)` : `**misses** (target ≤ ${target.toFixed(2)}x)`;
 }
 
-function wasmVariant(name: string, description: string): VariantSpec {
-  const filter = wasmFilter("bench", { rootId: "bench" }) as { typed_config: { config: { vm_config: { code: { local: { filename: string } } } } } };
-  filter.typed_config.config.vm_config.code.local.filename = wasmPath(name);
-  return { name, description, httpFilters: [filter], expectHeader: "x-bench-seen" };
-}
-
 export async function runSdkVsPeer(envoyOptions: CompareOptions, guestOptions: GuestOptions, log: (line: string) => void): Promise<string> {
   for (const variant of VARIANTS) await buildVariant(variant);
   const sizes = VARIANTS.map((variant) => {
@@ -162,9 +155,10 @@ export async function runSdkVsPeer(envoyOptions: CompareOptions, guestOptions: G
 
   const envoySpecs: VariantSpec[] = [
     { name: "no-filter", description: "Envoy, router only" },
-    wasmVariant("skiff", "Skiff SDK filter (preset, target release)"),
-    wasmVariant("skiff-small", "Skiff SDK filter (preset, target small)"),
-    wasmVariant("peer", "peer SDK filter (its examples' build)"),
+    benchModuleVariant("skiff", "Skiff SDK filter (preset, target release)"),
+    benchModuleVariant("skiff-small", "Skiff SDK filter (preset, target small)"),
+    benchModuleVariant("peer", "peer SDK filter (its examples' build)"),
+    benchModuleVariant("floor", "the floor: the same filter on the raw ABI, no SDK, nothing allocated"),
   ];
   const envoyResults = await compareInEnvoy(envoySpecs, { ...envoyOptions, log });
   const envoy = summarise(envoyResults, "no-filter");

@@ -26,6 +26,9 @@ export interface EnvoyOptions {
   /** Run Envoy in a pod (see pods.ts) as a sidecar: in its network namespace, as `uid` (and gid), with its admin on
    * the pod's address, port 15000 (excluded from capture), where the host reaches it. */
   pod?: { netns: string; address: string; uid: number };
+  /** A command that runs Envoy, e.g. ["valgrind", "--tool=callgrind"] (the benchmark counts Envoy's instructions);
+   * `pid` is then that command's. */
+  wrapper?: string[];
 }
 
 const LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -87,7 +90,9 @@ export class Envoy {
       "--log-level", "info",
       ...(options.args ?? []),
     ];
-    const [command, ...commandArgs] = options.pod ? podCommand(options.pod.netns, [binary.path, ...args], options.pod.uid) : [binary.path, ...args];
+    const [command, ...commandArgs] = options.pod
+      ? podCommand(options.pod.netns, [binary.path, ...args], options.pod.uid)
+      : [...(options.wrapper ?? []), binary.path, ...args];
     const child = spawn(command, commandArgs, {
       cwd: PROJECT_ROOT,
       stdio: ["ignore", "ignore", "pipe"],

@@ -39,7 +39,7 @@ function leftovers(mesh: MeshRecord, pods: PodRecord[], pids: number[] = []): st
 }
 
 function skiff(...args: string[]): string {
-  const result = spawnSync(process.execPath, [join(PROJECT_ROOT, "control/cli/skiff.mjs"), ...args], { encoding: "utf8" });
+  const result = spawnSync(process.execPath, ["--import", "tsx", join(PROJECT_ROOT, "control/cli/main.ts"), ...args], { cwd: PROJECT_ROOT, encoding: "utf8" });
   if (result.status !== 0) throw new Error(`skiff ${args.join(" ")} failed: ${result.stderr}`);
   return result.stdout;
 }

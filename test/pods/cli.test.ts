@@ -11,7 +11,7 @@ import { STATE_DIR } from "../../control/mesh/state.js";
 import { describePods } from "../harness/pods.js";
 
 function skiff(args: string[], options: { asUid?: number } = {}): { status: number | null; stdout: string; stderr: string } {
-  const command = [process.execPath, join(PROJECT_ROOT, "control/cli/skiff.mjs"), ...args];
+  const command = [process.execPath, "--import", "tsx", join(PROJECT_ROOT, "control/cli/main.ts"), ...args];
   const asUser = options.asUid === undefined ? [] : ["setpriv", "--reuid", String(options.asUid), "--regid", String(options.asUid), "--clear-groups", "--"];
   const [binary, ...rest] = [...asUser, ...command];
   return spawnSync(binary, rest, { cwd: PROJECT_ROOT, encoding: "utf8" });

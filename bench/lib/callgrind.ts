@@ -1,0 +1,100 @@
+// Envoy's instructions per request, counted by valgrind's callgrind in the Envoy process itself: a figure the other
+// processes on the shared cores cannot move (wall-clock CPU per request moved 2x between days here). Envoy runs
+// under callgrind with counting off while it starts and warms up (connections, Wasm VMs, V8's tier-up); then, per
+// window, counting is zeroed, wrk drives it for a few seconds, and the dump's total over wrk's completed requests is
+// the cost of a request. What Envoy spends idle in a window (timers, stats flushes) is measured in a window without
+// load and taken off in proportion to the time. Two windows of the same Envoy agree within about 0.1% here.
+import { execFile } from "node:child_process";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { startEnvoy } from "../../test/harness/envoy.js";
+import { variantBootstrap, type VariantSpec } from "./envoys.js";
+import { ENVOY_CPU, pin } from "./session.js";
+import { wrk } from "./wrk.js";
+
+const run = promisify(execFile);
+
+export interface InstructionOptions {
+  /** wrk seconds before counting starts. */
+  warmupS: number;
+  /** wrk seconds per counted window. */
+  windowS: number;
+  windows: number;
+  log?: (line: string) => void;
+}
+
+export interface InstructionResult {
+  spec: VariantSpec;
+  /** Instructions per request, one per window, idle cost taken off. */
+  perRequest: number[];
+  /** Requests completed in each window. */
+  requests: number[];
+  /** Instructions per second of the idle Envoy. */
+  idlePerSecond: number;
+}
+
+async function callgrindControl(pid: number, command: string): Promise<void> {
+  await run("callgrind_control", [command, String(pid)], { timeout: 120_000 });
+}
+
+/** Zeroes the counts, runs `during` (returning its duration in seconds), dumps, and returns the dump's total. */
+async function countedWindow(pid: number, dir: string, during: () => Promise<void>): Promise<{ instructions: number; seconds: number }> {
+  const dumpsBefore = new Set(readdirSync(dir));
+  await callgrindControl(pid, "-z");
+  const started = Date.now();
+  await during();
+  const seconds = (Date.now() - started) / 1000;
+  await callgrindControl(pid, "-d");
+  // callgrind writes the dump asynchronously to the request: wait for the new file to be complete (its summary line).
+  for (let i = 0; i < 600; i++) {
+    const fresh = readdirSync(dir).filter((name) => name.startsWith("callgrind.") && !dumpsBefore.has(name));
+    for (const name of fresh) {
+      const text = readFileSync(join(dir, name), "utf8");
+      const total = /^(?:summary|totals): (\d+)/m.exec(text);
+      if (total && statSync(join(dir, name)).size > 0) return { instructions: Number(total[1]), seconds };
+    }
+    await sleep(100);
+  }
+  throw new Error(`no callgrind dump appeared in ${dir}`);
+}
+
+/** Envoy's instructions per request for one variant, under callgrind, pinned to the Envoy CPU. */
+export async function envoyInstructions(spec: VariantSpec, upstreamPort: number, options: InstructionOptions): Promise<InstructionResult> {
+  const log = options.log ?? (() => {});
+  const dir = join("/tmp", `skiff-callgrind-${process.pid}-${spec.name}`);
+  await run("mkdir", ["-p", dir]);
+  const envoy = await startEnvoy({
+    bootstrap: variantBootstrap(spec, upstreamPort),
+    concurrency: 1,
+    // Counting starts only when asked; --smc-check lets valgrind see V8's generated code change.
+    wrapper: ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file", `--callgrind-out-file=${dir}/callgrind.%p`],
+    readyTimeoutMs: 180_000,
+  });
+  try {
+    pin(envoy.pid, ENVOY_CPU);
+    const port = await envoy.listenerPort();
+    await wrk(port, { durationS: options.warmupS, connections: 4, headers: spec.requestHeaders });
+    await run("callgrind_control", ["-i", "on", String(envoy.pid)], { timeout: 120_000 });
+    const idle = await countedWindow(envoy.pid, dir, () => sleep(options.windowS * 1000));
+    const idlePerSecond = idle.instructions / idle.seconds;
+    const perRequest: number[] = [];
+    const requests: number[] = [];
+    for (let i = 0; i < options.windows; i++) {
+      let completed = 0;
+      const window = await countedWindow(envoy.pid, dir, async () => {
+        const result = await wrk(port, { durationS: options.windowS, connections: 4, headers: spec.requestHeaders });
+        if (result.errors > 0) throw new Error(`${spec.name}: ${result.errors} failed requests under callgrind`);
+        completed = result.requests;
+      });
+      perRequest.push((window.instructions - idlePerSecond * window.seconds) / completed);
+      requests.push(completed);
+      log(`instructions ${spec.name} window ${i + 1}: ${perRequest.at(-1)!.toFixed(0)} per request (${completed} requests, idle ${(idlePerSecond / 1e6).toFixed(1)} M/s)`);
+    }
+    return { spec, perRequest, requests, idlePerSecond };
+  } finally {
+    await envoy.stop();
+    await run("rm", ["-rf", dir]);
+  }
+}
