@@ -11,6 +11,7 @@ import { inlineServedModules } from "./modules/inline.js";
 import { jsonPage, ModuleServer } from "./modules/server.js";
 import { ControlPlaneMetrics } from "./metrics/metrics.js";
 import { SnapshotCache, SnapshotError } from "./snapshots/cache.js";
+import { JwksCache } from "./sources/jwks.js";
 import { type ProxyIdentity, type ProxyResources, type TranslationContext, translationKey, TypeUrl } from "./resources.js";
 import { type XdsSecurity, XdsServer } from "./xds/server.js";
 import { StreamRefused } from "./xds/streams.js";
@@ -94,6 +95,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   // translation per config version, and the snapshot cache encodes that shared result once (istiod's push context
   // does the same). Cleared whenever the config changes.
   let translations = new Map<string, ProxyResources>();
+  // A key set fetched for a RequestAuthentication changes the translation of the proxies it applies to.
+  const jwks = new JwksCache(() => {
+    translations = new Map();
+    for (const [key, proxy] of proxies) update(key, proxy);
+  }, log);
   const resourcesFor = (current: MeshConfig, proxy: ProxyIdentity): ProxyResources => {
     const kind = translationKey(proxy);
     let resources = translations.get(kind);
@@ -103,6 +109,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         proxy,
         moduleCluster: { name: MODULE_CLUSTER, host: modules.host, port: modules.port },
         module: (url) => modules.addFile(wasmModulePath(options.configDir, url)),
+        jwks: (uri) => jwks.get(uri),
       };
       resources = inlineServedModules(translate(current, context), modules);
       translations.set(kind, resources);
@@ -196,6 +203,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     await watcher?.close();
     await modules.stop();
     secured?.credentials.stop();
+    jwks.stop();
     throw error;
   }
   log(
@@ -215,6 +223,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       await server.stop();
       await modules.stop();
       secured?.credentials.stop();
+      jwks.stop();
     },
   };
 }

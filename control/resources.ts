@@ -79,4 +79,7 @@ export interface TranslationContext {
   moduleCluster: { name: string; host: string; port: number };
   /** The served module for a WasmPlugin `url` (resolved against the config folder), if it could be loaded. */
   module(url: string): ServedModule | undefined;
+  /** The JSON Web Key Set the control plane fetched for a RequestAuthentication `jwksUri`, if it has one (without it,
+   * tokens of that issuer are refused, as istiod does when a fetch fails). */
+  jwks?(uri: string): string | undefined;
 }

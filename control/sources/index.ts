@@ -202,6 +202,8 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
     WorkloadEntry: mesh.workloadEntries,
     WasmPlugin: mesh.wasmPlugins,
     EnvoyFilter: mesh.envoyFilters,
+    AuthorizationPolicy: mesh.authorizationPolicies,
+    RequestAuthentication: mesh.requestAuthentications,
   };
   for (const [file, parsed] of files) {
     errors.push(...parsed.errors);

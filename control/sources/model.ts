@@ -1,7 +1,9 @@
 // The validated mesh: what translation reads. Each resource keeps the file it came from, for error messages.
 import type { z } from "zod";
 import type {
+  authorizationPolicySpec,
   destinationRuleSpec,
+  requestAuthenticationSpec,
   envoyFilterSpec,
   gatewaySpec,
   Kind,
@@ -33,6 +35,8 @@ export type WasmPlugin = Resource<z.infer<typeof wasmPluginSpec>> & {
   module: { path: string; sha256: string };
 };
 export type EnvoyFilter = Resource<z.infer<typeof envoyFilterSpec>>;
+export type AuthorizationPolicy = Resource<z.infer<typeof authorizationPolicySpec>>;
+export type RequestAuthentication = Resource<z.infer<typeof requestAuthenticationSpec>>;
 
 export interface MeshConfig {
   /** The config folder, absolute; WasmPlugin file urls are relative to it. */
@@ -44,9 +48,12 @@ export interface MeshConfig {
   workloadEntries: WorkloadEntry[];
   wasmPlugins: WasmPlugin[];
   envoyFilters: EnvoyFilter[];
+  authorizationPolicies: AuthorizationPolicy[];
+  requestAuthentications: RequestAuthentication[];
   /** From meshconfig.yaml; the embedded mode supports only REGISTRY_ONLY (see control/sources/README.md). */
   outboundTrafficPolicy: "REGISTRY_ONLY";
-  /** From meshconfig.yaml, default `istio-system` as in Istio: EnvoyFilters there apply in every namespace. */
+  /** From meshconfig.yaml, default `istio-system` as in Istio: EnvoyFilters there apply in every namespace, and
+   * PeerAuthentication, AuthorizationPolicy and RequestAuthentication there apply mesh-wide. */
   rootNamespace: string;
   /** Resources that install a mesh rather than configure it (IstioOperator, injected Deployments): not translated,
    * reported with the Skiff command that plays their part (installation.ts). */
@@ -88,6 +95,8 @@ export function emptyMesh(dir: string): MeshConfig {
     workloadEntries: [],
     wasmPlugins: [],
     envoyFilters: [],
+    authorizationPolicies: [],
+    requestAuthentications: [],
     outboundTrafficPolicy: "REGISTRY_ONLY",
     rootNamespace: "istio-system",
     installation: [],

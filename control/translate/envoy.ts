@@ -1,4 +1,5 @@
 // Small builders for Envoy proto3 JSON shared by the translators.
+import { dirname } from "node:path";
 
 /** Go-style duration ("1m30s", "300ms") -> proto3 JSON duration ("90s", "0.300s"). */
 export function duration(text: string): string {
@@ -33,3 +34,21 @@ export function clusterName(port: number, subset: string | undefined, host: stri
 }
 
 export const BLACKHOLE_CLUSTER = "BlackHoleCluster";
+
+/** Istio's file-based SDS secrets, sent by ADS: a certificate and its key (`file-cert:<cert>~<key>`), or a CA bundle
+ * (`file-root:<ca>`), that Envoy reads from disk and reloads when they are replaced in their folder (rotation). */
+export function fileCertificateSecret(certificate: string, privateKey: string): { name: string; body: Record<string, unknown> } {
+  const name = `file-cert:${certificate}~${privateKey}`;
+  return {
+    name,
+    body: {
+      name,
+      tls_certificate: { certificate_chain: { filename: certificate }, private_key: { filename: privateKey }, watched_directory: { path: dirname(certificate) } },
+    },
+  };
+}
+
+export function fileRootSecret(caCertificates: string): { name: string; body: Record<string, unknown> } {
+  const name = `file-root:${caCertificates}`;
+  return { name, body: { name, validation_context: { trusted_ca: { filename: caCertificates }, watched_directory: { path: dirname(caCertificates) } } } };
+}

@@ -6,12 +6,11 @@
 // certificate (by SDS: secrets `file-cert:<cert>~<key>`, and `file-root:<ca>` for MUTUAL and OPTIONAL_MUTUAL, as Istio
 // names file-based ones), each with its own route config `https.<port>.<port name>.<gateway>.<namespace>`. Plain HTTP
 // servers on an HTTPS port get one more filter chain, for the connections that are not TLS.
-import { dirname } from "node:path";
 import { credentialFiles, type MeshConfig } from "../sources/index.js";
 import type { Gateway, VirtualService } from "../sources/model.js";
 import type { GatewayServer } from "../sources/schema/index.js";
 import type { ProxyIdentity, XdsResource } from "../resources.js";
-import { ADS_CONFIG_SOURCE, socketAddress, typed } from "./envoy.js";
+import { ADS_CONFIG_SOURCE, fileCertificateSecret, fileRootSecret, socketAddress, typed } from "./envoy.js";
 import { hostPart, hostsForNamespace, intersectHosts } from "./hosts.js";
 import { BIND_ADDRESS, httpConnectionManager, httpListener, type ListenerOutput, listenerName } from "./listeners.js";
 import type { Registry } from "./registry.js";
@@ -84,23 +83,16 @@ function httpsFilterChains(
     out.routes.push(routeConfiguration(routeName, virtualHosts(mesh, registry, port, [{ gateway, server }])));
     const tls = server.tls!;
     const files = credentialFiles(mesh.dir, tls);
-    const certificate = `file-cert:${files.certificate}~${files.privateKey}`;
-    addSecret(out.secrets, certificate, {
-      tls_certificate: {
-        certificate_chain: { filename: files.certificate },
-        private_key: { filename: files.privateKey },
-        // Envoy reloads the files when they are replaced in this folder (certificate rotation).
-        watched_directory: { path: dirname(files.certificate) },
-      },
-    });
+    const certificate = fileCertificateSecret(files.certificate, files.privateKey);
+    addSecret(out.secrets, certificate);
     const common: Record<string, unknown> = {
       alpn_protocols: ["h2", "http/1.1"],
-      tls_certificate_sds_secret_configs: [{ name: certificate, sds_config: ADS_CONFIG_SOURCE }],
+      tls_certificate_sds_secret_configs: [{ name: certificate.name, sds_config: ADS_CONFIG_SOURCE }],
     };
     if (files.caCertificates) {
-      const root = `file-root:${files.caCertificates}`;
-      addSecret(out.secrets, root, { validation_context: { trusted_ca: { filename: files.caCertificates }, watched_directory: { path: dirname(files.caCertificates) } } });
-      common.validation_context_sds_secret_config = { name: root, sds_config: ADS_CONFIG_SOURCE };
+      const root = fileRootSecret(files.caCertificates);
+      addSecret(out.secrets, root);
+      common.validation_context_sds_secret_config = { name: root.name, sds_config: ADS_CONFIG_SOURCE };
     }
     const serverNames = server.hosts.map(hostPart).filter((host) => host !== "*");
     return {
@@ -133,8 +125,8 @@ function tlsListener(port: number, filterChains: Record<string, unknown>[]): Xds
   };
 }
 
-function addSecret(secrets: XdsResource[], name: string, fields: Record<string, unknown>): void {
-  if (!secrets.some((secret) => secret.name === name)) secrets.push({ name, body: { name, ...fields } });
+function addSecret(secrets: XdsResource[], secret: XdsResource): void {
+  if (!secrets.some((other) => other.name === secret.name)) secrets.push(secret);
 }
 
 function routeConfiguration(name: string, hosts: Record<string, unknown>[]): XdsResource {

@@ -8,6 +8,8 @@ import { buildGatewayListeners, selectedGateways } from "./gateway.js";
 import { buildSidecarListeners } from "./listeners.js";
 import { Registry } from "./registry.js";
 import { buildWasmPlugins } from "./wasm.js";
+import { workloadHttpFilters } from "./http-filters.js";
+import { workloadPolicies } from "./authz.js";
 
 export type { PatchEffect } from "./envoyfilter/index.js";
 
@@ -22,7 +24,7 @@ export function translateWithEffects(mesh: MeshConfig, context: TranslationConte
   const { clusters, endpoints } = buildClusters(registry);
   const { listeners, routes, secrets } =
     context.proxy.role === "gateway"
-      ? buildGatewayListeners(mesh, registry, context.proxy, wasm.httpFilters)
+      ? buildGatewayListeners(mesh, registry, context.proxy, workloadHttpFilters(mesh, context, wasm))
       : { ...buildSidecarListeners(mesh, registry, wasm.httpFilters), secrets: [] };
 
   const resources = emptyResources();
@@ -47,6 +49,13 @@ export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity): string
     );
   }
   if (proxy.role === "sidecar" && proxy.ips.length === 0) {
+    const policies = [...workloadPolicies(mesh.authorizationPolicies, mesh, proxy), ...workloadPolicies(mesh.requestAuthentications, mesh, proxy)];
+    for (const policy of policies) {
+      notes.push(
+        `${policy.kind} ${policy.namespace}/${policy.name} applies to this workload's inbound traffic; this sidecar is on loopback ` +
+          "(no traffic capture), so it has no inbound listener and the policy has no effect here",
+      );
+    }
     for (const service of new Registry(mesh, proxy).services()) {
       if (service.entry.spec.resolution !== "NONE") continue;
       notes.push(

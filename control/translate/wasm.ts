@@ -19,6 +19,9 @@ const FAILURE_POLICY = { FAIL_CLOSE: "FAIL_CLOSED", FAIL_OPEN: "FAIL_OPEN", FAIL
 export interface WasmOutput {
   /** Entries for the HTTP connection manager's http_filters, in order, before the router. */
   httpFilters: Record<string, unknown>[];
+  /** The phase of each entry of httpFilters (AUTHN, AUTHZ, STATS, UNSPECIFIED_PHASE), where Istio puts the
+   * authentication and authorization filters between them (http-filters.ts). */
+  phases: string[];
   extensionConfigs: XdsResource[];
   /** The cluster for the module server, when any plugin applies. */
   moduleCluster?: XdsResource;
@@ -36,10 +39,11 @@ export function buildWasmPlugins(mesh: MeshConfig, context: TranslationContext):
     .filter((entry): entry is { plugin: WasmPlugin; module: NonNullable<typeof entry.module> } => entry.module !== undefined)
     .sort((a, b) => order(a.plugin, b.plugin));
 
-  const out: WasmOutput = { httpFilters: [], extensionConfigs: [] };
+  const out: WasmOutput = { httpFilters: [], phases: [], extensionConfigs: [] };
   for (const { plugin, module } of plugins) {
     const name = filterName(plugin);
     out.httpFilters.push({ name, config_discovery: { config_source: ADS_CONFIG_SOURCE, type_urls: [`type.googleapis.com/${WASM_FILTER_TYPE}`] } });
+    out.phases.push(plugin.spec.phase ?? "UNSPECIFIED_PHASE");
     const config: Record<string, unknown> = {
       name: `${plugin.namespace}.${plugin.name}`,
       ...(plugin.spec.pluginName ? { root_id: plugin.spec.pluginName } : {}),

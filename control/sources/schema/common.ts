@@ -45,3 +45,6 @@ export const workloadSelector = z.strictObject({ labels });
 
 /** An IPv4 or IPv6 address. */
 export const ipAddress = z.union([z.ipv4(), z.ipv6()], { message: "an IP address" });
+
+/** Istio's WorkloadSelector of the security kinds (`selector: { matchLabels }`): the labels a workload must have. */
+export const matchLabelsSelector = z.strictObject({ matchLabels: labels.default({}) });

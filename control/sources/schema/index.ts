@@ -10,6 +10,8 @@ import { gatewaySpec } from "./gateway.js";
 import { serviceEntrySpec, workloadEntrySpec } from "./service-entry.js";
 import { virtualServiceSpec } from "./virtual-service.js";
 import { wasmPluginSpec } from "./wasm-plugin.js";
+import { authorizationPolicySpec } from "./authorization-policy.js";
+import { requestAuthenticationSpec } from "./request-authentication.js";
 
 export * from "./common.js";
 export * from "./destination-rule.js";
@@ -19,6 +21,8 @@ export * from "./mesh-config.js";
 export * from "./service-entry.js";
 export * from "./virtual-service.js";
 export * from "./wasm-plugin.js";
+export * from "./authorization-policy.js";
+export * from "./request-authentication.js";
 
 export const KINDS = {
   Gateway: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: gatewaySpec },
@@ -28,6 +32,8 @@ export const KINDS = {
   WorkloadEntry: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: workloadEntrySpec },
   EnvoyFilter: { group: "networking.istio.io", versions: ["v1alpha3"], spec: envoyFilterSpec },
   WasmPlugin: { group: "extensions.istio.io", versions: ["v1alpha1"], spec: wasmPluginSpec },
+  AuthorizationPolicy: { group: "security.istio.io", versions: ["v1beta1", "v1"], spec: authorizationPolicySpec },
+  RequestAuthentication: { group: "security.istio.io", versions: ["v1beta1", "v1"], spec: requestAuthenticationSpec },
 } as const;
 
 export type Kind = keyof typeof KINDS;
