@@ -89,7 +89,8 @@ function printTryLines(version: string): void {
     [`${catalog} -H "x-user: alice" ${gw}/items`, "cohort-router: each user sticks to one version"],
     [`for i in $(seq 100); do ${catalog} ${gw}/items | grep -o '"version": "v[12]"'; done | sort | uniq -c`, "the 90/10 split"],
     [`curl -s -o /dev/null -w "%{http_code}\\n" -H "Host: nobody.istioinaction.io" ${gw}/`, "404: no such virtual host"],
-    [`curl -s http://127.0.0.1:${ADMIN_PORT}/stats | grep -E 'cohort_router|b3_propagation|retry_budget'`, "the filters' counters"],
+    [`${catalog} -i -H "x-skiff-timeout-ms: 0" ${gw}/items`, "deadlines: a request whose time is up gets 504 at the gateway, x-skiff-deadline: expired"],
+    [`curl -s http://127.0.0.1:${ADMIN_PORT}/stats | grep -E 'cohort_router|b3_propagation|retry_budget|deadlines'`, "the filters' counters"],
     ["npx skiff proxy-status", "what the gateway has acknowledged, like istioctl"],
   ];
   console.log(`

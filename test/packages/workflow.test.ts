@@ -195,7 +195,8 @@ spec:
     for (const [file, text] of Object.entries(files)) writeFileSync(join(config, file), text);
     expect(run("npx", ["skiff", "validate", "mesh"], project, MINUTE)).toMatch(/resources valid, 0 errors/);
 
-    const controlPlane = start("npx", ["skiff", "control-plane", "--config", "mesh", "--port", String(xdsPort), "--http-port", String(httpPort)], project);
+    // --plaintext: a local control plane for one Envoy on this machine (no workload certificates).
+    const controlPlane = start("npx", ["skiff", "control-plane", "--config", "mesh", "--plaintext", "--port", String(xdsPort), "--http-port", String(httpPort)], project);
     try {
       await waitForOutput(controlPlane, /xDS \(ADS\) on 127\.0\.0\.1:\d+/, 2 * MINUTE);
       const bootstrap = run("npx", ["skiff", "bootstrap", "--node", "gw", "--role", "gateway", "--label", "istio=ingressgateway", "--xds-port", String(xdsPort), "--admin-port", "0"], project, MINUTE);

@@ -51,6 +51,9 @@ describeE2E("skiff demo", () => {
     expect(body.catalog).toMatchObject({ status: 200, body: { version: "v2" } });
     const missing = await send(8080, { headers: { host: "nobody.istioinaction.io" } });
     expect(missing.status).toBe(404);
+    const expired = await send(8080, { path: "/items", headers: { host: "catalog.istioinaction.io", "x-skiff-timeout-ms": "0" } });
+    expect(expired.status).toBe(504);
+    expect(expired.headers["x-skiff-deadline"]).toBe("expired");
     // The WasmPlugins' failStrategy reaches Envoy as failure_policy, not the deprecated fail_open, so Envoy (at warn
     // level) has nothing to complain about.
     expect(output).not.toMatch(/deprecated option/i);
