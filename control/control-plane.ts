@@ -23,14 +23,18 @@ import { ServingCredentials } from "./ca/serving.js";
 import { DEFAULT_TRUST_DOMAIN } from "./ca/spiffe.js";
 import { BootstrapTokens } from "./ca/tokens.js";
 import { status as grpcStatus } from "@grpc/grpc-js";
+import { MESH_RANGE, inSubnet } from "./mesh/addresses.js";
 
 export interface ControlPlaneOptions {
   configDir: string;
   /** The namespace of resources whose metadata names none (default "default"), as kubectl's `-n`. */
   namespace?: string;
-  /** ADS port on 127.0.0.1 (0 picks a free one). */
+  /** The address both servers listen on, which proxies reach them at: 127.0.0.1 (the default), or the host's address
+   * on a mesh bridge (`skiff mesh create`), so that sidecars in pods reach the control plane. */
+  host?: string;
+  /** ADS port (0 picks a free one). */
   xdsPort?: number;
-  /** Module and status HTTP port on 127.0.0.1 (0 picks a free one). */
+  /** Module and status HTTP port (0 picks a free one). */
   httpPort?: number;
   log?: (line: string) => void;
   /** The Envoy that checks EnvoyFilter results (`envoy --mode validate`) before proxies get them: by default the one
@@ -72,8 +76,21 @@ export function snapshotKey(proxy: ProxyIdentity): string {
   return `${proxy.nodeId} ${translationKey(proxy)}`;
 }
 
+/** The HTTP server (modules, /status, /debug/config_dump) answers anyone who connects, without TLS, and so does xDS in
+ * plain-text mode: so the control plane listens only where nothing from another machine reaches it, the loopback or a
+ * pod network's bridge (a closed world, control/mesh/README.md). */
+export function checkListenHost(host: string): void {
+  if (inSubnet(host, "127.0.0.0/8") || inSubnet(host, MESH_RANGE)) return;
+  throw new Error(
+    `cannot listen on ${host}: the control plane's HTTP server (and xDS with --plaintext) answers without authentication, ` +
+      `so it listens only on 127.0.0.1 or a mesh bridge address in ${MESH_RANGE} (\`skiff mesh create\` prints it)`,
+  );
+}
+
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = options.log ?? (() => {});
+  const host = options.host ?? "127.0.0.1";
+  checkListenHost(host);
   const cache = new SnapshotCache();
   // Connected proxies by snapshot key.
   const proxies = new Map<string, ProxyIdentity>();
@@ -82,6 +99,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const secured = "dataDir" in options.security ? await startSecurity(options.security, log) : undefined;
   const metrics = new ControlPlaneMetrics();
   const modules = await ModuleServer.start({
+    host,
     port: options.httpPort,
     pages: {
       "/status": () => jsonPage(xds?.status() ?? []),
@@ -181,7 +199,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     );
     xds = await XdsServer.start({
       cache,
-      port: options.xdsPort,
+      address: `${host}:${options.xdsPort ?? 0}`,
       log,
       observer: metrics,
       security: secured?.xds,
@@ -207,8 +225,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     throw error;
   }
   log(
-    `xDS (ADS) on 127.0.0.1:${xds.port} ${secured ? `over TLS, with the CA (${secured.ca.origin}, trust domain ${secured.ca.trustDomain})` : "in PLAIN TEXT, unauthenticated (development mode)"}, ` +
-      `modules, /status and /metrics on http://127.0.0.1:${modules.port}`,
+    `xDS (ADS) on ${host}:${xds.port} ${secured ? `over TLS, with the CA (${secured.ca.origin}, trust domain ${secured.ca.trustDomain})` : "in PLAIN TEXT, unauthenticated (development mode)"}, ` +
+      `modules, /status and /metrics on http://${host}:${modules.port}`,
   );
   const [server, folderWatcher] = [xds, watcher];
   return {

@@ -15,8 +15,10 @@ export interface BootstrapOptions {
   /** The workload's own addresses (node.metadata.INSTANCE_IPS). */
   ips?: string[];
   locality?: Locality;
-  /** The control plane's plain-text xDS port on 127.0.0.1 (development mode), or else: */
+  /** The control plane's plain-text xDS port (development mode), on `xdsHost`, or else: */
   xdsPort?: number;
+  /** The control plane's address (default 127.0.0.1): for a sidecar in a pod, the host's address on the mesh bridge. */
+  xdsHost?: string;
   /** The folder of the proxy's `skiff agent`: ADS through the agent's xds.sock (the agent holds the mTLS connection
    * to the control plane) and the workload certificate by SDS on its sds.sock, as istio-agent does. */
   agentDir?: string;
@@ -79,7 +81,7 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
             grpcCluster(XDS_CLUSTER, { pipe: { path: join(options.agentDir, AGENT_XDS_SOCKET) } }),
             grpcCluster(SDS_CLUSTER, { pipe: { path: join(options.agentDir, AGENT_SDS_SOCKET) } }),
           ]
-        : [grpcCluster(XDS_CLUSTER, { socket_address: { address: "127.0.0.1", port_value: xdsPort(options) } })],
+        : [grpcCluster(XDS_CLUSTER, { socket_address: { address: options.xdsHost ?? "127.0.0.1", port_value: xdsPort(options) } })],
     },
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: options.adminPort } } },
   };

@@ -7,7 +7,7 @@ import { runDemo } from "./demo.js";
 import { runValidate } from "./validate.js";
 import { bootstrapYaml } from "../bootstrap/bootstrap.js";
 import { startControlPlane } from "../control-plane.js";
-import { DEFAULT_DATA_DIR, label, port, seconds } from "./options.js";
+import { address, DEFAULT_DATA_DIR, label, port, seconds } from "./options.js";
 import { caCommand } from "./ca.js";
 import { agentCommand } from "./agent.js";
 import { DEFAULT_TRUST_DOMAIN } from "../ca/spiffe.js";
@@ -51,19 +51,25 @@ program
   .command("control-plane")
   .description("serve Envoy configuration by ADS from Istio-style YAML in a folder, watching it for changes")
   .requiredOption("--config <dir>", "folder of Gateway, VirtualService, DestinationRule, ServiceEntry, WasmPlugin YAML")
-  .option("--port <port>", "xDS (ADS) port on 127.0.0.1", port, 18000)
-  .option("--http-port <port>", "port on 127.0.0.1 for Wasm modules and /status", port, 18080)
+  .option(
+    "--listen <host[:port]>",
+    "where to serve xDS (ADS): 127.0.0.1 (default) or a mesh bridge address (`skiff mesh create` prints it), for sidecars in pods; the HTTP server listens on the same address",
+    address,
+  )
+  .option("--port <port>", "xDS (ADS) port", port, 18000)
+  .option("--http-port <port>", "port for Wasm modules, /status and /metrics", port, 18080)
   .option("-n, --namespace <ns>", "namespace of resources whose metadata names none, as kubectl's", "default")
   .option("--data-dir <dir>", "where the CA keeps its root and token key (made on first start, mode 0700)", DEFAULT_DATA_DIR)
   .option("--cacerts <dir>", "use Istio's plugged-in CA layout from this folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem)")
   .option("--trust-domain <name>", "the trust domain of workload identities (spiffe://<trust-domain>/ns/<ns>/sa/<sa>)", DEFAULT_TRUST_DOMAIN)
   .option("--workload-cert-ttl <duration>", "lifetime of workload certificates (e.g. 24h, 30s)", seconds, 24 * 3600)
   .option("--plaintext", "serve xDS WITHOUT TLS or authentication, to anyone who connects: local development only")
-  .action(async (options: { config: string; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; plaintext?: boolean }) => {
+  .action(async (options: { config: string; listen?: { host: string; port?: number }; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; plaintext?: boolean }) => {
     const controlPlane = await startControlPlane({
       configDir: options.config,
       namespace: options.namespace,
-      xdsPort: options.port,
+      host: options.listen?.host,
+      xdsPort: options.listen?.port ?? options.port,
       httpPort: options.httpPort,
       log: (line) => console.log(`${new Date().toISOString()} ${line}`),
       security: options.plaintext
@@ -80,8 +86,9 @@ program
 program
   .command("proxy-status")
   .description("show each connected proxy's sync state per xDS type (SYNCED, NOT SENT, STALE, ERROR), like istioctl")
-  .option("--http-port <port>", "the control plane's HTTP port on 127.0.0.1", port, 18080)
-  .action((options: { httpPort: number }) => printProxyStatus(options.httpPort));
+  .option("--http-port <port>", "the control plane's HTTP port", port, 18080)
+  .option("--host <address>", "the control plane's address (its --listen)", "127.0.0.1")
+  .action((options: { httpPort: number; host: string }) => printProxyStatus(options.httpPort, options.host));
 
 program
   .command("bootstrap")
@@ -99,7 +106,8 @@ program
     const [region, zone, subZone] = value.split("/");
     return { ...(region ? { region } : {}), ...(zone ? { zone } : {}), ...(subZone ? { subZone } : {}) };
   })
-  .option("--xds-port <port>", "the control plane's xDS port on 127.0.0.1", port, 18000)
+  .option("--xds-port <port>", "the control plane's xDS port", port, 18000)
+  .option("--xds-address <host[:port]>", "the control plane's address (default 127.0.0.1): for a sidecar in a pod, its mesh's host address", address)
   .option("--admin-port <port>", "Envoy's admin port on 127.0.0.1", port, 9901)
   .option("--delta", "use incremental xDS (DELTA_GRPC)")
   .action(
@@ -112,6 +120,7 @@ program
       ip?: string[];
       locality?: Locality;
       xdsPort: number;
+      xdsAddress?: { host: string; port?: number };
       adminPort: number;
       delta?: boolean;
     }) => {
@@ -124,7 +133,8 @@ program
           serviceAccount: options.serviceAccount,
           ips: options.ip,
           locality: options.locality,
-          xdsPort: options.xdsPort,
+          xdsHost: options.xdsAddress?.host,
+          xdsPort: options.xdsAddress?.port ?? options.xdsPort,
           adminPort: options.adminPort,
           delta: options.delta,
         }),

@@ -1,10 +1,18 @@
 // Option parsers shared by the skiff commands (commander calls them with each value given).
+import { isIPv4 } from "node:net";
 import { InvalidArgumentError } from "commander";
 
 export function port(value: string): number {
   const number = Number(value);
   if (!Number.isInteger(number) || number < 0 || number > 65535) throw new InvalidArgumentError("expected a port number (0-65535)");
   return number;
+}
+
+/** `HOST` or `HOST:PORT`: an IPv4 address, and a port when given (else the command's port option applies). */
+export function address(value: string): { host: string; port?: number } {
+  const [host, portText, ...rest] = value.split(":");
+  if (rest.length > 0 || !isIPv4(host)) throw new InvalidArgumentError("expected an IPv4 address, optionally with a port, e.g. 198.18.0.1:18000");
+  return portText === undefined ? { host } : { host, port: port(portText) };
 }
 
 /** `--label key=value`, repeatable: collects the labels into one record. */

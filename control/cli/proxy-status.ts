@@ -48,8 +48,8 @@ export function age(ms: number): string {
   return `${Math.floor(hours / 24)}d${hours % 24}h`;
 }
 
-export async function printProxyStatus(httpPort: number): Promise<void> {
-  const url = `http://127.0.0.1:${httpPort}/status`;
+export async function printProxyStatus(httpPort: number, host = "127.0.0.1"): Promise<void> {
+  const url = `http://${host}:${httpPort}/status`;
   let response: Response;
   try {
     response = await fetch(url);

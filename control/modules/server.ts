@@ -1,4 +1,4 @@
-// The control plane's HTTP server on 127.0.0.1: Wasm modules by sha256 (`/modules/<sha256>.wasm`, what Envoy's
+// The control plane's HTTP server (on 127.0.0.1 unless told otherwise): Wasm modules by sha256 (`/modules/<sha256>.wasm`, what Envoy's
 // `vm_config.code.remote` fetches and checks against the same sha256), and the pages the control plane adds: the
 // proxy status view (`/status`), metrics (`/metrics`), each proxy's configuration (`/debug/config_dump`).
 import { createHash } from "node:crypto";
@@ -19,6 +19,8 @@ export interface PageContent {
 export interface ModuleServerOptions {
   /** Port on 127.0.0.1 (0 picks a free one). */
   port?: number;
+  /** The address to listen on (default 127.0.0.1), which proxies are also told to fetch modules from. */
+  host?: string;
   /** Pages by path, e.g. { "/status": ... }. */
   pages?: Record<string, Page>;
   /** Called for each module request: whether the module was there. */
@@ -31,12 +33,12 @@ export function jsonPage(value: unknown, status = 200): PageContent {
 }
 
 export class ModuleServer {
-  readonly host = "127.0.0.1";
   private readonly modules = new Map<string, Uint8Array>();
   private readonly byFile = new Map<string, { mtimeMs: number; size: number; module: ServedModule }>();
 
   private constructor(
     private readonly server: Server,
+    readonly host: string,
     readonly port: number,
   ) {}
 
@@ -73,9 +75,9 @@ export class ModuleServer {
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(options.port ?? 0, "127.0.0.1", () => resolve());
+      server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
     });
-    modules = new ModuleServer(server, (server.address() as AddressInfo).port);
+    modules = new ModuleServer(server, options.host ?? "127.0.0.1", (server.address() as AddressInfo).port);
     return modules;
   }
 

@@ -38,6 +38,16 @@ describe("skiff bootstrap", () => {
     });
   });
 
+  it("points ADS at another address with --xds-address (a sidecar in a pod reaches the host's bridge address)", () => {
+    const address = (...args: string[]) =>
+      parse(skiff("bootstrap", "--node", "n", "--role", "sidecar", ...args).stdout).static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+    expect(address("--xds-address", "198.18.3.1:18001")).toEqual({ address: "198.18.3.1", port_value: 18001 });
+    expect(address("--xds-address", "198.18.3.1", "--xds-port", "18002")).toEqual({ address: "198.18.3.1", port_value: 18002 });
+    const bad = skiff("bootstrap", "--node", "n", "--role", "sidecar", "--xds-address", "catalog:80");
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--xds-address.*expected an IPv4 address/);
+  });
+
   it("uses delta xDS with --delta", () => {
     expect(parse(skiff("bootstrap", "--node", "n", "--role", "gateway", "--delta").stdout).dynamic_resources.ads_config.api_type).toBe("DELTA_GRPC");
   });

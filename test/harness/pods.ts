@@ -4,11 +4,15 @@
 // link and rule; a crashed test run's leftovers are removed by the next run (global-setup.ts) or `skiff mesh cleanup`.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { describe, inject } from "vitest";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
-import { PROXY_UID } from "../../control/mesh/capture.js";
+import { bootstrap } from "../../control/bootstrap/bootstrap.js";
+import { type ControlPlane, type ControlPlaneOptions, startControlPlane } from "../../control/control-plane.js";
+import { PROXY_UID, SIDECAR_ADMIN_PORT } from "../../control/mesh/capture.js";
 import { addPod, type AddPodOptions, addService, createMesh, deleteMesh, type MeshRecord, type PodRecord, podCommand, removePod, type ServiceRecord } from "../../control/mesh/mesh.js";
 import type { RequestOptions, Response, Tally } from "./client.js";
 import { type Envoy, startEnvoy } from "./envoy.js";
@@ -54,6 +58,42 @@ export class MeshNetwork implements Stoppable {
     return addService(this.name, name, target);
   }
 
+  /** A control plane for this mesh's sidecars, in this process, listening on the mesh's host address (free ports),
+   * serving the YAML `files` (file name -> text) from a temp folder; `write` changes a file as an edit would.
+   * xDS is plain text unless `security` says otherwise (sidecars then need `skiff agent`). Stopped with the mesh. */
+  async startControlPlane(files: Record<string, string>, options: { security?: ControlPlaneOptions["security"] } = {}): Promise<MeshControlPlane> {
+    const dir = mkdtempSync(join(tmpdir(), "skiff-mesh-config-"));
+    const write = (file: string, text: string) => writeFileSync(join(dir, file), text);
+    for (const [file, text] of Object.entries(files)) write(file, text);
+    const log: string[] = [];
+    const controlPlane = await startControlPlane({
+      configDir: dir,
+      host: this.hostAddress,
+      xdsPort: 0,
+      httpPort: 0,
+      log: (line) => log.push(line),
+      security: options.security ?? { plaintext: true },
+    });
+    const running: MeshControlPlane = {
+      description: `control plane on ${this.hostAddress} for ${dir}`,
+      controlPlane,
+      host: this.hostAddress,
+      xdsPort: controlPlane.xds.port,
+      httpPort: controlPlane.modules.port,
+      log,
+      write,
+      logTail: () => log.slice(-40).join("\n"),
+      stop: async () => {
+        untrack(running);
+        await controlPlane.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+    track(running);
+    this.adopt(running);
+    return running;
+  }
+
   /** @internal Processes in this mesh's pods, stopped before the mesh is removed. */
   adopt(child: Stoppable): void {
     this.children.add(child);
@@ -64,6 +104,17 @@ export class MeshNetwork implements Stoppable {
     await Promise.all([...this.children].map((child) => child.stop()));
     deleteMesh(this.name);
   }
+}
+
+export interface MeshControlPlane extends Stoppable {
+  controlPlane: ControlPlane;
+  /** Where sidecars reach it: the mesh's host address and the xDS and HTTP (modules, /status) ports. */
+  host: string;
+  xdsPort: number;
+  httpPort: number;
+  /** Its log lines (connections, pushes, ACKs, NACKs, config errors). */
+  log: string[];
+  write(file: string, text: string): void;
 }
 
 export function startMeshNetwork(): MeshNetwork {
@@ -100,6 +151,24 @@ export class TestPod {
     const app = await PodApp.start(this, options.uid);
     this.mesh.adopt(app);
     return app;
+  }
+
+  /** A `skiff bootstrap` for this pod's sidecar: Istio's node id form (sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local),
+   * the pod's namespace, labels and address, and ADS to a control plane listening on the mesh's host address. */
+  sidecarBootstrap(controlPlane: { host: string; xdsPort: number }, options: { serviceAccount?: string; delta?: boolean } = {}): Record<string, unknown> {
+    const { namespace, labels, address } = this.record;
+    return bootstrap({
+      nodeId: `sidecar~${address}~${this.name}.${namespace}~${namespace}.svc.cluster.local`,
+      role: "sidecar",
+      labels,
+      namespace,
+      serviceAccount: options.serviceAccount,
+      ips: [address],
+      xdsHost: controlPlane.host,
+      xdsPort: controlPlane.xdsPort,
+      adminPort: SIDECAR_ADMIN_PORT,
+      delta: options.delta,
+    });
   }
 
   /** Starts Envoy in the pod as its sidecar: uid/gid 1337 (whose traffic capture leaves alone), admin on the pod's
