@@ -263,14 +263,16 @@ export interface CleanupReport {
   keptMeshes: string[];
 }
 
-/** Removes meshes whose owning process is gone (or all of them, with `all`), and with `all` also anything Skiff's
- * naming marks as its own that no record accounts for. Meshes of running processes and of the CLI are kept. */
-export function cleanupMeshes(options: { all?: boolean; testRun?: string } = {}): CleanupReport {
+/** Removes meshes whose owning process is gone (only those made by tests, with `onlyTestRuns`; those of one test run,
+ * with `testRun`; all of them, with `all`), and with `all` also anything Skiff's naming marks as its own that no record
+ * accounts for. Meshes of running processes and of the CLI are kept. */
+export function cleanupMeshes(options: { all?: boolean; testRun?: string; onlyTestRuns?: boolean } = {}): CleanupReport {
   requireNetAdmin("skiff mesh cleanup");
   const report: CleanupReport = { removedMeshes: [], strays: [], keptMeshes: [] };
   const meshes = listMeshRecords();
   for (const record of meshes) {
-    const remove = options.all || (options.testRun !== undefined && record.testRun === options.testRun) || (record.owner && !ownerAlive(record.owner));
+    const ownerGone = record.owner !== undefined && !ownerAlive(record.owner) && (!options.onlyTestRuns || record.testRun !== undefined);
+    const remove = options.all || (options.testRun !== undefined && record.testRun === options.testRun) || ownerGone;
     if (remove) {
       deleteMesh(record.name);
       report.removedMeshes.push(record.name);
@@ -280,7 +282,7 @@ export function cleanupMeshes(options: { all?: boolean; testRun?: string } = {})
   }
   // Subnet claims of meshes that never got published (a crash during create).
   for (const subnet of subnetClaims()) {
-    if (!readMesh(subnet.mesh) && (options.all || !ownerAlive(subnet.owner))) {
+    if (!readMesh(subnet.mesh) && (options.all || (!options.onlyTestRuns && !ownerAlive(subnet.owner)))) {
       deleteMesh(subnet.mesh);
       if (!report.removedMeshes.includes(subnet.mesh)) report.removedMeshes.push(subnet.mesh);
     }

@@ -40,8 +40,9 @@ export default function setup(project: TestProject) {
 }
 
 /** Pod tests need root (network namespaces, links, iptables) and iptables from Debian, installed here when missing.
- * They are skipped without root, except in CI, which runs as root and must run them. Leftovers of crashed runs (meshes
- * whose owning process is gone) are removed first; live meshes of other runs and engineers are left alone. */
+ * They are skipped without root, except in CI, which runs as root and must run them. Leftovers of crashed test runs
+ * (meshes made by tests whose owning process is gone) are removed first; live meshes of other runs and engineers, and
+ * meshes not made by tests (the demo's, the CLI's), are left alone. */
 function setUpPods(skipE2E: boolean): boolean {
   if (skipE2E) return false;
   if (!hasNetAdmin()) {
@@ -50,8 +51,8 @@ function setUpPods(skipE2E: boolean): boolean {
     return false;
   }
   ensureMeshPrerequisites("the pod tests", (line) => console.log(line));
-  const { removedMeshes } = cleanupMeshes();
-  if (removedMeshes.length) console.log(`removed mesh networks of crashed runs: ${removedMeshes.join(", ")}`);
+  const { removedMeshes } = cleanupMeshes({ onlyTestRuns: true });
+  if (removedMeshes.length) console.log(`removed mesh networks of crashed test runs: ${removedMeshes.join(", ")}`);
   return true;
 }
 

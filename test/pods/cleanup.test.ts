@@ -8,8 +8,8 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { run } from "../../control/mesh/host.js";
-import { type MeshRecord, type PodRecord, podCommand } from "../../control/mesh/mesh.js";
-import { STATE_DIR } from "../../control/mesh/state.js";
+import { deleteMesh, type MeshRecord, type PodRecord, podCommand } from "../../control/mesh/mesh.js";
+import { readMesh, STATE_DIR } from "../../control/mesh/state.js";
 import { CHILD_MARKER, testRunId } from "../harness/processes.js";
 import { describePods, type MeshNetwork, startMeshNetwork } from "../harness/pods.js";
 
@@ -49,7 +49,12 @@ describePods("mesh cleanup", () => {
   beforeAll(() => {
     live = startMeshNetwork();
   });
-  afterAll(() => live.stop());
+  let crashedMesh: string | undefined;
+  afterAll(async () => {
+    await live.stop();
+    // Should the test fail before its cleanup ran: the crashed mesh has no test-run marker, so remove it here.
+    if (crashedMesh && readMesh(crashedMesh)) deleteMesh(crashedMesh);
+  });
 
   it("stop() removes every namespace, link, rule, file and process, also ones the test never tracked", async () => {
     const mesh = startMeshNetwork();
@@ -84,6 +89,7 @@ describePods("mesh cleanup", () => {
         exited.then((code) => Promise.reject(new Error(`crash-owner exited with ${code}`))),
       ]);
       crashed = JSON.parse(line) as typeof crashed;
+      crashedMesh = crashed.mesh.name;
       const kinds = leftovers(crashed.mesh, crashed.pods, [crashed.orphan]).map((thing) => thing.split(" ")[0]);
       // Two pods' namespaces and hosts files, the bridge and two veths, three host rules, the records, the process.
       expect(kinds.sort()).toEqual(["files", "files", "link", "link", "link", "netns", "netns", "process", "rule", "rule", "rule", "state", "subnet"]);

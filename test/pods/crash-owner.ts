@@ -1,8 +1,11 @@
 // A process that makes a mesh (owned by itself), pods with capture rules, a service, and a process in a pod that
-// outlives it, then waits to be killed: what a test run that crashes mid-test leaves behind (cleanup.test.ts).
+// outlives it, then waits to be killed: what a crashed demo or tool leaves behind (cleanup.test.ts). The mesh carries
+// no test-run marker, so other test runs starting meanwhile leave it to `skiff mesh cleanup` (global-setup.ts removes
+// only test leftovers).
 import { spawn } from "node:child_process";
 import { addPod, addService, createMesh, podCommand } from "../../control/mesh/mesh.js";
 
+delete process.env.SKIFF_TEST_RUN;
 const mesh = createMesh(`crash${process.pid}`, { owner: "process" });
 const pods = [addPod(mesh.name, "a", { capture: true }), addPod(mesh.name, "b")];
 addService(mesh.name, "catalog");
