@@ -99,10 +99,13 @@ describePods("mesh cleanup", () => {
       await exited;
     }
     expect(alive(crashed.orphan)).toBe(true); // The crash left a process in a pod.
-    expect(skiff("mesh", "list")).toMatch(new RegExp(`${crashed.mesh.name} .*gone`));
+    const listed = skiff("mesh", "list");
+    if (listed.includes(crashed.mesh.name)) expect(listed).toMatch(new RegExp(`${crashed.mesh.name} .*gone`)); // (unless cleaned meanwhile)
 
+    // Other runs on this machine may run a cleanup meanwhile (the same code): then this one finds nothing to remove,
+    // and what counts is that nothing of the crashed mesh is left either way.
     const output = skiff("mesh", "cleanup");
-    expect(output).toMatch(new RegExp(`removed: .*\\b${crashed.mesh.name}\\b`));
+    expect(output).not.toMatch(new RegExp(`kept .*\\b${crashed.mesh.name}\\b`));
     expect(output).toMatch(new RegExp(`kept .*\\b${live.name}\\b`));
     expect(leftovers(crashed.mesh, crashed.pods, [crashed.orphan])).toEqual([]);
 
