@@ -20,12 +20,26 @@ import { steadyLoad } from "./load.js";
 
 const HELLO = readFileSync(`${PROJECT_ROOT}/build/filters/hello.wasm`);
 
-/** The hello module with a custom section appended: another module (another sha256) that behaves the same. */
-function variant(bytes: Uint8Array, tag: string): Uint8Array {
+/** The hello module with a custom section appended: another module (another sha256) that behaves the same, padded to
+ * at least `size` bytes (V8 skips custom sections, so padding costs transfer and memory, not compilation). */
+function variant(bytes: Uint8Array, tag: string, size = 0): Uint8Array {
   const name = Buffer.from("skiff-variant");
-  const payload = Buffer.concat([Buffer.from([name.length]), name, Buffer.from(tag)]);
-  return Buffer.concat([bytes, Buffer.from([0, payload.length]), payload]);
+  const padding = Buffer.alloc(Math.max(0, size - bytes.length), tag);
+  const payload = Buffer.concat([leb128(name.length), name, Buffer.from(tag), padding]);
+  return Buffer.concat([bytes, Buffer.from([0]), leb128(payload.length), payload]);
 }
+
+function leb128(value: number): Buffer {
+  const out: number[] = [];
+  do {
+    const low = value & 0x7f;
+    value >>>= 7;
+    out.push(value ? low | 0x80 : low);
+  } while (value);
+  return Buffer.from(out);
+}
+
+const MiB = 1024 * 1024;
 
 for (const delta of [false, true]) describeE2E(`Wasm filter delivered by ECDS, swapped under load (${delta ? "delta" : "state of the world"})`, () => {
   const cache = new SnapshotCache();
@@ -93,4 +107,18 @@ for (const delta of [false, true]) describeE2E(`Wasm filter delivered by ECDS, s
     expect(await envoy.stat("extension_config_discovery.http_filter.skiff-hello.config_reload")).toBeGreaterThanOrEqual(3);
     expect(envoy.log()).not.toMatch(/Failed to load Wasm|Wasm VM failed/i);
   });
+
+  // Modules over the old 1 MiB inline limit, which before reached a running Envoy only on a listener change.
+  for (const [size, configuration] of [[3 * MiB, "four"], [24 * MiB, "five"]] as const) {
+    it(`swaps in a ${size / MiB} MiB module under load with every request answered 200`, async () => {
+      const large = variant(HELLO, configuration, size);
+      expect(large.length).toBeGreaterThanOrEqual(size);
+      const load = await swapUnderLoad(modules.add(large), configuration);
+      expect(Object.fromEntries(load.statuses)).toEqual({ 200: expect.any(Number) });
+      expect(envoy.log()).not.toMatch(/Failed to load Wasm|Wasm VM failed/i);
+      const dump = JSON.parse((await send(envoy.adminPort, { path: "/config_dump?resource=ecds_filters" })).body) as { configs: Array<{ ecds_filter: { typed_config: { config: { vm_config: { code: { local: { inline_bytes: string } } } } } } }> };
+      const served = Buffer.from(dump.configs[0].ecds_filter.typed_config.config.vm_config.code.local.inline_bytes, "base64");
+      expect(served.length).toBe(large.length);
+    }, 120_000);
+  }
 });
