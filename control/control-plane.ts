@@ -8,6 +8,7 @@ import { checkTranslation } from "./translate/check.js";
 import { translate, translationNotes } from "./translate/index.js";
 import { meshWarnings } from "./translate/warnings.js";
 import { inlineServedModules } from "./modules/inline.js";
+import { RemoteModules } from "./modules/remote.js";
 import { jsonPage, ModuleServer } from "./modules/server.js";
 import { ControlPlaneMetrics } from "./metrics/metrics.js";
 import { SnapshotCache, SnapshotError } from "./snapshots/cache.js";
@@ -109,6 +110,15 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     onModuleFetch: (found) => metrics.moduleFetched(found),
   });
 
+  // oci:// modules are pulled in the background; each pull that succeeds translates again for every proxy.
+  const remote = new RemoteModules({
+    log,
+    onChange: () => {
+      translations = new Map();
+      for (const [key, proxy] of proxies) update(key, proxy);
+    },
+  });
+
   // Translation depends on the proxy's identity but not its node id (translationKey), so proxies alike share one
   // translation per config version, and the snapshot cache encodes that shared result once (istiod's push context
   // does the same). Cleared whenever the config changes.
@@ -126,7 +136,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       const context: TranslationContext = {
         proxy,
         moduleCluster: { name: MODULE_CLUSTER, host: modules.host, port: modules.port },
-        module: (url) => modules.addFile(wasmModulePath(options.configDir, url)),
+        module: (url, owner) => {
+          if (!url.startsWith("oci://")) return modules.addFile(wasmModulePath(options.configDir, url));
+          const pulled = owner ? remote.module(owner) : undefined;
+          return pulled && modules.add(pulled.bytes);
+        },
         jwks: (uri) => jwks.get(uri),
       };
       resources = inlineServedModules(translate(current, context), modules);
@@ -185,6 +199,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
             reportErrors(errors);
           }
           mesh = checked;
+          remote.want(checked.wasmPlugins.flatMap(({ kind, namespace, name, module }) => ("image" in module ? [{ owner: `${kind}/${namespace}/${name}`, module }] : [])));
           logWarnings(checked);
           metrics.configChanged((Date.now() - firstChangeAt) / 1000, new Set(checked.serviceEntries.flatMap((entry) => entry.spec.hosts)).size);
           // Module files may have changed with the YAML: translate afresh (modules are re-read when their file changed).
@@ -219,6 +234,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   } catch (error) {
     // An unreadable config folder or a taken port: release what was started.
     await watcher?.close();
+    remote.stop();
     await modules.stop();
     secured?.credentials.stop();
     jwks.stop();
@@ -238,6 +254,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     metrics,
     stop: async () => {
       await folderWatcher.close();
+      remote.stop();
       await server.stop();
       await modules.stop();
       secured?.credentials.stop();

@@ -29,7 +29,7 @@ export type EnvoyValidator = (resources: ProxyResources, options: FoldOptions) =
 
 export async function checkWithEnvoy(mesh: MeshConfig, validate: EnvoyValidator): Promise<ConfigError[]> {
   const errors: ConfigError[] = [];
-  const moduleFiles = new Map(mesh.wasmPlugins.map((plugin) => [plugin.module.sha256, plugin.module.path]));
+  const moduleFiles = new Map(mesh.wasmPlugins.flatMap(({ module }) => ("path" in module ? [[module.sha256, module.path] as const] : [])));
   const fold: FoldOptions = { moduleFile: (sha256) => moduleFiles.get(sha256) };
   for (const proxy of checkedProxies(mesh)) {
     const context = checkContext(mesh, proxy);

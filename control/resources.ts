@@ -77,8 +77,10 @@ export interface TranslationContext {
   proxy: ProxyIdentity;
   /** The Envoy cluster through which proxies reach the control plane's module server. */
   moduleCluster: { name: string; host: string; port: number };
-  /** The served module for a WasmPlugin `url` (resolved against the config folder), if it could be loaded. */
-  module(url: string): ServedModule | undefined;
+  /** The served module for a WasmPlugin `url` (a file resolved against the config folder, or an oci:// image the
+   * control plane pulled), if it is there; `owner` ("WasmPlugin/<namespace>/<name>") lets a plugin whose new image
+   * cannot be pulled keep the module it had. Undefined: translation sends the plugin's failStrategy stand-in. */
+  module(url: string, owner?: string): ServedModule | undefined;
   /** The JSON Web Key Set the control plane fetched for a RequestAuthentication `jwksUri`, if it has one (without it,
    * tokens of that issuer are refused, as istiod does when a fetch fails). */
   jwks?(uri: string): string | undefined;

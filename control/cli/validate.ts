@@ -2,8 +2,10 @@
 // that "0 errors" means the control plane will take and push it. Errors (a file the control plane would not take, a
 // resource it could not push) make the exit code 1; warnings name what Istio accepts but may surprise (routes to
 // nowhere, merged resources, installation resources).
+import { readFileSync } from "node:fs";
+import { ModulePullError, pullModule } from "../modules/oci.js";
 import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
-import { type ConfigError, DEFAULT_NAMESPACE, formatConfigError, loadConfigDir, type MeshConfig } from "../sources/index.js";
+import { type ConfigError, DEFAULT_NAMESPACE, formatConfigError, loadConfigDir, type MeshConfig, moduleSha256 } from "../sources/index.js";
 import { checkWithEnvoy } from "../envoy-check.js";
 import { EnvoyNotFoundError, locateEnvoy } from "../envoy-binary/locate.js";
 import { validateWithEnvoy } from "../envoy-binary/validate.js";
@@ -16,7 +18,7 @@ export async function runValidate(dir: string, options: { namespace?: string } =
   // The control plane's own load check (EnvoyFilter patches against the proxies they select), then every resource
   // of every kind of proxy encoded as the control plane encodes it before pushing.
   const { mesh, errors } = loadConfigDir(dir, { check: checkTranslation, namespace: options.namespace });
-  errors.push(...checkPush(mesh));
+  errors.push(...checkPush(mesh), ...(await checkImages(mesh)));
   // Then Envoy itself on EnvoyFilter results (control/envoy-check.ts).
   errors.push(...(await envoyErrors(mesh)));
   const warnings = [...meshWarnings(mesh), ...checkEnvoyFilters(mesh).warnings];
@@ -26,6 +28,25 @@ export async function runValidate(dir: string, options: { namespace?: string } =
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   console.log(`${dir}: ${count} resources valid, ${plural(errors.length, "error")}, ${plural(warnings.length, "warning")}`);
   if (errors.length > 0) process.exitCode = 1;
+}
+
+/** Pulls every oci:// module the folder names, as the control plane will: an image that cannot be pulled, or whose
+ * digest is not the pinned one, is an error naming the WasmPlugin and its field (spec.url, spec.sha256). */
+export async function checkImages(mesh: MeshConfig): Promise<ConfigError[]> {
+  const images = mesh.wasmPlugins.flatMap((plugin) => ("image" in plugin.module ? [{ plugin, image: plugin.module }] : []));
+  const failures = await Promise.all(
+    images.map(async ({ plugin, image }) => {
+      try {
+        const dockerConfig = image.pullSecret ? readFileSync(image.pullSecret, "utf8") : undefined;
+        await pullModule(image.image, { dockerConfig, sha256: image.sha256 });
+        return [];
+      } catch (error) {
+        const field = error instanceof ModulePullError ? error.field : "spec.url";
+        return [{ file: plugin.file, resource: `WasmPlugin ${plugin.namespace}/${plugin.name}`, field, message: (error as Error).message }];
+      }
+    }),
+  );
+  return failures.flat();
 }
 
 /** Translates the mesh for every kind of proxy it configures differently and encodes each resource as the control
@@ -87,7 +108,7 @@ function validationContext(mesh: MeshConfig, proxy: ProxyIdentity): TranslationC
     moduleCluster: { name: "skiff-modules", host: "127.0.0.1", port: 15080 },
     module(url) {
       const plugin = mesh.wasmPlugins.find((candidate) => candidate.spec.url === url);
-      return plugin && { uri: `http://127.0.0.1:15080/modules/${plugin.module.sha256}.wasm`, sha256: plugin.module.sha256, size: 0 };
+      return plugin && { uri: `http://127.0.0.1:15080/modules/${moduleSha256(plugin.module)}.wasm`, sha256: moduleSha256(plugin.module), size: 0 };
     },
   };
 }

@@ -5,8 +5,9 @@ import { type ConfigError, emptyMesh, formatConfigError, type MeshConfig, type R
 import { type ParsedFile, parseFile } from "./parse.js";
 
 export type { ConfigError, MeshConfig } from "./model.js";
-export { formatConfigError } from "./model.js";
-export { type CredentialFiles, credentialFiles, DEFAULT_NAMESPACE, MESH_CONFIG_FILE, wasmModulePath } from "./parse.js";
+export { formatConfigError, moduleSha256 } from "./model.js";
+export type { ModuleFile, ModuleImage, ModuleSource } from "./model.js";
+export { type CredentialFiles, credentialFiles, DEFAULT_NAMESPACE, MESH_CONFIG_FILE, pullSecretFile, wasmModulePath } from "./parse.js";
 
 /** istiod's push debounce: wait for 100 ms without changes, but never longer than 10 s after the first one. */
 export const DEBOUNCE = { quietMs: 100, maxMs: 10_000 };
@@ -106,9 +107,10 @@ export function watchConfigDir(
   let modulesInFolders = new Map<string, Set<string>>();
   const watchModules = (mesh: MeshConfig) => {
     const files = new Map<string, Set<string>>();
-    for (const plugin of mesh.wasmPlugins) {
-      const folder = dirname(plugin.module.path);
-      if (folder !== root) files.set(folder, (files.get(folder) ?? new Set()).add(basename(plugin.module.path)));
+    for (const { module } of mesh.wasmPlugins) {
+      if (!("path" in module)) continue;
+      const folder = dirname(module.path);
+      if (folder !== root) files.set(folder, (files.get(folder) ?? new Set()).add(basename(module.path)));
     }
     for (const [folder, watcher] of moduleWatchers) {
       if (!files.has(folder)) {

@@ -21,7 +21,30 @@ export interface Resource<S> {
   file: string;
   spec: S;
   /** WasmPlugins only (see WasmPlugin). */
-  module?: { path: string; sha256: string };
+  module?: ModuleSource;
+}
+
+/** A module file (in or beside the config folder), read and hashed when the folder was read. */
+export interface ModuleFile {
+  path: string;
+  sha256: string;
+}
+
+/** A module in an OCI registry (`oci://`): the control plane pulls it (control/modules/remote.ts), not the reader. */
+export interface ModuleImage {
+  image: string;
+  /** The pin from `spec.sha256`: the image digest or the module's sha256. */
+  sha256?: string;
+  /** The `.dockerconfigjson` file of `spec.imagePullSecret`. */
+  pullSecret?: string;
+}
+
+export type ModuleSource = ModuleFile | ModuleImage;
+
+/** A sha256 for a plugin's module without pulling anything: the file's, or an image's pin, or a placeholder. For
+ * checks of what translation emits (`skiff validate`, EnvoyFilter checks), never for what proxies get. */
+export function moduleSha256(module: ModuleSource): string {
+  return "path" in module ? module.sha256 : (module.sha256 ?? "0".repeat(64));
 }
 
 export type Gateway = Resource<z.infer<typeof gatewaySpec>>;
@@ -31,8 +54,8 @@ export type ServiceEntry = Resource<z.infer<typeof serviceEntrySpec>>;
 /** A workload outside the mesh's pods (a VM, a bare process), selected by ServiceEntries' workloadSelector. */
 export type WorkloadEntry = Resource<z.infer<typeof workloadEntrySpec>>;
 export type WasmPlugin = Resource<z.infer<typeof wasmPluginSpec>> & {
-  /** The module file `spec.url` names, and its sha256 when the folder was read. */
-  module: { path: string; sha256: string };
+  /** The module `spec.url` names: a file with its sha256 when the folder was read, or an OCI image. */
+  module: ModuleSource;
 };
 export type EnvoyFilter = Resource<z.infer<typeof envoyFilterSpec>>;
 export type AuthorizationPolicy = Resource<z.infer<typeof authorizationPolicySpec>>;

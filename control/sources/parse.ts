@@ -7,6 +7,7 @@ import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import { installationResource } from "./installation.js";
 import type { ConfigError, InstallationResource, Resource } from "./model.js";
+import { parseImageReference } from "../modules/oci.js";
 import { ResourceEncodingError } from "../protos/encode.js";
 import { decodeMessage } from "../protos/merge.js";
 import { type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, PATCH_MESSAGE, resourceEnvelope } from "./schema/index.js";
@@ -95,7 +96,21 @@ export function parseFile(dir: string, file: string, text: string, defaultNamesp
       }
     }
     if (kind === "WasmPlugin") {
-      const { url, sha256 } = parsed.data as { url: string; sha256?: string };
+      const { url, sha256, imagePullSecret } = parsed.data as { url: string; sha256?: string; imagePullSecret?: string };
+      if (url.startsWith("oci://")) {
+        const problem = checkModuleImage(dir, url, sha256, imagePullSecret);
+        if (problem) {
+          errors.push({ file, resource, ...problem });
+          return;
+        }
+        const pullSecret = imagePullSecret ? pullSecretFile(dir, imagePullSecret) : undefined;
+        resources.push({ kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data, module: { image: url, sha256, pullSecret } });
+        return;
+      }
+      if (imagePullSecret) {
+        errors.push({ file, resource, field: "spec.imagePullSecret", message: "only oci:// modules are pulled with credentials" });
+        return;
+      }
       const problem = checkModuleUrl(dir, url);
       if (problem) {
         errors.push({ file, resource, field: "spec.url", message: problem });
@@ -121,6 +136,28 @@ export function parseFile(dir: string, file: string, text: string, defaultNamesp
     resources.push({ kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data });
   });
   return errors.length > 0 ? { resources: [], errors } : { resources, installation, errors };
+}
+
+/** The docker config JSON of an imagePullSecret: credentials/<name>/.dockerconfigjson in the config folder, the file
+ * a mounted kubernetes.io/dockerconfigjson Secret has. */
+export function pullSecretFile(dir: string, name: string): string {
+  return resolve(dir, "credentials", name, ".dockerconfigjson");
+}
+
+/** An oci:// reference that parses, a pin that agrees with a digest in the reference, a pull secret that is there.
+ * The image itself is pulled by the control plane (and by `skiff validate`), not when the folder is read. */
+function checkModuleImage(dir: string, url: string, sha256?: string, imagePullSecret?: string): { field: string; message: string } | undefined {
+  let digest: string | undefined;
+  try {
+    digest = parseImageReference(url).digest?.slice("sha256:".length);
+  } catch (error) {
+    return { field: "spec.url", message: (error as Error).message };
+  }
+  if (sha256 && digest && sha256 !== digest) return { field: "spec.sha256", message: `the url pins sha256:${digest}, which differs` };
+  if (imagePullSecret && !existsSync(pullSecretFile(dir, imagePullSecret))) {
+    return { field: "spec.imagePullSecret", message: `file ${pullSecretFile(dir, imagePullSecret)} does not exist` };
+  }
+  return undefined;
 }
 
 /** Where a WasmPlugin's module lives: `file:///abs/path`, `file://relative/path` or a plain path; relative paths
@@ -226,7 +263,7 @@ function checkEnvoyFilter(spec: EnvoyFilterSpec, namespace: string): Array<{ fie
 
 function checkModuleUrl(dir: string, url: string): string | undefined {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith("file://")) {
-    return "only file paths and file:// URLs are supported (the control plane serves the module to the proxies itself)";
+    return "only oci:// images, file paths and file:// URLs are supported (the control plane serves the module to the proxies itself)";
   }
   const path = wasmModulePath(dir, url);
   return existsSync(path) ? undefined : `module file ${path} does not exist`;

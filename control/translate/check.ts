@@ -9,7 +9,7 @@
 // gateway proxy has listeners only for the Gateways that select it).
 import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
 import { type ProxyIdentity, type ProxyResources, type TranslationContext, translationKey, TypeUrl } from "../resources.js";
-import type { ConfigError, MeshConfig } from "../sources/index.js";
+import { type ConfigError, type MeshConfig, moduleSha256 } from "../sources/index.js";
 import type { EnvoyFilter } from "../sources/model.js";
 import { attaches, GATEWAY_NAME_LABEL, type PatchEffect } from "./envoyfilter/index.js";
 import { translateWithEffects } from "./index.js";
@@ -93,7 +93,7 @@ export function checkContext(mesh: MeshConfig, proxy: ProxyIdentity): Translatio
     moduleCluster: { name: "skiff-modules", host: "127.0.0.1", port: 1 },
     module: (url) => {
       const plugin = mesh.wasmPlugins.find((candidate) => candidate.spec.url === url);
-      return plugin && { uri: `http://127.0.0.1:1/modules/${plugin.module.sha256}.wasm`, sha256: plugin.module.sha256, size: 0 };
+      return plugin && { uri: `http://127.0.0.1:1/modules/${moduleSha256(plugin.module)}.wasm`, sha256: moduleSha256(plugin.module), size: 0 };
     },
   };
 }

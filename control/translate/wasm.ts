@@ -15,6 +15,18 @@ const WASM_FILTER_TYPE = "envoy.extensions.filters.http.wasm.v3.Wasm";
  * the next request after a runtime error (a trap), with a 1 s base backoff; other failures fail closed
  * (envoy/extensions/wasm/v3/wasm.proto). */
 const FAILURE_POLICY = { FAIL_CLOSE: "FAIL_CLOSED", FAIL_OPEN: "FAIL_OPEN", FAIL_RELOAD: "FAIL_RELOAD" } as const;
+const RBAC_FILTER_TYPE = "envoy.extensions.filters.http.rbac.v3.RBAC";
+
+/** What a plugin's ECDS resource holds while its module is not there (an image not pulled yet, or not pullable), as
+ * istio-agent does when its fetch fails (istio/istio pkg/wasm/convert.go): an RBAC filter that lets every request
+ * through for FAIL_OPEN, and one that denies every request (403) otherwise. Envoy gets an answer either way, so a
+ * listener never waits for a module; the listener's filter accepts both types, so the module later replaces the
+ * stand-in by ECDS alone. */
+function standIn(failStrategy: WasmPlugin["spec"]["failStrategy"]): Record<string, unknown> {
+  return failStrategy === "FAIL_OPEN"
+    ? typed(RBAC_FILTER_TYPE, { rules_stat_prefix: "wasm-default-allow" })
+    : typed(RBAC_FILTER_TYPE, { rules: {}, rules_stat_prefix: "wasm-default-deny" });
+}
 
 export interface WasmOutput {
   /** Entries for the HTTP connection manager's http_filters, in order, before the router. */
@@ -34,16 +46,18 @@ export function filterName(plugin: WasmPlugin): string {
 export function buildWasmPlugins(mesh: MeshConfig, context: TranslationContext): WasmOutput {
   const plugins = mesh.wasmPlugins
     .filter((plugin) => Object.entries(plugin.spec.selector?.matchLabels ?? {}).every(([k, v]) => context.proxy.labels[k] === v))
-    .map((plugin) => ({ plugin, module: context.module(plugin.spec.url) }))
-    // A module the control plane could not load is left out rather than sent as a filter that cannot start.
-    .filter((entry): entry is { plugin: WasmPlugin; module: NonNullable<typeof entry.module> } => entry.module !== undefined)
+    .map((plugin) => ({ plugin, module: context.module(plugin.spec.url, `WasmPlugin/${plugin.namespace}/${plugin.name}`) }))
     .sort((a, b) => order(a.plugin, b.plugin));
 
   const out: WasmOutput = { httpFilters: [], phases: [], extensionConfigs: [] };
   for (const { plugin, module } of plugins) {
     const name = filterName(plugin);
-    out.httpFilters.push({ name, config_discovery: { config_source: ADS_CONFIG_SOURCE, type_urls: [`type.googleapis.com/${WASM_FILTER_TYPE}`] } });
+    out.httpFilters.push({ name, config_discovery: { config_source: ADS_CONFIG_SOURCE, type_urls: [WASM_FILTER_TYPE, RBAC_FILTER_TYPE].map((type) => `type.googleapis.com/${type}`) } });
     out.phases.push(plugin.spec.phase ?? "UNSPECIFIED_PHASE");
+    if (!module) {
+      out.extensionConfigs.push({ name, body: { name, typed_config: standIn(plugin.spec.failStrategy) } });
+      continue;
+    }
     const config: Record<string, unknown> = {
       name: `${plugin.namespace}.${plugin.name}`,
       ...(plugin.spec.pluginName ? { root_id: plugin.spec.pluginName } : {}),
@@ -67,7 +81,7 @@ export function buildWasmPlugins(mesh: MeshConfig, context: TranslationContext):
     }
     out.extensionConfigs.push({ name, body: { name, typed_config: typed(WASM_FILTER_TYPE, { config }) } });
   }
-  if (plugins.length > 0) {
+  if (plugins.some(({ module }) => module)) {
     const { name, host, port } = context.moduleCluster;
     out.moduleCluster = {
       name,

@@ -77,7 +77,7 @@ for (const delta of [false, true]) describeE2E(`Wasm filter delivered by ECDS, s
 
   const swapUnderLoad = async (module: ServedModule, configuration: string) => {
     const load = steadyLoad(port, "x-skiff-hello");
-    await expect.poll(() => load.total()).toBeGreaterThan(20);
+    await expect.poll(() => load.total(), { timeout: 15_000 }).toBeGreaterThan(20);
     snapshot(module, configuration);
     await expect.poll(() => load.values.get(configuration) ?? 0, { timeout: 20_000 }).toBeGreaterThan(50);
     await load.stop();
