@@ -80,7 +80,7 @@ export const COMPONENTS: readonly Component[] = [
     module: "github.com/jaegertracing/jaeger",
     version: "v1.76.0",
     package: "github.com/jaegertracing/jaeger/cmd/jaeger",
-    artifact: { program: "jaeger", check: ["--version"] },
+    artifact: { program: "jaeger", check: ["version"] },
   },
   {
     name: "registry",
