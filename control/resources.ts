@@ -40,7 +40,8 @@ export function emptyResources(): ProxyResources {
 
 /** Who a connected proxy is, from the `node` of its first discovery request (see `skiff bootstrap`), with the
  * node metadata keys istio-agent sends: `node.id`; `node.metadata.ROLE` ("gateway" or "sidecar"), `LABELS`
- * (workload labels), `NAMESPACE`, `SERVICE_ACCOUNT`, `INSTANCE_IPS` (comma-separated); `node.locality`. */
+ * (workload labels), `NAMESPACE`, `SERVICE_ACCOUNT`, `INSTANCE_IPS` (comma-separated), `INTERCEPTION_MODE`;
+ * `node.locality`. */
 export interface ProxyIdentity {
   nodeId: string;
   role: "gateway" | "sidecar";
@@ -51,7 +52,14 @@ export interface ProxyIdentity {
   /** The workload's own addresses (a pod's address on the mesh network); empty for a proxy on loopback. */
   ips: string[];
   locality?: Locality;
+  /** How the workload's traffic reaches its sidecar (`INTERCEPTION_MODE`, as istio-agent sends it): REDIRECT (the
+   * default, as in Istio: istio-init's iptables rules capture it, the sidecar has virtual listeners on 15001 and
+   * 15006) or NONE (no capture: listeners bind 127.0.0.1 on each service port, no inbound side; for proxies that run
+   * without root). Gateways ignore it. */
+  interceptionMode?: InterceptionMode;
 }
+
+export type InterceptionMode = "REDIRECT" | "NONE";
 
 export interface Locality {
   region?: string;
@@ -61,7 +69,15 @@ export interface Locality {
 
 /** Translation depends on these parts of an identity only (not on `nodeId`): proxies alike share one translation. */
 export function translationKey(proxy: ProxyIdentity): string {
-  return JSON.stringify([proxy.role, Object.entries(proxy.labels).sort(), proxy.namespace, proxy.serviceAccount ?? "", proxy.ips, proxy.locality ?? {}]);
+  return JSON.stringify([
+    proxy.role,
+    Object.entries(proxy.labels).sort(),
+    proxy.namespace,
+    proxy.serviceAccount ?? "",
+    proxy.ips,
+    proxy.locality ?? {},
+    proxy.interceptionMode ?? "REDIRECT",
+  ]);
 }
 
 /** A Wasm module the control plane serves to proxies over HTTP, pinned by its sha256. */

@@ -2,7 +2,7 @@
 // endpoints, secrets and filter configs all come from it.
 import { stringify } from "yaml";
 import { join } from "node:path";
-import type { Locality } from "../resources.js";
+import type { InterceptionMode, Locality } from "../resources.js";
 
 export interface BootstrapOptions {
   nodeId: string;
@@ -15,6 +15,9 @@ export interface BootstrapOptions {
   /** The workload's own addresses (node.metadata.INSTANCE_IPS). */
   ips?: string[];
   locality?: Locality;
+  /** Sidecars: REDIRECT (default, as in Istio: the pod's traffic is captured by istio-init's rules) or NONE (no
+   * capture: listeners bound on 127.0.0.1 per service port). node.metadata.INTERCEPTION_MODE. */
+  interceptionMode?: InterceptionMode;
   /** The control plane's plain-text xDS port (development mode), on `xdsHost`, or else: */
   xdsPort?: number;
   /** The control plane's address (default 127.0.0.1): for a sidecar in a pod, the host's address on the mesh bridge. */
@@ -62,6 +65,7 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
         ...(options.namespace ? { NAMESPACE: options.namespace } : {}),
         ...(options.serviceAccount ? { SERVICE_ACCOUNT: options.serviceAccount } : {}),
         ...(options.ips?.length ? { INSTANCE_IPS: options.ips.join(",") } : {}),
+        ...(options.role === "sidecar" ? { INTERCEPTION_MODE: options.interceptionMode ?? "REDIRECT" } : {}),
       },
       ...(options.locality ? { locality: { region: options.locality.region, zone: options.locality.zone, sub_zone: options.locality.subZone } } : {}),
     },

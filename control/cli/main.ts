@@ -17,7 +17,7 @@ import { MeshPermissionError } from "../mesh/host.js";
 import { buildCommand } from "./build.js";
 import { newCommand } from "./new.js";
 import { runCommand } from "./run.js";
-import type { Locality } from "../resources.js";
+import type { InterceptionMode, Locality } from "../resources.js";
 
 const program = new Command("skiff").description("Proxy-wasm filters and an xDS control plane for Envoy").showHelpAfterError();
 
@@ -106,6 +106,10 @@ program
     const [region, zone, subZone] = value.split("/");
     return { ...(region ? { region } : {}), ...(zone ? { zone } : {}), ...(subZone ? { subZone } : {}) };
   })
+  .option("--interception-mode <mode>", "sidecars: REDIRECT (traffic captured by iptables, as in Istio) or NONE (no capture: listeners on 127.0.0.1 per service port)", (value: string) => {
+    if (value !== "REDIRECT" && value !== "NONE") throw new InvalidArgumentError("expected REDIRECT or NONE");
+    return value;
+  }, "REDIRECT")
   .option("--xds-port <port>", "the control plane's xDS port", port, 18000)
   .option("--xds-address <host[:port]>", "the control plane's address (default 127.0.0.1): for a sidecar in a pod, its mesh's host address", address)
   .option("--admin-port <port>", "Envoy's admin port on 127.0.0.1", port, 9901)
@@ -119,6 +123,7 @@ program
       serviceAccount?: string;
       ip?: string[];
       locality?: Locality;
+      interceptionMode: InterceptionMode;
       xdsPort: number;
       xdsAddress?: { host: string; port?: number };
       adminPort: number;
@@ -133,6 +138,7 @@ program
           serviceAccount: options.serviceAccount,
           ips: options.ip,
           locality: options.locality,
+          interceptionMode: options.interceptionMode,
           xdsHost: options.xdsAddress?.host,
           xdsPort: options.xdsAddress?.port ?? options.xdsPort,
           adminPort: options.adminPort,

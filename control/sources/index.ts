@@ -206,6 +206,7 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
     EnvoyFilter: mesh.envoyFilters,
     AuthorizationPolicy: mesh.authorizationPolicies,
     RequestAuthentication: mesh.requestAuthentications,
+    Sidecar: mesh.sidecars,
   };
   for (const [file, parsed] of files) {
     errors.push(...parsed.errors);

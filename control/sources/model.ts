@@ -8,6 +8,7 @@ import type {
   gatewaySpec,
   Kind,
   serviceEntrySpec,
+  sidecarSpec,
   workloadEntrySpec,
   virtualServiceSpec,
   wasmPluginSpec,
@@ -60,6 +61,11 @@ export type WasmPlugin = Resource<z.infer<typeof wasmPluginSpec>> & {
 export type EnvoyFilter = Resource<z.infer<typeof envoyFilterSpec>>;
 export type AuthorizationPolicy = Resource<z.infer<typeof authorizationPolicySpec>>;
 export type RequestAuthentication = Resource<z.infer<typeof requestAuthenticationSpec>>;
+export type Sidecar = Resource<z.infer<typeof sidecarSpec>>;
+
+/** Istio's outboundTrafficPolicy: ALLOW_ANY (the default) passes traffic to hosts outside the registry on to where
+ * it was going; REGISTRY_ONLY refuses it. */
+export type OutboundTrafficPolicy = "ALLOW_ANY" | "REGISTRY_ONLY";
 
 export interface MeshConfig {
   /** The config folder, absolute; WasmPlugin file urls are relative to it. */
@@ -73,8 +79,9 @@ export interface MeshConfig {
   envoyFilters: EnvoyFilter[];
   authorizationPolicies: AuthorizationPolicy[];
   requestAuthentications: RequestAuthentication[];
-  /** From meshconfig.yaml; the embedded mode supports only REGISTRY_ONLY (see control/sources/README.md). */
-  outboundTrafficPolicy: "REGISTRY_ONLY";
+  sidecars: Sidecar[];
+  /** From meshconfig.yaml; default ALLOW_ANY, as in Istio. A Sidecar resource may set its own. */
+  outboundTrafficPolicy: OutboundTrafficPolicy;
   /** From meshconfig.yaml, default `istio-system` as in Istio: EnvoyFilters there apply in every namespace, and
    * PeerAuthentication, AuthorizationPolicy and RequestAuthentication there apply mesh-wide. */
   rootNamespace: string;
@@ -120,7 +127,8 @@ export function emptyMesh(dir: string): MeshConfig {
     envoyFilters: [],
     authorizationPolicies: [],
     requestAuthentications: [],
-    outboundTrafficPolicy: "REGISTRY_ONLY",
+    sidecars: [],
+    outboundTrafficPolicy: "ALLOW_ANY",
     rootNamespace: "istio-system",
     installation: [],
   };

@@ -202,7 +202,13 @@ function checkGatewayTls(dir: string, spec: GatewaySpec): Array<{ field: string;
   spec.servers.forEach((server, index) => {
     const field = `spec.servers[${index}].tls`;
     const tls = server.tls;
-    if (server.port.protocol !== "HTTPS") {
+    const protocol = server.port.protocol;
+    if (protocol === "TCP") {
+      // Istio's validateServer: "server cannot have TLS settings for non HTTPS/TLS ports".
+      if (tls) problems.push({ field, message: "a TCP server takes no TLS settings (Istio refuses them too); use protocol TLS to terminate or pass through TLS" });
+      return;
+    }
+    if (protocol !== "HTTPS" && protocol !== "TLS") {
       // Istio's validateServer: "server cannot have TLS settings for plain text HTTP ports", httpsRedirect aside.
       const key = tls && (["mode", "credentialName", "serverCertificate", "privateKey", "caCertificates"] as const).find((k) => tls[k] !== undefined && !(k === "mode" && tls.mode === "PASSTHROUGH"));
       if (key) {
@@ -213,8 +219,17 @@ function checkGatewayTls(dir: string, spec: GatewaySpec): Array<{ field: string;
       }
       return;
     }
+    if (tls?.mode === "PASSTHROUGH") {
+      // SNI routing to backends that terminate TLS themselves (VirtualService `tls` routes): no certificate here.
+      const key = (["credentialName", "serverCertificate", "privateKey", "caCertificates"] as const).find((k) => tls[k] !== undefined);
+      if (key) problems.push({ field: `${field}.${key}`, message: "PASSTHROUGH does not terminate TLS, so it takes no certificate" });
+      return;
+    }
     if (!tls || !["SIMPLE", ...CLIENT_VERIFYING].includes(tls.mode ?? "")) {
-      problems.push({ field: `${field}.mode`, message: "an HTTPS server needs tls.mode SIMPLE, MUTUAL or OPTIONAL_MUTUAL (PASSTHROUGH and ISTIO_MUTUAL are not implemented)" });
+      problems.push({
+        field: `${field}.mode`,
+        message: `a${protocol === "TLS" ? " TLS" : "n HTTPS"} server needs tls.mode PASSTHROUGH, SIMPLE, MUTUAL or OPTIONAL_MUTUAL (ISTIO_MUTUAL is not implemented)`,
+      });
       return;
     }
     if (!tls.credentialName && !(tls.serverCertificate && tls.privateKey)) {

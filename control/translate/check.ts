@@ -4,9 +4,9 @@
 // refused there, naming the EnvoyFilter and the patch, and never reaches a proxy.
 //
 // The proxies: an EnvoyFilter's namespace (any namespace, for one in the root namespace), its workloadSelector
-// labels (or the Gateway API label its targetRefs name); as a sidecar when a patch's context is SIDECAR_* or ANY,
-// and as a gateway when it is GATEWAY or ANY, once per Gateway whose selector those labels do not contradict (a
-// gateway proxy has listeners only for the Gateways that select it).
+// labels (or the Gateway API label its targetRefs name); as a sidecar (with and without traffic capture) when a
+// patch's context is SIDECAR_* or ANY, and as a gateway when it is GATEWAY or ANY, once per Gateway whose selector
+// those labels do not contradict (a gateway proxy has listeners only for the Gateways that select it).
 import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
 import { type ProxyIdentity, type ProxyResources, type TranslationContext, translationKey, TypeUrl } from "../resources.js";
 import { type ConfigError, type MeshConfig, moduleSha256 } from "../sources/index.js";
@@ -39,8 +39,9 @@ export function checkEnvoyFilters(mesh: MeshConfig): TranslationCheck {
   if (mesh.envoyFilters.length === 0) return out;
   const applied = new Set<string>();
   const reported = new Set<string>();
+  // One error per patch: the first proxy it fails on says why (a sidecar fails alike with and without capture).
   const error = (filter: EnvoyFilter, index: number, message: string) => {
-    const key = `${filter.namespace}/${filter.name}/${index}/${message}`;
+    const key = `${filter.namespace}/${filter.name}/${index}`;
     if (reported.has(key)) return;
     reported.add(key);
     out.errors.push({ file: filter.file, resource: `EnvoyFilter ${filter.namespace}/${filter.name}`, field: `spec.configPatches[${index}]`, message });
@@ -77,7 +78,10 @@ function proxiesSelectedBy(filter: EnvoyFilter, mesh: MeshConfig): ProxyIdentity
   const contexts = new Set(filter.spec.configPatches.map((patch) => (patch.applyTo === "EXTENSION_CONFIG" ? "ANY" : (patch.match?.context ?? "ANY"))));
   const base = { nodeId: "skiff-validate", labels, namespace: filter.namespace, ips: [] };
   const proxies: ProxyIdentity[] = [];
-  if (!gatewayRef && (contexts.has("ANY") || contexts.has("SIDECAR_INBOUND") || contexts.has("SIDECAR_OUTBOUND"))) proxies.push({ ...base, role: "sidecar" });
+  // A sidecar's listeners depend on its interception mode, which the folder does not say: check both layouts.
+  if (!gatewayRef && (contexts.has("ANY") || contexts.has("SIDECAR_INBOUND") || contexts.has("SIDECAR_OUTBOUND"))) {
+    proxies.push({ ...base, role: "sidecar", interceptionMode: "NONE" }, { ...base, role: "sidecar", interceptionMode: "REDIRECT" });
+  }
   if (contexts.has("ANY") || contexts.has("GATEWAY")) {
     const gateways = mesh.gateways.filter((gateway) => Object.entries(gateway.spec.selector).every(([key, value]) => labels[key] === undefined || labels[key] === value));
     for (const gateway of gateways) proxies.push({ ...base, role: "gateway", labels: { ...gateway.spec.selector, ...labels } });

@@ -3,7 +3,7 @@
 // subset, named `outbound|<port>|<subset>|<host>`.
 import type { TrafficPolicy } from "../sources/schema/index.js";
 import type { XdsResource } from "../resources.js";
-import { ADS_CONFIG_SOURCE, BLACKHOLE_CLUSTER, clusterName, duration, typed } from "./envoy.js";
+import { ADS_CONFIG_SOURCE, BLACKHOLE_CLUSTER, clusterName, duration, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER, typed } from "./envoy.js";
 import type { Registry, Service, ServicePort } from "./registry.js";
 
 const MAX_UINT32 = 4_294_967_295;
@@ -14,9 +14,10 @@ export interface ClusterOutput {
   endpoints: XdsResource[];
 }
 
-export function buildClusters(registry: Registry): ClusterOutput {
+/** The clusters of `services` (those the proxy's scope gives it), and BlackHoleCluster. */
+export function buildClusters(registry: Registry, services: Service[]): ClusterOutput {
   const out: ClusterOutput = { clusters: [], endpoints: [] };
-  for (const service of registry.services()) {
+  for (const service of services) {
     const rule = registry.destinationRule(service);
     for (const port of service.entry.spec.ports) {
       addCluster(out, registry, service, port, undefined, {}, rule?.spec.trafficPolicy);
@@ -28,6 +29,30 @@ export function buildClusters(registry: Registry): ClusterOutput {
   // Istio's cluster for traffic it refuses; it has no endpoints, so requests routed to it fail.
   out.clusters.push({ name: BLACKHOLE_CLUSTER, body: { name: BLACKHOLE_CLUSTER, type: "STATIC", connect_timeout: "10s" } });
   return out;
+}
+
+/** The source address of the sidecar's connections to its own workload (Istio's InboundPassthroughBindIpv4), which
+ * istio-init's rules let through on loopback instead of capturing them again. */
+export const INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6";
+
+/** Istio's clusters to a connection's original destination, speaking HTTP as the downstream does:
+ * PassthroughCluster (outbound, ALLOW_ANY) and, bound to 127.0.0.6, InboundPassthroughCluster (inbound, ports no
+ * service declares) (buildDefaultPassthroughCluster and buildInboundPassthroughCluster in cluster_builder.go). */
+export function passthroughCluster(name: typeof PASSTHROUGH_CLUSTER | typeof INBOUND_PASSTHROUGH_CLUSTER): XdsResource {
+  return {
+    name,
+    body: {
+      name,
+      type: "ORIGINAL_DST",
+      connect_timeout: "10s",
+      lb_policy: "CLUSTER_PROVIDED",
+      circuit_breakers: { thresholds: [circuitBreakerThreshold(undefined)] },
+      typed_extension_protocol_options: {
+        [HTTP_PROTOCOL_OPTIONS]: typed(HTTP_PROTOCOL_OPTIONS, { use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: {} } }),
+      },
+      ...(name === INBOUND_PASSTHROUGH_CLUSTER ? { upstream_bind_config: { source_address: { address: INBOUND_PASSTHROUGH_SOURCE, port_value: 0 } } } : {}),
+    },
+  };
 }
 
 /** A subset's policy replaces the service-level one field by field (Istio's MergeTrafficPolicy). */
@@ -108,7 +133,7 @@ function loadBalancing(policy: TrafficPolicy | undefined): Record<string, unknow
 }
 
 /** Istio starts from "no limits" (max uint32) and lowers what connectionPool sets. */
-function circuitBreakerThreshold(policy: TrafficPolicy | undefined): Record<string, unknown> {
+export function circuitBreakerThreshold(policy: TrafficPolicy | undefined): Record<string, unknown> {
   const tcp = policy?.connectionPool?.tcp;
   const http = policy?.connectionPool?.http;
   return {

@@ -33,7 +33,17 @@ export function clusterName(port: number, subset: string | undefined, host: stri
   return `outbound|${port}|${subset ?? ""}|${host}`;
 }
 
+/** Istio's cluster for traffic it refuses: no endpoints, so whatever is routed there fails. */
 export const BLACKHOLE_CLUSTER = "BlackHoleCluster";
+/** Istio's cluster to a connection's original destination (outbound traffic to hosts outside the registry). */
+export const PASSTHROUGH_CLUSTER = "PassthroughCluster";
+/** Istio's cluster to the original destination on the inbound side (ports no service declares). */
+export const INBOUND_PASSTHROUGH_CLUSTER = "InboundPassthroughCluster";
+
+/** Istio's inbound cluster name for a port the workload listens on: `inbound|8080||`. */
+export function inboundClusterName(port: number): string {
+  return `inbound|${port}||`;
+}
 
 /** Istio's file-based SDS secrets, sent by ADS: a certificate and its key (`file-cert:<cert>~<key>`), or a CA bundle
  * (`file-root:<ca>`), that Envoy reads from disk and reloads when they are replaced in their folder (rotation). */

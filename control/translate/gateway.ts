@@ -69,6 +69,12 @@ export function selectedGateways(mesh: MeshConfig, proxy: ProxyIdentity): Gatewa
   return mesh.gateways.filter((gateway) => Object.entries(gateway.spec.selector).every(([k, v]) => proxy.labels[k] === v));
 }
 
+/** The VirtualServices bound to the Gateways that select the proxy. */
+export function gatewayVirtualServices(mesh: MeshConfig, proxy: ProxyIdentity): VirtualService[] {
+  const gateways = selectedGateways(mesh, proxy);
+  return mesh.virtualServices.filter((vs) => gateways.some((gateway) => boundTo(vs, gateway)));
+}
+
 /** One filter chain per HTTPS server, chosen by SNI, terminating TLS with the server's certificate. */
 function httpsFilterChains(
   out: GatewayOutput,

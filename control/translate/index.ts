@@ -2,11 +2,14 @@
 // which is what the golden tests in test/translate/ rely on.
 import type { MeshConfig } from "../sources/index.js";
 import { emptyResources, type ProxyIdentity, type ProxyResources, type TranslationContext, TypeUrl } from "../resources.js";
-import { buildClusters } from "./clusters.js";
+import { buildClusters, passthroughCluster } from "./clusters.js";
+import { PASSTHROUGH_CLUSTER } from "./envoy.js";
 import { applyEnvoyFilters, type PatchEffect } from "./envoyfilter/index.js";
-import { buildGatewayListeners, selectedGateways } from "./gateway.js";
-import { buildSidecarListeners } from "./listeners.js";
+import { buildGatewayListeners, gatewayVirtualServices, selectedGateways } from "./gateway.js";
 import { Registry } from "./registry.js";
+import { gatewayServices, sidecarScope } from "./scope.js";
+import { buildSidecarInbound } from "./sidecar-inbound.js";
+import { buildSidecarOutbound } from "./sidecar-outbound.js";
 import { buildWasmPlugins } from "./wasm.js";
 import { workloadHttpFilters } from "./http-filters.js";
 import { workloadPolicies } from "./authz.js";
@@ -21,20 +24,31 @@ export function translate(mesh: MeshConfig, context: TranslationContext): ProxyR
 export function translateWithEffects(mesh: MeshConfig, context: TranslationContext): { resources: ProxyResources; effects: PatchEffect[] } {
   const registry = new Registry(mesh, context.proxy);
   const wasm = buildWasmPlugins(mesh, context);
-  const { clusters, endpoints } = buildClusters(registry);
-  const { listeners, routes, secrets } =
-    context.proxy.role === "gateway"
-      ? buildGatewayListeners(mesh, registry, context.proxy, workloadHttpFilters(mesh, context, wasm))
-      : { ...buildSidecarListeners(mesh, registry, wasm.httpFilters), secrets: [] };
-
+  const proxy = context.proxy;
   const resources = emptyResources();
-  resources[TypeUrl.Cluster] = wasm.moduleCluster ? [...clusters, wasm.moduleCluster] : clusters;
-  resources[TypeUrl.ClusterLoadAssignment] = endpoints;
+  if (proxy.role === "gateway") {
+    const { listeners, routes, secrets } = buildGatewayListeners(mesh, registry, proxy, workloadHttpFilters(mesh, context, wasm));
+    const { clusters, endpoints } = buildClusters(registry, gatewayServices(registry, gatewayVirtualServices(mesh, proxy)));
+    resources[TypeUrl.Cluster] = clusters;
+    resources[TypeUrl.ClusterLoadAssignment] = endpoints;
+    resources[TypeUrl.Secret] = secrets;
+    resources[TypeUrl.Listener] = listeners;
+    resources[TypeUrl.RouteConfiguration] = routes;
+  } else {
+    const scope = sidecarScope(mesh, registry, proxy);
+    const outbound = buildSidecarOutbound(registry, scope, proxy, wasm.httpFilters);
+    // Outbound the workload's own calls pass its Wasm plugins; inbound also its authentication and authorization.
+    const inbound = buildSidecarInbound(registry, scope, proxy, workloadHttpFilters(mesh, context, wasm));
+    const { clusters, endpoints } = buildClusters(registry, scope.services);
+    // Istio's order: outbound clusters, BlackHoleCluster, PassthroughCluster, then the inbound ones.
+    resources[TypeUrl.Cluster] = [...clusters, passthroughCluster(PASSTHROUGH_CLUSTER), ...inbound.clusters];
+    resources[TypeUrl.ClusterLoadAssignment] = endpoints;
+    resources[TypeUrl.Listener] = [...outbound.listeners, ...inbound.listeners];
+    resources[TypeUrl.RouteConfiguration] = outbound.routes;
+  }
+  if (wasm.moduleCluster) resources[TypeUrl.Cluster].push(wasm.moduleCluster);
   resources[TypeUrl.ExtensionConfig] = wasm.extensionConfigs;
-  resources[TypeUrl.Secret] = secrets;
-  resources[TypeUrl.Listener] = listeners;
-  resources[TypeUrl.RouteConfiguration] = routes;
-  return applyEnvoyFilters(mesh, context.proxy, resources);
+  return applyEnvoyFilters(mesh, proxy, resources);
 }
 
 /** What a user should know about a proxy's translation that the resources do not say: the control plane logs these
@@ -48,19 +62,28 @@ export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity): string
         (selectors.length > 0 ? ` (${selectors.join("; ")})` : " (the config has no Gateway)"),
     );
   }
-  if (proxy.role === "sidecar" && proxy.ips.length === 0) {
-    const policies = [...workloadPolicies(mesh.authorizationPolicies, mesh, proxy), ...workloadPolicies(mesh.requestAuthentications, mesh, proxy)];
-    for (const policy of policies) {
+  if (proxy.role === "sidecar") {
+    const scope = sidecarScope(mesh, new Registry(mesh, proxy), proxy);
+    if (scope.interception === "NONE" && !scope.sidecar?.spec.ingress?.length) {
+      const policies = [...workloadPolicies(mesh.authorizationPolicies, mesh, proxy), ...workloadPolicies(mesh.requestAuthentications, mesh, proxy)];
+      for (const policy of policies) {
+        notes.push(
+          `${policy.kind} ${policy.namespace}/${policy.name} applies to this workload's inbound traffic; this sidecar runs without traffic ` +
+            "capture (INTERCEPTION_MODE NONE) and no Sidecar ingress port, so it has no inbound listener and the policy has no effect here",
+        );
+      }
+    }
+    if (scope.interception === "NONE" && scope.outboundTrafficPolicy === "ALLOW_ANY") {
       notes.push(
-        `${policy.kind} ${policy.namespace}/${policy.name} applies to this workload's inbound traffic; this sidecar is on loopback ` +
-          "(no traffic capture), so it has no inbound listener and the policy has no effect here",
+        "outboundTrafficPolicy is ALLOW_ANY, but this sidecar runs without traffic capture (INTERCEPTION_MODE NONE): " +
+          "there is no original destination to pass requests for unknown hosts on to, so they get 502 as under REGISTRY_ONLY",
       );
     }
-    for (const service of new Registry(mesh, proxy).services()) {
+    for (const service of scope.interception === "NONE" ? scope.services : []) {
       if (service.entry.spec.resolution !== "NONE") continue;
       notes.push(
         `${service.host} (ServiceEntry ${service.entry.namespace}/${service.entry.name}) has resolution NONE: traffic goes on to the address the application dialed, ` +
-          "which only a sidecar that captures traffic knows; this sidecar is on loopback, so it gets no listener for it",
+          "which only a sidecar that captures traffic knows; this sidecar runs without capture (INTERCEPTION_MODE NONE), so it gets no listener for it",
       );
     }
   }

@@ -34,6 +34,13 @@ export interface ServicePort {
   targetPort?: number;
 }
 
+/** A service port served by a given workload (Istio's ServiceTarget): `targetPort` is where its app listens. */
+export interface ServiceInstance {
+  service: Service;
+  port: ServicePort & { protocol: string };
+  targetPort: number;
+}
+
 export class Registry {
   private readonly byHost = new Map<string, Service[]>();
   private readonly rules: DestinationRuleIndex;
@@ -133,6 +140,24 @@ export class Registry {
     // A DNS entry without endpoints resolves its hosts themselves: each host is its own service and endpoint.
     const dns = entry.spec.resolution === "DNS" || entry.spec.resolution === "DNS_ROUND_ROBIN";
     return dns ? [{ address: host }] : [];
+  }
+
+  /** The service ports whose endpoints (or selected WorkloadEntries) have one of `ips`: what a sidecar with those
+   * INSTANCE_IPS serves inbound. As in Istio, every service counts, whatever the proxy sees of the registry. */
+  instancesOf(ips: readonly string[]): ServiceInstance[] {
+    const out: ServiceInstance[] = [];
+    if (ips.length === 0) return out;
+    for (const service of [...this.byHost.values()].flat()) {
+      for (const port of service.entry.spec.ports) {
+        for (const entry of service.entries) {
+          const workload = this.workloads(entry, service.host).find((candidate) => ips.includes(candidate.address));
+          if (!workload) continue;
+          out.push({ service, port, targetPort: workload.ports?.[port.name] ?? port.targetPort ?? port.number });
+          break;
+        }
+      }
+    }
+    return out;
   }
 
   /** The DestinationRule that applies to `service` for the viewer (destination-rules.ts). */

@@ -109,6 +109,7 @@ function identityOf(node: Node | undefined): ProxyIdentity {
     ...(text(metadata.SERVICE_ACCOUNT) ? { serviceAccount: text(metadata.SERVICE_ACCOUNT) } : {}),
     ips,
     ...(locality ? { locality } : {}),
+    ...(metadata.INTERCEPTION_MODE === "NONE" || metadata.INTERCEPTION_MODE === "REDIRECT" ? { interceptionMode: metadata.INTERCEPTION_MODE } : {}),
   };
 }
 

@@ -18,7 +18,7 @@ describe("skiff bootstrap", () => {
     const run = skiff("bootstrap", "--node", "webapp-7", "--role", "sidecar", "--label", "app=webapp", "--label", "version=v2", "--xds-port", "18123", "--admin-port", "9911");
     expect(run.status).toBe(0);
     const bootstrap = parse(run.stdout);
-    expect(bootstrap.node).toEqual({ id: "webapp-7", cluster: "sidecar", metadata: { ROLE: "sidecar", LABELS: { app: "webapp", version: "v2" }, NAMESPACE: "default" } });
+    expect(bootstrap.node).toEqual({ id: "webapp-7", cluster: "sidecar", metadata: { ROLE: "sidecar", LABELS: { app: "webapp", version: "v2" }, NAMESPACE: "default", INTERCEPTION_MODE: "REDIRECT" } });
     expect(bootstrap.dynamic_resources.ads_config).toMatchObject({ api_type: "GRPC", grpc_services: [{ envoy_grpc: { cluster_name: "skiff-xds" } }] });
     expect(bootstrap.dynamic_resources.cds_config).toEqual({ ads: {}, resource_api_version: "V3" });
     expect(bootstrap.dynamic_resources.lds_config).toEqual({ ads: {}, resource_api_version: "V3" });
@@ -33,7 +33,7 @@ describe("skiff bootstrap", () => {
     expect(parse(run.stdout).node).toEqual({
       id: "r",
       cluster: "sidecar",
-      metadata: { ROLE: "sidecar", LABELS: {}, NAMESPACE: "shop", SERVICE_ACCOUNT: "reviews", INSTANCE_IPS: "198.18.0.7" },
+      metadata: { ROLE: "sidecar", LABELS: {}, NAMESPACE: "shop", SERVICE_ACCOUNT: "reviews", INSTANCE_IPS: "198.18.0.7", INTERCEPTION_MODE: "REDIRECT" },
       locality: { region: "eu", zone: "eu-1", sub_zone: "rack-3" },
     });
   });
@@ -48,6 +48,14 @@ describe("skiff bootstrap", () => {
     expect(bad.stderr).toMatch(/--xds-address.*expected an IPv4 address/);
   });
 
+  it("says how the sidecar's traffic reaches it: REDIRECT (Istio's default) or NONE (no capture)", () => {
+    expect(parse(skiff("bootstrap", "--node", "n", "--role", "sidecar", "--interception-mode", "NONE").stdout).node.metadata.INTERCEPTION_MODE).toBe("NONE");
+    expect(parse(skiff("bootstrap", "--node", "n", "--role", "gateway").stdout).node.metadata.INTERCEPTION_MODE).toBeUndefined();
+    const run = skiff("bootstrap", "--node", "n", "--role", "sidecar", "--interception-mode", "TPROXY");
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toMatch(/--interception-mode.*expected REDIRECT or NONE/);
+  });
+
   it("uses delta xDS with --delta", () => {
     expect(parse(skiff("bootstrap", "--node", "n", "--role", "gateway", "--delta").stdout).dynamic_resources.ads_config.api_type).toBe("DELTA_GRPC");
   });
@@ -60,7 +68,7 @@ describe("skiff bootstrap", () => {
 
   it("is what envoy-configs/xds-gateway.yaml and xds-sidecar.yaml hold", () => {
     const gateway = skiff("bootstrap", "--node", "gateway-1", "--role", "gateway", "--label", "istio=ingressgateway").stdout;
-    const sidecar = skiff("bootstrap", "--node", "webapp-1", "--role", "sidecar", "--label", "app=webapp", "--label", "version=v1", "--admin-port", "9902").stdout;
+    const sidecar = skiff("bootstrap", "--node", "webapp-1", "--role", "sidecar", "--label", "app=webapp", "--label", "version=v1", "--interception-mode", "NONE", "--admin-port", "9902").stdout;
     expect(readFileSync(join(PROJECT_ROOT, "envoy-configs/xds-gateway.yaml"), "utf8")).toBe(gateway);
     expect(readFileSync(join(PROJECT_ROOT, "envoy-configs/xds-sidecar.yaml"), "utf8")).toBe(sidecar);
   });

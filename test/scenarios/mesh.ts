@@ -187,5 +187,5 @@ export async function startCatalogVersions(port: number, v2: Omit<UpstreamOption
   };
 }
 
-export const SIDECAR: ProxyIdentity = { nodeId: "webapp-sidecar", role: "sidecar", labels: { app: "webapp" }, namespace: "default", ips: [] };
+export const SIDECAR: ProxyIdentity = { nodeId: "webapp-sidecar", role: "sidecar", labels: { app: "webapp" }, namespace: "default", ips: [], interceptionMode: "NONE" };
 export const GATEWAY: ProxyIdentity = { nodeId: "ingressgateway", role: "gateway", labels: { istio: "ingressgateway" }, namespace: "default", ips: [] };

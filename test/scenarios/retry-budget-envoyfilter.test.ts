@@ -44,7 +44,7 @@ spec:
               min_retry_concurrency: 0
 `,
       },
-      { nodeId: "simple-web", role: "sidecar", labels: { app: "simple-web" }, namespace: "shop", ips: [] },
+      { nodeId: "simple-web", role: "sidecar", labels: { app: "simple-web" }, namespace: "shop", ips: [], interceptionMode: "NONE" },
     );
   });
 

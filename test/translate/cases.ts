@@ -6,10 +6,15 @@ import { wasmModulePath } from "../../control/sources/index.js";
 import { type ProxyIdentity, type ProxyResources, type TranslationContext, TypeUrl } from "../../control/resources.js";
 
 const gateway: ProxyIdentity = { nodeId: "ingress", role: "gateway", labels: { istio: "ingressgateway" }, namespace: "default", ips: [] };
-export const webapp: ProxyIdentity = { nodeId: "webapp", role: "sidecar", labels: { app: "webapp" }, namespace: "default", ips: [] };
-const simpleWeb: ProxyIdentity = { nodeId: "simple-web", role: "sidecar", labels: { app: "simple-web" }, namespace: "istioinaction", ips: [] };
+// Sidecars without capture (INTERCEPTION_MODE NONE): the loopback layout, listeners on 127.0.0.1 per service port.
+export const webapp: ProxyIdentity = { nodeId: "webapp", role: "sidecar", labels: { app: "webapp" }, namespace: "default", ips: [], interceptionMode: "NONE" };
+const simpleWeb: ProxyIdentity = { nodeId: "simple-web", role: "sidecar", labels: { app: "simple-web" }, namespace: "istioinaction", ips: [], interceptionMode: "NONE" };
+
+/** A sidecar in a pod with capture (REDIRECT, Istio's default): the webapp pod at 198.18.0.2. */
+export const capturedWebapp: ProxyIdentity = { nodeId: "webapp-pod", role: "sidecar", labels: { app: "webapp" }, namespace: "default", ips: ["198.18.0.2"], interceptionMode: "REDIRECT" };
 
 export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
+  ["sidecar-capture", capturedWebapp],
   ["gateway-hosts", gateway],
   ["mesh-routing", webapp],
   ["wasm-plugins", gateway],

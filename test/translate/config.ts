@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { formatConfigError, loadConfigDir } from "../../control/sources/index.js";
 import { meshWarnings } from "../../control/translate/warnings.js";
-import { translate } from "../../control/translate/index.js";
+import { translate, translationNotes } from "../../control/translate/index.js";
 import { type ProxyIdentity, type ProxyResources, TypeUrl } from "../../control/resources.js";
 import { testContext } from "./cases.js";
 
@@ -32,6 +32,8 @@ export function configFolder(files: Record<string, string>, options: { namespace
     /** Warnings as `skiff validate` prints them. */
     warnings: () => meshWarnings(loaded.mesh).map(formatConfigError),
     translate: (proxy: ProxyIdentity) => byName(translate(loaded.mesh, testContext(dir, proxy))),
+    /** What the control plane logs and proxy-status shows about this proxy's translation. */
+    notes: (proxy: ProxyIdentity) => translationNotes(loaded.mesh, proxy),
   };
 }
 

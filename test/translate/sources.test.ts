@@ -51,7 +51,8 @@ describe("loadConfigDir", () => {
     expect(errors).toEqual([]);
     expect(mesh.serviceEntries.map((s) => `${s.namespace}/${s.name} ${s.file}`)).toEqual(["shop/a services.yaml", "shop/b services.yaml", "shop/c services.yaml"]);
     expect(mesh.virtualServices[0]!.spec.http[0]!.route.map((r) => r.weight)).toEqual([90, 10]);
-    expect(mesh.outboundTrafficPolicy).toBe("REGISTRY_ONLY");
+    // Istio's default when meshconfig.yaml says nothing.
+    expect(mesh.outboundTrafficPolicy).toBe("ALLOW_ANY");
   });
 
   it("names file, resource and field for a bad value, and drops only that file", () => {
@@ -127,16 +128,16 @@ spec:
     writeFileSync(join(dir, "c.yaml"), `apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: { name: rb }\nspec:\n  url: missing.wasm\n`);
     writeFileSync(join(dir, "module.wasm"), "\0asm\x01\0\0\0");
     writeFileSync(join(dir, "g.yaml"), `apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: { name: pinned }\nspec:\n  url: module.wasm\n  sha256: "${"0".repeat(64)}"\n`);
-    writeFileSync(join(dir, "d.yaml"), `apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: { name: s }\nspec: {}\n`);
+    writeFileSync(join(dir, "d.yaml"), `apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nmetadata: { name: s }\nspec: {}\n`);
     writeFileSync(join(dir, "e.yaml"), serviceEntry("dup"));
     writeFileSync(join(dir, "f.yaml"), serviceEntry("dup"));
-    writeFileSync(join(dir, "meshconfig.yaml"), "outboundTrafficPolicy: { mode: ALLOW_ANY }\n");
+    writeFileSync(join(dir, "meshconfig.yaml"), "outboundTrafficPolicy: { mode: SOMETIMES }\n");
     const byFile = new Map<string, ConfigError>(loadConfigDir(dir).errors.map((e) => [e.file, e]));
     expect(byFile.get("a.yaml")).toMatchObject({ resource: "ServiceEntry shop/catalog", field: "apiVersion" });
     expect(byFile.get("b.yaml")?.message).toMatch(/^not valid YAML/);
     expect(byFile.get("c.yaml")).toMatchObject({ resource: "WasmPlugin default/rb", field: "spec.url", message: expect.stringContaining("does not exist") });
     expect(byFile.get("g.yaml")).toMatchObject({ resource: "WasmPlugin default/pinned", field: "spec.sha256", message: expect.stringMatching(/^the module's sha256 is [0-9a-f]{64}$/) });
-    expect(byFile.get("d.yaml")).toMatchObject({ resource: "Sidecar default/s", field: "kind" });
+    expect(byFile.get("d.yaml")).toMatchObject({ resource: "ProxyConfig default/s", field: "kind" });
     expect(byFile.get("f.yaml")).toMatchObject({ resource: "ServiceEntry shop/dup", message: expect.stringContaining("already defined in e.yaml") });
     expect(byFile.get("meshconfig.yaml")).toMatchObject({ field: "outboundTrafficPolicy.mode" });
     expect(byFile.has("e.yaml")).toBe(false);

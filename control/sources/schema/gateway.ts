@@ -7,7 +7,7 @@ const gatewayServer = z.strictObject({
   port: z.strictObject({
     number: z.number().int().min(1).max(65535),
     name: z.string().optional(),
-    protocol: z.enum(["HTTP", "HTTP2", "HTTPS"]),
+    protocol: z.enum(["HTTP", "HTTP2", "HTTPS", "TCP", "TLS"]),
   }),
   hosts: z.array(z.string().min(1)).min(1),
   tls: z

@@ -8,6 +8,7 @@ import { destinationRuleSpec } from "./destination-rule.js";
 import { envoyFilterSpec } from "./envoy-filter.js";
 import { gatewaySpec } from "./gateway.js";
 import { serviceEntrySpec, workloadEntrySpec } from "./service-entry.js";
+import { sidecarSpec } from "./sidecar.js";
 import { virtualServiceSpec } from "./virtual-service.js";
 import { wasmPluginSpec } from "./wasm-plugin.js";
 import { authorizationPolicySpec } from "./authorization-policy.js";
@@ -19,6 +20,7 @@ export * from "./envoy-filter.js";
 export * from "./gateway.js";
 export * from "./mesh-config.js";
 export * from "./service-entry.js";
+export * from "./sidecar.js";
 export * from "./virtual-service.js";
 export * from "./wasm-plugin.js";
 export * from "./authorization-policy.js";
@@ -30,6 +32,7 @@ export const KINDS = {
   DestinationRule: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: destinationRuleSpec },
   ServiceEntry: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: serviceEntrySpec },
   WorkloadEntry: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: workloadEntrySpec },
+  Sidecar: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: sidecarSpec },
   EnvoyFilter: { group: "networking.istio.io", versions: ["v1alpha3"], spec: envoyFilterSpec },
   WasmPlugin: { group: "extensions.istio.io", versions: ["v1alpha1"], spec: wasmPluginSpec },
   AuthorizationPolicy: { group: "security.istio.io", versions: ["v1beta1", "v1"], spec: authorizationPolicySpec },

@@ -3,13 +3,8 @@ import { z } from "zod";
 import { dnsLabel } from "./common.js";
 
 export const meshConfigSchema = z.strictObject({
-  outboundTrafficPolicy: z
-    .strictObject({
-      mode: z.literal("REGISTRY_ONLY", {
-        message: 'only "REGISTRY_ONLY" is supported: without traffic capture there is no original destination to pass through to',
-      }),
-    })
-    .optional(),
+  /** ALLOW_ANY (Istio's default) or REGISTRY_ONLY. */
+  outboundTrafficPolicy: z.strictObject({ mode: z.enum(["ALLOW_ANY", "REGISTRY_ONLY"]) }).optional(),
   /** Istio's config root namespace: EnvoyFilters (and TrafficExtensions) there apply to proxies of every namespace. */
   rootNamespace: dnsLabel.optional(),
 });

@@ -15,7 +15,8 @@ export const workloadEntrySpec = z.strictObject({
 });
 export type WorkloadEntrySpec = z.infer<typeof workloadEntrySpec>;
 
-export const SERVICE_PROTOCOLS = ["HTTP", "HTTP2", "GRPC"] as const;
+// TCP, and TLS/HTTPS (TLS the sidecar passes through, told apart by SNI), as Istio reads them.
+export const SERVICE_PROTOCOLS = ["HTTP", "HTTP2", "GRPC", "TCP", "TLS", "HTTPS"] as const;
 
 export const serviceEntrySpec = z
   .strictObject({

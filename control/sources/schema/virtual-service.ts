@@ -68,9 +68,40 @@ const httpRoute = z.strictObject({
 });
 export type HttpRoute = z.infer<typeof httpRoute>;
 
-export const virtualServiceSpec = z.strictObject({
-  hosts: z.array(z.string().min(1)).min(1),
+/** `tcp` and `tls` route destinations: one, or several with weights adding up to 100 (Istio's RouteDestination). */
+const routeDestinations = z
+  .array(z.strictObject({ destination, weight: z.number().int().min(0).max(100).optional() }))
+  .min(1)
+  .refine((routes) => routes.length === 1 || routes.every((r) => r.weight !== undefined), { message: "every destination needs a weight when there are several" })
+  .refine((routes) => routes.length === 1 || routes.reduce((sum, r) => sum + (r.weight ?? 0), 0) === 100, { message: "weights must add up to 100" });
+
+/** Match conditions Skiff evaluates when it generates a proxy's config (Istio's static predicates). */
+const l4Match = {
+  port: z.number().int().min(1).max(65535).optional(),
   gateways: z.array(z.string().min(1)).optional(),
-  http: z.array(httpRoute).min(1),
-  exportTo: exportTo.optional(),
+  sourceLabels: z.record(z.string(), z.string()).optional(),
+  sourceNamespace: z.string().min(1).optional(),
+};
+
+const tlsRoute = z.strictObject({
+  match: z.array(z.strictObject({ sniHosts: z.array(z.string().min(1)).min(1), ...l4Match })).min(1),
+  route: routeDestinations,
 });
+export type TlsRoute = z.infer<typeof tlsRoute>;
+
+const tcpRoute = z.strictObject({
+  match: z.array(z.strictObject(l4Match)).optional(),
+  route: routeDestinations,
+});
+export type TcpRoute = z.infer<typeof tcpRoute>;
+
+export const virtualServiceSpec = z
+  .strictObject({
+    hosts: z.array(z.string().min(1)).min(1),
+    gateways: z.array(z.string().min(1)).optional(),
+    http: z.array(httpRoute).default([]),
+    tls: z.array(tlsRoute).default([]),
+    tcp: z.array(tcpRoute).default([]),
+    exportTo: exportTo.optional(),
+  })
+  .refine((vs) => vs.http.length + vs.tls.length + vs.tcp.length > 0, { message: "needs http, tls or tcp routes" });
