@@ -252,10 +252,11 @@ describe("ServiceEntry resolution, addresses, exportTo, workloadSelector and end
 
   it("NONE: a capturing sidecar connects to the address the application dialed (ORIGINAL_DST); a loopback one gets no listener", () => {
     const config = configFolder({ "se.yaml": entry("api", "shop", `  hosts: [api.example.com]\n  ports: [{ number: 8081, name: http, targetPort: 8443 }]\n`) });
-    const captured = config.translate({ ...sidecarProxy(), ips: ["198.18.0.2"] });
+    const captured = config.translate({ ...sidecarProxy(), ips: ["198.18.0.2"], interceptionMode: "REDIRECT" });
     expect(captured.clusters.get("outbound|8081||api.example.com")).toMatchObject({ type: "ORIGINAL_DST", lb_policy: "CLUSTER_PROVIDED", original_dst_lb_config: { upstream_port_override: 8443 } });
-    expect(captured.listeners.has("127.0.0.1_8081")).toBe(true);
-    expect(config.translate(sidecarProxy()).listeners.has("127.0.0.1_8081")).toBe(false);
+    expect(captured.listeners.has("0.0.0.0_8081")).toBe(true);
+    const loopback = config.translate({ ...sidecarProxy(), interceptionMode: "NONE" });
+    expect([loopback.listeners.has("127.0.0.1_8081"), loopback.routes.has("8081")]).toEqual([false, false]);
   });
 
   it("addresses name the service too (virtual host domains)", () => {
