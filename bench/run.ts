@@ -9,18 +9,23 @@ import { runCost } from "./cost/run.js";
 import { runFilters } from "./filters/run.js";
 import { runInstructions } from "./sdk-vs-peer/instructions.js";
 import { runSdkVsPeer } from "./sdk-vs-peer/run.js";
+import { runSidecars } from "./sidecars/run.js";
+import { hasNetAdmin } from "../control/mesh/host.js";
 import { writeResultsSection } from "./lib/results.js";
 
-const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters", "cost"] as const;
+const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters", "cost", "sidecars"] as const;
 const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
   "sdk-vs-peer": "SDK vs peer (issue 3, item 7): size, guest time, inside Envoy",
   instructions: "SDK vs peer: instructions per request (valgrind)",
   filters: "Filters (issue 4): latency added and one-worker capacity, against no filter and Envoy's native features",
   cost: "Cost against the floor (issue 10): Envoy CPU and Envoy instructions per request, the SDK and every filter",
+  sidecars: "Two sidecars (issue 8, item 8): latency added between two pods at a fixed rate, against the direct call",
 };
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" } } });
-const which = positionals.length > 0 ? positionals : [...BENCHMARKS];
+// The sidecar benchmark makes pods (root only); run without root and without naming it, the others still run.
+const which = positionals.length > 0 ? positionals : BENCHMARKS.filter((name) => name !== "sidecars" || hasNetAdmin());
+if (!which.includes("sidecars") && positionals.length === 0) console.log("not root: the sidecars benchmark (pods) is skipped");
 for (const name of which) if (!(BENCHMARKS as readonly string[]).includes(name)) throw new Error(`unknown benchmark ${name}; have ${BENCHMARKS.join(", ")}`);
 
 // --quick: a smoke run to check the harness (numbers not worth reporting).
@@ -28,6 +33,7 @@ const envoyOptions: CompareOptions = values.quick
   ? { rounds: 1, rate: 500, latencyDurationMs: 1500, maxRateDurationS: 2, maxRateConnections: 16 }
   : { rounds: Number(values.rounds ?? 8), rate: 1000, latencyDurationMs: 3000, maxRateDurationS: 3, maxRateConnections: 16 };
 const guestOptions = values.quick ? { rounds: 2, requestsPerRound: 10_000 } : { rounds: 15, requestsPerRound: 40_000 };
+const sidecarOptions = values.quick ? { rounds: 1, rate: 500, durationMs: 1500 } : { rounds: Number(values.rounds ?? 8), rate: 1000, durationMs: 3000 };
 const instructionOptions = values.quick ? { warmupS: 3, windowS: 3, windows: 1 } : { warmupS: 10, windowS: 6, windows: 2 };
 
 function log(line: string): void {
@@ -46,6 +52,7 @@ await benchSession(async () => {
       name === "sdk-vs-peer" ? await runSdkVsPeer(envoyOptions, guestOptions, log)
       : name === "instructions" ? await runInstructions(log)
       : name === "cost" ? await runCost(envoyOptions, instructionOptions, log)
+      : name === "sidecars" ? await runSidecars(sidecarOptions, log)
       : await runFilters(envoyOptions, log);
     const header = [
       `## ${TITLES[name as (typeof BENCHMARKS)[number]]}`,
@@ -55,6 +62,7 @@ await benchSession(async () => {
         `(other engineers' test runs share the two cores); Envoy ${facts.envoy}, --concurrency 1, pinned to CPU 0; ` +
         `load generators, upstream Envoy and Node on CPU 1; Node ${facts.node}; ${facts.wrk}. Git commit ${gitHead()}.`,
       name === "instructions" ? "" :
+      name === "sidecars" ? `${sidecarOptions.rounds} rounds, each variant per round: ${sidecarOptions.durationMs / 1000} s at ${sidecarOptions.rate} req/s (open loop from the client pod, 8+ keep-alive connections); both sidecars on CPU 0, the load generator and the server app on CPU 1.` :
         `Envoy runs: ${envoyOptions.rounds} rounds, each variant per round: ${envoyOptions.latencyDurationMs / 1000} s at ${envoyOptions.rate} req/s (open loop, 8+ keep-alive connections), then ${envoyOptions.maxRateDurationS} s of wrk -t1 -c${envoyOptions.maxRateConnections}.`,
       "",
     ].join("\n");

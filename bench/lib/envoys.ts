@@ -19,20 +19,27 @@ async function startPinned(bootstrap: Record<string, unknown>, cpu: number): Pro
   return { envoy, pid, port: await envoy.listenerPort() };
 }
 
-/** An Envoy that answers every request with 200 and a small JSON body (202 to Zipkin span reports, as a collector
- * does), on the load CPU. */
+/** The bootstrap of an Envoy that answers every request with 200 and a small JSON body (202 to Zipkin span reports,
+ * as a collector does), on 127.0.0.1 and a free port unless told otherwise (a server app in a pod: 0.0.0.0:8080). */
+export function fastUpstreamBootstrap(listen?: { address: string; port: number }): Record<string, unknown> {
+  const bootstrap = staticBootstrap({
+    clusters: {},
+    routes: [
+      { match: { prefix: "/api/v2/spans" }, direct_response: { status: 202 } },
+      { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: '{"upstream":"bench","ok":true}' } } },
+    ],
+    virtualHost: { response_headers_to_add: [{ header: { key: "x-upstream", value: "bench" } }] },
+  });
+  if (listen) {
+    const [listener] = (bootstrap.static_resources as { listeners: Array<{ address: unknown }> }).listeners;
+    listener.address = { socket_address: { address: listen.address, port_value: listen.port } };
+  }
+  return bootstrap;
+}
+
+/** The fast upstream, on the load CPU. */
 export function startFastUpstream(): Promise<PinnedEnvoy> {
-  return startPinned(
-    staticBootstrap({
-      clusters: {},
-      routes: [
-        { match: { prefix: "/api/v2/spans" }, direct_response: { status: 202 } },
-        { match: { prefix: "/" }, direct_response: { status: 200, body: { inline_string: '{"upstream":"bench","ok":true}' } } },
-      ],
-      virtualHost: { response_headers_to_add: [{ header: { key: "x-upstream", value: "bench" } }] },
-    }),
-    LOAD_CPU,
-  );
+  return startPinned(fastUpstreamBootstrap(), LOAD_CPU);
 }
 
 export interface VariantSpec {

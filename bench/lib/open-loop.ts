@@ -7,6 +7,8 @@ import { once } from "node:events";
 import { connect, type Socket } from "node:net";
 
 export interface OpenLoopOptions {
+  /** Where to send (default 127.0.0.1; from a pod, another pod's address). */
+  host?: string;
   port: number;
   /** Requests per second. */
   rate: number;
@@ -68,7 +70,7 @@ export async function openLoop(options: OpenLoopOptions): Promise<OpenLoopResult
 
   /** A new connection; writes made before it is connected are queued by Node. */
   const open = (): Connection => {
-      const socket = connect({ host: "127.0.0.1", port: options.port, noDelay: true });
+      const socket = connect({ host: options.host ?? "127.0.0.1", port: options.port, noDelay: true });
       const connection: Connection = { socket, busy: false, sentAt: 0n, received: [], receivedBytes: 0 };
       all.push(connection);
       socket.on("error", () => socket.destroy());

@@ -3,3 +3,7 @@
 import { describe, inject } from "vitest";
 
 export const describeE2E = inject("skipE2E") ? describe.skip : describe;
+
+/** `describe` for tests that need pods (pods.ts; root: CAP_NET_ADMIN). Without it they are skipped with a notice,
+ * except in CI (CI=true), where global-setup.ts fails the run instead. */
+export const describePods = inject("skipPods") ? describe.skip : describe;

@@ -23,9 +23,9 @@ export interface EnvoyOptions {
   /** Serve the bootstrap's listeners from a file (LDS from the filesystem) instead, so that a test can change them
    * while Envoy runs, with publishListeners(). */
   listenersFromFile?: boolean;
-  /** Run Envoy in a pod (see pods.ts) as a sidecar: in its network namespace, as `uid` (and gid), with its admin on
-   * the pod's address, port 15000 (excluded from capture), where the host reaches it. */
-  pod?: { netns: string; address: string; uid: number };
+  /** Run Envoy in a pod (see pods.ts): in its network namespace, as `uid` (and gid), with its admin on the pod's
+   * address, port `adminPort` (default 15000, the sidecar's, excluded from capture), where the host reaches it. */
+  pod?: { netns: string; address: string; uid: number; adminPort?: number };
   /** A command that runs Envoy, e.g. ["valgrind", "--tool=callgrind"] (the benchmark counts Envoy's instructions);
    * `pid` is then that command's. */
   wrapper?: string[];
@@ -65,7 +65,7 @@ export class Envoy {
     const dir = mkdtempSync(join(tmpdir(), "skiff-envoy-"));
     const bootstrap = typeof options.bootstrap === "string" ? (parse(options.bootstrap) as Record<string, unknown>) : structuredClone(options.bootstrap);
     const adminHost = options.pod?.address ?? "127.0.0.1";
-    bootstrap.admin = { address: { socket_address: { address: adminHost, port_value: options.pod ? SIDECAR_ADMIN_PORT : 0 } } };
+    bootstrap.admin = { address: { socket_address: { address: adminHost, port_value: options.pod ? (options.pod.adminPort ?? SIDECAR_ADMIN_PORT) : 0 } } };
     const listenerFile = join(dir, "listeners.json");
     if (options.listenersFromFile) {
       writeListenerFile(listenerFile, bootstrap);

@@ -8,7 +8,6 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { describe, inject } from "vitest";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { bootstrap } from "../../control/bootstrap/bootstrap.js";
 import { type ControlPlane, type ControlPlaneOptions, startControlPlane } from "../../control/control-plane.js";
@@ -18,10 +17,6 @@ import type { RequestOptions, Response, Tally } from "./client.js";
 import { type Envoy, startEnvoy } from "./envoy.js";
 import { CHILD_MARKER, type Stoppable, testRunId, track, untrack } from "./processes.js";
 import type { ReceivedRequest } from "./upstream.js";
-
-/** `describe` for tests that need pods (root: CAP_NET_ADMIN). Without it they are skipped with a notice, except in CI
- * (CI=true), where global-setup.ts fails the run instead. */
-export const describePods = inject("skipPods") ? describe.skip : describe;
 
 /** A mesh network for one test file, removed with everything in it by stop() (or the harness's teardown). */
 export class MeshNetwork implements Stoppable {
@@ -146,9 +141,11 @@ export class TestPod {
     return { status: result.status, stdout: result.stdout, stderr: result.stderr };
   }
 
-  /** Starts the pod's app (pod-agent.ts): echo servers, HTTP clients and TCP connects inside the pod. */
-  async startApp(options: { uid?: number } = {}): Promise<PodApp> {
-    const app = await PodApp.start(this, options.uid);
+  /** Starts the pod's app (pod-agent.ts): echo servers, HTTP clients and TCP connects inside the pod. `agent` runs
+   * another script that speaks the same line protocol instead (path from the project root; e.g. the benchmark's load
+   * generator), used through `call()`. */
+  async startApp(options: { uid?: number; agent?: string } = {}): Promise<PodApp> {
+    const app = await PodApp.start(this, options.uid, options.agent ?? "test/harness/pod-agent.ts");
     this.mesh.adopt(app);
     return app;
   }
@@ -218,8 +215,8 @@ export class PodApp implements Stoppable {
     this.exited = new Promise((resolve) => child.once("close", () => resolve()));
   }
 
-  static async start(pod: TestPod, uid?: number): Promise<PodApp> {
-    const [binary, ...args] = podCommand(pod.netns, [process.execPath, "--import", "tsx", join(PROJECT_ROOT, "test/harness/pod-agent.ts")], uid);
+  static async start(pod: TestPod, uid: number | undefined, agent: string): Promise<PodApp> {
+    const [binary, ...args] = podCommand(pod.netns, [process.execPath, "--import", "tsx", join(PROJECT_ROOT, agent)], uid);
     const child = spawn(binary, args, { cwd: PROJECT_ROOT, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, [CHILD_MARKER]: testRunId() } });
     const app = new PodApp(pod, child);
     child.stderr!.on("data", (chunk: Buffer) => (app.stderr = (app.stderr + chunk.toString()).slice(-8000)));
@@ -236,7 +233,12 @@ export class PodApp implements Stoppable {
     return app;
   }
 
-  private async call<T>(command: Record<string, unknown>): Promise<T> {
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Sends one command (`{ op, ...arguments }`) and waits for its answer; a failure in the pod throws a PodError. */
+  async call<T>(command: Record<string, unknown>): Promise<T> {
     const id = this.nextId++;
     const answer = await new Promise<AgentAnswer>((resolve) => {
       this.pending.set(id, resolve);

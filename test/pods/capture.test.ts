@@ -1,68 +1,14 @@
 // istio-init's capture rules with real sidecar Envoys (issue 8 item 1): an app's outbound TCP is redirected to its
 // sidecar's 15001, inbound TCP to the receiving pod's sidecar on 15006, which delivers it from 127.0.0.6; the sidecar's
-// own traffic (uid 1337), loopback and excluded ports are left alone. The sidecars here are a small hand-written
+// own traffic (uid 1337), loopback and excluded ports are left alone. The sidecars here run the harness's hand-written
 // passthrough config (original_dst listeners that stamp a header), to test the capture rules themselves.
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { INBOUND_PASSTHROUGH_SOURCE, PROXY_UID } from "../../control/mesh/capture.js";
+import { passthroughSidecarBootstrap } from "../harness/passthrough-sidecar.js";
 import type { Envoy } from "../harness/envoy.js";
-import { describePods, type MeshNetwork, type PodApp, startMeshNetwork, type TestPod } from "../harness/pods.js";
-
-const ROUTER = { name: "envoy.filters.http.router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } };
-
-/** A listener on 0.0.0.0:port that restores the original destination and passes HTTP on to it, adding `header`. */
-function passthroughListener(name: string, port: number, cluster: string, header: Record<string, string>) {
-  return {
-    name,
-    address: { socket_address: { address: "0.0.0.0", port_value: port } },
-    listener_filters: [
-      { name: "envoy.filters.listener.original_dst", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst" } },
-    ],
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: "envoy.filters.network.http_connection_manager",
-            typed_config: {
-              "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-              stat_prefix: name,
-              route_config: {
-                virtual_hosts: [
-                  {
-                    name: "all",
-                    domains: ["*"],
-                    routes: [{ match: { prefix: "/" }, route: { cluster } }],
-                    request_headers_to_add: Object.entries(header).map(([key, value]) => ({ header: { key, value } })),
-                  },
-                ],
-              },
-              http_filters: [ROUTER],
-            },
-          },
-        ],
-      },
-    ],
-  };
-}
-
-/** Istio's sidecar in miniature: 15001 outbound to the original destination; 15006 inbound to the app, from
- * 127.0.0.6 as Istio's InboundPassthroughCluster binds. */
-function sidecarBootstrap(pod: string): Record<string, unknown> {
-  const originalDst = (name: string, extra: Record<string, unknown> = {}) => ({ name, type: "ORIGINAL_DST", lb_policy: "CLUSTER_PROVIDED", connect_timeout: "1s", ...extra });
-  return {
-    node: { id: `sidecar~${pod}`, cluster: pod },
-    static_resources: {
-      listeners: [
-        passthroughListener("virtualOutbound", 15001, "PassthroughCluster", { "x-outbound-sidecar": pod }),
-        passthroughListener("virtualInbound", 15006, "InboundPassthroughCluster", { "x-inbound-sidecar": pod }),
-      ],
-      clusters: [
-        originalDst("PassthroughCluster"),
-        originalDst("InboundPassthroughCluster", { upstream_bind_config: { source_address: { address: INBOUND_PASSTHROUGH_SOURCE, port_value: 0 } } }),
-      ],
-    },
-  };
-}
+import { describePods } from "../harness/e2e.js";
+import { type MeshNetwork, type PodApp, startMeshNetwork, type TestPod } from "../harness/pods.js";
 
 describePods("traffic capture", () => {
   let mesh: MeshNetwork;
@@ -78,8 +24,8 @@ describePods("traffic capture", () => {
     client = mesh.addPod("client", { capture: { excludeOutboundPorts: [9090] } });
     server = mesh.addPod("server", { capture: { excludeInboundPorts: [9091] } });
     [clientSidecar, serverSidecar] = await Promise.all([
-      client.startSidecar({ bootstrap: sidecarBootstrap("client") }),
-      server.startSidecar({ bootstrap: sidecarBootstrap("server") }),
+      client.startSidecar({ bootstrap: passthroughSidecarBootstrap("client") }),
+      server.startSidecar({ bootstrap: passthroughSidecarBootstrap("server") }),
     ]);
     [clientApp, serverApp] = await Promise.all([client.startApp(), server.startApp()]);
     for (const port of [8080, 9090, 9091]) await serverApp.listen(port);

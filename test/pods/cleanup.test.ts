@@ -11,7 +11,8 @@ import { run } from "../../control/mesh/host.js";
 import { deleteMesh, type MeshRecord, type PodRecord, podCommand } from "../../control/mesh/mesh.js";
 import { readMesh, STATE_DIR } from "../../control/mesh/state.js";
 import { CHILD_MARKER, testRunId } from "../harness/processes.js";
-import { describePods, type MeshNetwork, startMeshNetwork } from "../harness/pods.js";
+import { describePods } from "../harness/e2e.js";
+import { type MeshNetwork, startMeshNetwork } from "../harness/pods.js";
 
 function alive(pid: number): boolean {
   try {

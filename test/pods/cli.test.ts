@@ -8,7 +8,7 @@ import { expect, it } from "vitest";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { run } from "../../control/mesh/host.js";
 import { STATE_DIR } from "../../control/mesh/state.js";
-import { describePods } from "../harness/pods.js";
+import { describePods } from "../harness/e2e.js";
 
 function skiff(args: string[], options: { asUid?: number } = {}): { status: number | null; stdout: string; stderr: string } {
   const command = [process.execPath, "--import", "tsx", join(PROJECT_ROOT, "control/cli/main.ts"), ...args];

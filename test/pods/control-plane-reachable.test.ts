@@ -10,7 +10,8 @@ import { startControlPlane } from "../../control/control-plane.js";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import type { Envoy } from "../harness/envoy.js";
 import { waitFor } from "../harness/envoy.js";
-import { describePods, type MeshControlPlane, type MeshNetwork, type PodApp, startMeshNetwork, type TestPod } from "../harness/pods.js";
+import { describePods } from "../harness/e2e.js";
+import { type MeshControlPlane, type MeshNetwork, type PodApp, startMeshNetwork, type TestPod } from "../harness/pods.js";
 
 const CATALOG_PORT = 8080;
 const execFileAsync = promisify(execFile);

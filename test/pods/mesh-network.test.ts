@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { run } from "../../control/mesh/host.js";
 import { startUpstream } from "../harness/upstream.js";
-import { describePods, type MeshNetwork, PodError, startMeshNetwork, type TestPod } from "../harness/pods.js";
+import { describePods } from "../harness/e2e.js";
+import { type MeshNetwork, PodError, startMeshNetwork, type TestPod } from "../harness/pods.js";
 
 /** A packet counter of the pod's eth0: what it sent onto the bridge, or received from it. */
 function packets(pod: TestPod, direction: "tx" | "rx"): number {
