@@ -42,6 +42,7 @@ spec:
   endpoints: [{ address: ${catalog.address} }]
 `,
     });
+    mesh.addService("catalog.shop.svc.cluster.local");
     sidecar = await webapp.startSidecar({ bootstrap: webapp.sidecarBootstrap(controlPlane) });
     app = await webapp.startApp();
   });
@@ -56,9 +57,11 @@ spec:
     await waitFor(() => ["Cluster", "Listener"].every((type) => synced()?.types[type]?.status === "SYNCED"), "the sidecar's clusters and listeners SYNCED");
   });
 
-  it("routes the app's calls with the configuration it got", async () => {
-    await waitFor(async () => (await sidecar.admin("/listeners")).includes(`:${CATALOG_PORT}`), "the sidecar's catalog listener");
-    const response = await app.request("127.0.0.1", CATALOG_PORT, { headers: { host: "catalog.shop.svc.cluster.local" } });
+  it("routes the app's captured calls with the configuration it got", async () => {
+    // The service's name resolves to a service address in every pod; the sidecar captures the call and routes it by
+    // its Host to the ServiceEntry's endpoint, the catalog pod.
+    await waitFor(async () => (await sidecar.admin("/listeners")).includes(`0.0.0.0:${CATALOG_PORT}`), "the sidecar's outbound listener for the catalog port");
+    const response = await app.request("catalog.shop.svc.cluster.local", CATALOG_PORT);
     expect(response.status).toBe(200);
     expect(response.headers["x-upstream"]).toBe("catalog");
     expect(JSON.parse(response.body).remoteAddress).toBe(webapp.address);
