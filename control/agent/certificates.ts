@@ -36,8 +36,14 @@ export const GRACE_PERIOD_RATIO = 0.5;
 const JITTER = 0.01;
 
 /** Options every channel to the control plane uses: its serving certificate names CONTROL_PLANE_NAME whatever
- * address is dialled, as istiod's names istiod.istio-system.svc. */
-export const CONTROL_PLANE_CHANNEL_OPTIONS = { "grpc.ssl_target_name_override": CONTROL_PLANE_NAME, "grpc.default_authority": CONTROL_PLANE_NAME };
+ * address is dialled, as istiod's names istiod.istio-system.svc. No limit on what it receives: every Wasm module
+ * travels inline in ECDS, so one xDS response is as large as the modules it carries (grpc-js refuses messages over
+ * 4 MiB by default; Envoy's own gRPC client has no such limit, and the relay must not add one). */
+export const CONTROL_PLANE_CHANNEL_OPTIONS = {
+  "grpc.ssl_target_name_override": CONTROL_PLANE_NAME,
+  "grpc.default_authority": CONTROL_PLANE_NAME,
+  "grpc.max_receive_message_length": -1,
+};
 
 /** Channel credentials to the control plane: its root, plus this workload's certificate once it has one. */
 export function controlPlaneCredentials(rootPem: string, certificate?: WorkloadCertificate): ChannelCredentials {

@@ -15,31 +15,11 @@ import { send } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";
 import { type Envoy, startEnvoy } from "../harness/envoy.js";
 import { startUpstream, type Upstream } from "../harness/upstream.js";
+import { MiB, moduleVariant } from "../harness/wasm-modules.js";
 import { meshResources } from "./fixtures.js";
 import { steadyLoad } from "./load.js";
 
 const HELLO = readFileSync(`${PROJECT_ROOT}/build/filters/hello.wasm`);
-
-/** The hello module with a custom section appended: another module (another sha256) that behaves the same, padded to
- * at least `size` bytes (V8 skips custom sections, so padding costs transfer and memory, not compilation). */
-function variant(bytes: Uint8Array, tag: string, size = 0): Uint8Array {
-  const name = Buffer.from("skiff-variant");
-  const padding = Buffer.alloc(Math.max(0, size - bytes.length), tag);
-  const payload = Buffer.concat([leb128(name.length), name, Buffer.from(tag), padding]);
-  return Buffer.concat([bytes, Buffer.from([0]), leb128(payload.length), payload]);
-}
-
-function leb128(value: number): Buffer {
-  const out: number[] = [];
-  do {
-    const low = value & 0x7f;
-    value >>>= 7;
-    out.push(value ? low | 0x80 : low);
-  } while (value);
-  return Buffer.from(out);
-}
-
-const MiB = 1024 * 1024;
 
 for (const delta of [false, true]) describeE2E(`Wasm filter delivered by ECDS, swapped under load (${delta ? "delta" : "state of the world"})`, () => {
   const cache = new SnapshotCache();
@@ -99,7 +79,7 @@ for (const delta of [false, true]) describeE2E(`Wasm filter delivered by ECDS, s
   });
 
   it("swaps in a different module (new sha256) under load with every request answered 200", async () => {
-    const next = modules.add(variant(HELLO, "v2"));
+    const next = modules.add(moduleVariant(HELLO, "v2"));
     expect(next.sha256).not.toBe(modules.add(HELLO).sha256);
     const load = await swapUnderLoad(next, "three");
     expect(Object.fromEntries(load.statuses)).toEqual({ 200: expect.any(Number) });
@@ -111,7 +91,7 @@ for (const delta of [false, true]) describeE2E(`Wasm filter delivered by ECDS, s
   // Modules over the old 1 MiB inline limit, which before reached a running Envoy only on a listener change.
   for (const [size, configuration] of [[3 * MiB, "four"], [24 * MiB, "five"]] as const) {
     it(`swaps in a ${size / MiB} MiB module under load with every request answered 200`, async () => {
-      const large = variant(HELLO, configuration, size);
+      const large = moduleVariant(HELLO, configuration, size);
       expect(large.length).toBeGreaterThanOrEqual(size);
       const load = await swapUnderLoad(modules.add(large), configuration);
       expect(Object.fromEntries(load.statuses)).toEqual({ 200: expect.any(Number) });

@@ -2,7 +2,8 @@
 // token, relays Envoy's xDS over mTLS (the gateway is configured from YAML through it), serves the workload
 // certificate by SDS under Istio's name `default`, and rotates it under steady load with no failed request and no
 // Envoy restart. A CA restart does not disturb it. The key never appears in what the agent sends the CA.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Agent as HttpAgent } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,7 +21,9 @@ import { send } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";
 import { type Envoy, startEnvoy } from "../harness/envoy.js";
 import { startUpstream, type Upstream } from "../harness/upstream.js";
+import { MiB, moduleVariant } from "../harness/wasm-modules.js";
 import { freePort, gatewayRoute, serviceEntry } from "../scenarios/mesh.js";
+import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 
 /** A static TLS listener presenting the SDS secret `default` (the workload certificate), answering 200. */
 function tlsListener(): Record<string, unknown> {
@@ -173,6 +176,28 @@ describeE2E("skiff agent: certificates by SDS, xDS relayed over mTLS", () => {
     expect(await uptime()).toBeGreaterThanOrEqual(uptimeBefore + 7);
     // Renewals authenticate with the current certificate, not the token.
     expect(cpLog.some((line) => /CA: signed a certificate for .*ingressgateway \(certificate/.test(line))).toBe(true);
+  });
+
+  it("relays xDS responses of any size: a WasmPlugin module over grpc-js's 4 MiB default reaches Envoy by ECDS", async () => {
+    // Every module travels inline in ECDS, so the relay receives one message as large as the module.
+    mkdirSync(join(dir, "modules"), { recursive: true });
+    writeFileSync(join(dir, "modules", "hello-6mib.wasm"), moduleVariant(readFileSync(join(PROJECT_ROOT, "build/filters/hello.wasm")), "large", 6 * MiB));
+    writeFileSync(
+      join(dir, "hello.yaml"),
+      `apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: { name: hello, namespace: istio-system }
+spec:
+  selector: { matchLabels: { istio: ingressgateway } }
+  url: modules/hello-6mib.wasm
+  pluginConfig: { greeting: large }
+`,
+    );
+    const greeting = async () => (await send(gatewayPort, { headers: { host: "catalog.example.com" }, agent: new HttpAgent() }).catch(() => undefined))?.headers["x-skiff-hello"];
+    await expect.poll(greeting, { timeout: 60_000, interval: 500 }).toBe('{"greeting":"large"}');
+    expect(agentLog.filter((line) => line.includes("xDS relay: stream ended"))).toEqual([]);
+    rmSync(join(dir, "hello.yaml"));
+    await expect.poll(greeting, { timeout: 30_000, interval: 500 }).toBeUndefined();
   });
 
   it("keeps working across a CA restart: the root stays, the certificate renews against the restarted CA", async () => {
