@@ -44,11 +44,13 @@ export function ensureAptTool(binary: string, debianPackage: string, log: (line:
   execFileSync("apt-get", ["install", "-y", debianPackage], { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
 }
 
-/** Checks privileges and installs what is missing: iproute2 (`ip`), iptables, util-linux (`setpriv`). */
+/** Checks privileges and installs what is missing: iproute2 (`ip`), iptables, procps (`sysctl`), util-linux
+ * (`setpriv`). */
 export function ensureMeshPrerequisites(what: string, log: (line: string) => void = () => {}): void {
   requireNetAdmin(what);
   ensureAptTool("ip", "iproute2", log);
   ensureAptTool("iptables-restore", "iptables", log);
+  ensureAptTool("sysctl", "procps", log);
   ensureAptTool("setpriv", "util-linux", log);
 }
 
