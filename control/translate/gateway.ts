@@ -5,14 +5,16 @@
 // HTTPS port: one filter chain per server, chosen by SNI among the server's hosts, terminating TLS with the server's
 // certificate (by SDS: secrets `file-cert:<cert>~<key>`, and `file-root:<ca>` for MUTUAL and OPTIONAL_MUTUAL, as Istio
 // names file-based ones), each with its own route config `https.<port>.<port name>.<gateway>.<namespace>`. Plain HTTP
-// servers on an HTTPS port get one more filter chain, for the connections that are not TLS.
+// servers on an HTTPS port get one more filter chain, for the connections that are not TLS. TCP and TLS servers (and
+// HTTPS PASSTHROUGH) have tcp_proxy chains (gateway-l4.ts) on the same listener.
 import { credentialFiles, type MeshConfig } from "../sources/index.js";
 import type { Gateway, VirtualService } from "../sources/model.js";
 import type { GatewayServer } from "../sources/schema/index.js";
 import type { ProxyIdentity, XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, fileCertificateSecret, fileRootSecret, socketAddress, typed } from "./envoy.js";
 import { hostPart, hostsForNamespace, intersectHosts } from "./hosts.js";
-import { BIND_ADDRESS, httpConnectionManager, httpListener, type ListenerOutput, listenerName } from "./listeners.js";
+import { isL4Server, l4FilterChains } from "./gateway-l4.js";
+import { BIND_ADDRESS, httpConnectionManager, httpListener, type ListenerOutput, listenerName, TLS_INSPECTOR } from "./listeners.js";
 import type { Registry } from "./registry.js";
 import { virtualServiceRoutes } from "./routes.js";
 import { visibleVirtualServices } from "./virtual-services.js";
@@ -39,16 +41,21 @@ export function buildGatewayListeners(
   }
 
   const out: GatewayOutput = { listeners: [], routes: [], secrets: [] };
+  const bound = (gateway: Gateway) => visibleVirtualServices(mesh, registry.viewer).filter((vs) => boundTo(vs, gateway));
   for (const [port, servers] of [...serversByPort].sort(([a], [b]) => a - b)) {
-    const https = servers.filter(({ server }) => server.port.protocol === "HTTPS");
-    const plain = servers.filter(({ server }) => server.port.protocol !== "HTTPS");
+    const l4 = servers.filter(({ server }) => isL4Server(server));
+    const https = servers.filter(({ server }) => server.port.protocol === "HTTPS" && !isL4Server(server));
+    const plain = servers.filter(({ server }) => server.port.protocol === "HTTP" || server.port.protocol === "HTTP2");
     const plainRoute = `http.${port}`;
     if (plain.length > 0) out.routes.push(routeConfiguration(plainRoute, virtualHosts(mesh, registry, port, plain)));
-    if (https.length === 0) {
+    if (https.length === 0 && l4.length === 0) {
       out.listeners.push(httpListener(port, plainRoute, httpFilters, true));
       continue;
     }
-    const chains = httpsFilterChains(out, mesh, registry, port, https, httpFilters);
+    const chains = [
+      ...httpsFilterChains(out, mesh, registry, port, https, httpFilters),
+      ...l4FilterChains(l4, port, registry, bound, (server) => terminatingTls(out, mesh, server, false)),
+    ];
     // Plain HTTP beside HTTPS on one port: Istio serves both when the HTTPS server comes first and drops the HTTPS
     // server otherwise (mergeGateways, pilot/pkg/model/gateway.go); Skiff serves both in either order. The plain
     // chain takes only connections that are not TLS (the TLS inspector tells), so a TLS client whose SNI no server
@@ -59,7 +66,9 @@ export function buildGatewayListeners(
         filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: httpConnectionManager(listenerName(port), plainRoute, httpFilters, true) }],
       });
     }
-    out.listeners.push(tlsListener(port, chains));
+    // A TCP or TLS server that no route takes gets no chain (Istio: "listener missed network filter"); a listener
+    // without chains is refused by Envoy, so the port is left closed.
+    if (chains.length > 0) out.listeners.push(gatewayListener(port, chains));
   }
   return out;
 }
@@ -87,45 +96,58 @@ function httpsFilterChains(
   return servers.map(({ gateway, server }) => {
     const routeName = `https.${port}.${server.port.name ?? "https"}.${gateway.name}.${gateway.namespace}`;
     out.routes.push(routeConfiguration(routeName, virtualHosts(mesh, registry, port, [{ gateway, server }])));
-    const tls = server.tls!;
-    const files = credentialFiles(mesh.dir, tls);
-    const certificate = fileCertificateSecret(files.certificate, files.privateKey);
-    addSecret(out.secrets, certificate);
-    const common: Record<string, unknown> = {
-      alpn_protocols: ["h2", "http/1.1"],
-      tls_certificate_sds_secret_configs: [{ name: certificate.name, sds_config: ADS_CONFIG_SOURCE }],
-    };
-    if (files.caCertificates) {
-      const root = fileRootSecret(files.caCertificates);
-      addSecret(out.secrets, root);
-      common.validation_context_sds_secret_config = { name: root.name, sds_config: ADS_CONFIG_SOURCE };
-    }
     const serverNames = server.hosts.map(hostPart).filter((host) => host !== "*");
     return {
       ...(serverNames.length > 0 ? { filter_chain_match: { server_names: serverNames } } : {}),
-      transport_socket: {
-        name: "envoy.transport_sockets.tls",
-        typed_config: typed("envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext", {
-          common_tls_context: common,
-          // OPTIONAL_MUTUAL verifies a certificate the client presents but also lets clients without one in; only
-          // MUTUAL requires one (Istio's BuildListenerTLSContext, pilot/pkg/networking/core/listener.go).
-          ...(files.caCertificates ? { require_client_certificate: tls.mode === "MUTUAL" } : {}),
-        }),
-      },
+      transport_socket: terminatingTls(out, mesh, server, true),
       filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: httpConnectionManager(routeName, routeName, httpFilters, true) }],
     };
   });
 }
 
-function tlsListener(port: number, filterChains: Record<string, unknown>[]): XdsResource {
+/** The transport socket that terminates TLS with a server's certificate (by SDS), verifying client certificates for
+ * MUTUAL and OPTIONAL_MUTUAL; HTTPS servers offer ALPN h2 and http/1.1 (Istio's BuildListenerTLSContext). */
+function terminatingTls(out: GatewayOutput, mesh: MeshConfig, server: GatewayServer, http: boolean): Record<string, unknown> {
+  const tls = server.tls!;
+  const files = credentialFiles(mesh.dir, tls);
+  const certificate = fileCertificateSecret(files.certificate, files.privateKey);
+  addSecret(out.secrets, certificate);
+  const common: Record<string, unknown> = {
+    ...(http ? { alpn_protocols: ["h2", "http/1.1"] } : {}),
+    tls_certificate_sds_secret_configs: [{ name: certificate.name, sds_config: ADS_CONFIG_SOURCE }],
+  };
+  if (files.caCertificates) {
+    const root = fileRootSecret(files.caCertificates);
+    addSecret(out.secrets, root);
+    common.validation_context_sds_secret_config = { name: root.name, sds_config: ADS_CONFIG_SOURCE };
+  }
+  return {
+    name: "envoy.transport_sockets.tls",
+    typed_config: typed("envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext", {
+      common_tls_context: common,
+      // OPTIONAL_MUTUAL verifies a certificate the client presents but also lets clients without one in; only
+      // MUTUAL requires one (Istio's BuildListenerTLSContext, pilot/pkg/networking/core/listener.go).
+      ...(files.caCertificates ? { require_client_certificate: tls.mode === "MUTUAL" } : {}),
+    }),
+  };
+}
+
+/** A gateway port with more than one kind of chain, or with TLS: the TLS inspector reads the SNI (and tells TLS from
+ * plain text) when a chain matches on either; a port of plain TCP servers gets none, since the inspector would wait
+ * for the client's first bytes and server-first protocols send none. */
+function gatewayListener(port: number, filterChains: Record<string, unknown>[]): XdsResource {
   const name = listenerName(port);
+  const inspect = filterChains.some((chain) => {
+    const match = chain.filter_chain_match as { server_names?: unknown; transport_protocol?: unknown } | undefined;
+    return match?.server_names !== undefined || match?.transport_protocol !== undefined;
+  });
   return {
     name,
     body: {
       name,
       address: socketAddress(BIND_ADDRESS, port),
       traffic_direction: "OUTBOUND",
-      listener_filters: [{ name: "envoy.filters.listener.tls_inspector", typed_config: typed("envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector") }],
+      ...(inspect ? { listener_filters: [TLS_INSPECTOR] } : {}),
       filter_chains: filterChains,
     },
   };

@@ -2,6 +2,7 @@
 // names itself in the `x-upstream` response header, and can be scripted per request: status, delay, reset.
 import { createServer as createHttp1Server, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createH2cServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { track, untrack } from "./processes.js";
@@ -34,6 +35,8 @@ export interface UpstreamOptions {
   /** The identity this server reports in `x-upstream` (e.g. "v1", "host-a"). */
   name: string;
   protocol?: "http1" | "h2c";
+  /** Serve HTTP/1.1 over TLS with this certificate (a backend that terminates TLS itself). */
+  tls?: { cert: Buffer | string; key: Buffer | string };
   script?: Script;
   /** Where to listen (default 127.0.0.1, a free port); a pod's server listens on 0.0.0.0 and a fixed port. */
   host?: string;
@@ -59,7 +62,7 @@ export class Upstream {
     let upstream!: Upstream;
     const handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) =>
       void upstream.handle(req, res);
-    const server = options.protocol === "h2c" ? createH2cServer(handler) : createHttp1Server(handler);
+    const server = options.tls ? createHttpsServer(options.tls, handler) : options.protocol === "h2c" ? createH2cServer(handler) : createHttp1Server(handler);
     upstream = new Upstream(options.name, server, options.script);
     server.on("connection", (socket: Socket) => {
       upstream.sockets.add(socket);

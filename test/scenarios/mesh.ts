@@ -20,6 +20,8 @@ export interface Mesh {
   log: string[];
   /** Replaces (or adds) one config file; the control plane picks it up like any edit. */
   write(file: string, text: string): void;
+  /** Another Envoy configured by the same control plane (say, an egress gateway beside a sidecar), stopped with it. */
+  startProxy(proxy: ProxyIdentity): Promise<Envoy>;
   stop(): Promise<void>;
 }
 
@@ -52,13 +54,20 @@ export async function startMesh(
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`${(error as Error).message}\ncontrol plane log:\n${logs.join("\n")}`);
   }
+  const others: Envoy[] = [];
   return {
     dir,
     controlPlane,
     envoy,
     log: logs,
     write,
+    startProxy: async (other) => {
+      const started = await startEnvoy({ bootstrap: bootstrap({ ...other, xdsPort: controlPlane.xds.port, adminPort: 0 }) });
+      others.push(started);
+      return started;
+    },
     stop: async () => {
+      for (const other of others) await other.stop();
       await envoy.stop();
       untrack(tracked);
       await controlPlane.stop();

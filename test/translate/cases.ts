@@ -16,6 +16,7 @@ export const capturedWebapp: ProxyIdentity = { nodeId: "webapp-pod", role: "side
 export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["sidecar-capture", capturedWebapp],
   ["gateway-hosts", gateway],
+  ["gateway-l4", gateway],
   ["mesh-routing", webapp],
   ["wasm-plugins", gateway],
   ["wasm-plugins", webapp],
