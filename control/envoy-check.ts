@@ -9,7 +9,7 @@
 // fault is not an EnvoyFilter's, and TLS is left out: a certificate Envoy cannot load fails the translation alone).
 import type { EnvoyVerdict, FoldOptions } from "./envoy-binary/validate.js";
 import type { ProxyResources } from "./resources.js";
-import type { ConfigError, MeshConfig } from "./sources/index.js";
+import { type ConfigError, type MeshConfig, wasmModules } from "./sources/index.js";
 import type { EnvoyFilter } from "./sources/model.js";
 import { checkContext, checkedProxies, describe } from "./translate/check.js";
 import { selectFilters } from "./translate/envoyfilter/index.js";
@@ -29,7 +29,7 @@ export type EnvoyValidator = (resources: ProxyResources, options: FoldOptions) =
 
 export async function checkWithEnvoy(mesh: MeshConfig, validate: EnvoyValidator): Promise<ConfigError[]> {
   const errors: ConfigError[] = [];
-  const moduleFiles = new Map(mesh.wasmPlugins.flatMap(({ module }) => ("path" in module ? [[module.sha256, module.path] as const] : [])));
+  const moduleFiles = new Map(wasmModules(mesh).flatMap((module) => ("path" in module ? [[module.sha256, module.path] as const] : [])));
   const fold: FoldOptions = { moduleFile: (sha256) => moduleFiles.get(sha256) };
   for (const proxy of checkedProxies(mesh)) {
     const context = checkContext(mesh, proxy);

@@ -5,14 +5,14 @@
 import { readFileSync } from "node:fs";
 import { ModulePullError, pullModule } from "../modules/oci.js";
 import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
-import { type ConfigError, DEFAULT_NAMESPACE, formatConfigError, loadConfigDir, type MeshConfig, moduleSha256 } from "../sources/index.js";
+import { type ConfigError, DEFAULT_NAMESPACE, formatConfigError, loadConfigDir, type MeshConfig } from "../sources/index.js";
 import { checkWithEnvoy } from "../envoy-check.js";
 import { EnvoyNotFoundError, locateEnvoy } from "../envoy-binary/locate.js";
 import { validateWithEnvoy } from "../envoy-binary/validate.js";
-import { checkEnvoyFilters, checkTranslation } from "../translate/check.js";
+import { checkContext, checkEnvoyFilters, checkTranslation } from "../translate/check.js";
 import { translate } from "../translate/index.js";
 import { meshWarnings } from "../translate/warnings.js";
-import { type ProxyIdentity, type TranslationContext, translationKey } from "../resources.js";
+import { type ProxyIdentity, translationKey } from "../resources.js";
 
 export async function runValidate(dir: string, options: { namespace?: string } = {}): Promise<void> {
   // The control plane's own load check (EnvoyFilter patches against the proxies they select), then every resource
@@ -24,7 +24,7 @@ export async function runValidate(dir: string, options: { namespace?: string } =
   const warnings = [...meshWarnings(mesh), ...checkEnvoyFilters(mesh).warnings];
   for (const error of errors) console.error(`error: ${formatConfigError(error)}`);
   for (const warning of warnings) console.error(`warning: ${formatConfigError(warning)}`);
-  const count = mesh.gateways.length + mesh.virtualServices.length + mesh.destinationRules.length + mesh.serviceEntries.length + mesh.wasmPlugins.length + mesh.envoyFilters.length;
+  const count = mesh.gateways.length + mesh.virtualServices.length + mesh.destinationRules.length + mesh.serviceEntries.length + mesh.wasmPlugins.length + mesh.trafficExtensions.length + mesh.envoyFilters.length;
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   console.log(`${dir}: ${count} resources valid, ${plural(errors.length, "error")}, ${plural(warnings.length, "warning")}`);
   if (errors.length > 0) process.exitCode = 1;
@@ -58,7 +58,7 @@ export function checkPush(mesh: MeshConfig): ConfigError[] {
     const who = `for a ${proxy.role} in namespace ${proxy.namespace}${Object.keys(proxy.labels).length ? ` with labels ${Object.entries(proxy.labels).map(([k, v]) => `${k}=${v}`).join(",")}` : ""}`;
     let resources;
     try {
-      resources = translate(mesh, validationContext(mesh, proxy));
+      resources = translate(mesh, checkContext(mesh, proxy));
     } catch (error) {
       errors.set(`translate ${(error as Error).message}`, { file: ".", message: `translation fails ${who}: ${(error as Error).message}` });
       continue;
@@ -80,7 +80,7 @@ export function checkPush(mesh: MeshConfig): ConfigError[] {
 /** One proxy per distinct way the mesh can configure one: gateways as their Gateways select them, and sidecars in
  * every namespace the config names with every label set some resource selects on (or none). */
 export function representativeProxies(mesh: MeshConfig): ProxyIdentity[] {
-  const resources = [...mesh.gateways, ...mesh.virtualServices, ...mesh.destinationRules, ...mesh.serviceEntries, ...mesh.wasmPlugins, ...mesh.envoyFilters];
+  const resources = [...mesh.gateways, ...mesh.virtualServices, ...mesh.destinationRules, ...mesh.serviceEntries, ...mesh.wasmPlugins, ...mesh.trafficExtensions, ...mesh.envoyFilters];
   const namespaces = [...new Set([DEFAULT_NAMESPACE, ...resources.map((r) => r.namespace)])];
   const labelSets = [{}, ...resources.flatMap((r) => selectorLabels(r.spec))];
   const proxies = new Map<string, ProxyIdentity>();
@@ -99,18 +99,6 @@ function selectorLabels(value: unknown, key = ""): Record<string, string>[] {
   const entries = Object.entries(value);
   if (SELECTOR_KEYS.has(key) && entries.length > 0 && entries.every(([, v]) => typeof v === "string")) return [value as Record<string, string>];
   return entries.flatMap(([k, v]) => selectorLabels(v, k));
-}
-
-/** What the control plane passes; modules are the files the folder's WasmPlugins name (validate serves nothing). */
-function validationContext(mesh: MeshConfig, proxy: ProxyIdentity): TranslationContext {
-  return {
-    proxy,
-    moduleCluster: { name: "skiff-modules", host: "127.0.0.1", port: 15080 },
-    module(url) {
-      const plugin = mesh.wasmPlugins.find((candidate) => candidate.spec.url === url);
-      return plugin && { uri: `http://127.0.0.1:15080/modules/${moduleSha256(plugin.module)}.wasm`, sha256: moduleSha256(plugin.module), size: 0 };
-    },
-  };
 }
 
 /** What Envoy itself refuses in EnvoyFilter results (control/envoy-check.ts), when an Envoy can be found. */

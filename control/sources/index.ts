@@ -1,11 +1,11 @@
 // Istio-style YAML from a folder: load it once (`skiff validate`) or watch it (`skiff control-plane`).
 import { type FSWatcher, readdirSync, readFileSync, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { type ConfigError, emptyMesh, formatConfigError, type MeshConfig, type Resource } from "./model.js";
+import { type ConfigError, emptyMesh, formatConfigError, type MeshConfig, type Resource, wasmModules } from "./model.js";
 import { type ParsedFile, parseFile } from "./parse.js";
 
 export type { ConfigError, MeshConfig } from "./model.js";
-export { formatConfigError, moduleSha256 } from "./model.js";
+export { formatConfigError, moduleSha256, wasmModules } from "./model.js";
 export type { ModuleFile, ModuleImage, ModuleSource } from "./model.js";
 export { type CredentialFiles, credentialFiles, DEFAULT_NAMESPACE, MESH_CONFIG_FILE, pullSecretFile, wasmModulePath } from "./parse.js";
 
@@ -101,13 +101,13 @@ export function watchConfigDir(
     }
   };
 
-  // WasmPlugin modules usually live outside the folder (build/filters/): their folders are watched too, so that a
+  // Wasm modules usually live outside the folder (build/filters/): their folders are watched too, so that a
   // rebuilt module reaches the proxies like an edited file. Folders, not files: builds replace files.
   const moduleWatchers = new Map<string, FSWatcher>();
   let modulesInFolders = new Map<string, Set<string>>();
   const watchModules = (mesh: MeshConfig) => {
     const files = new Map<string, Set<string>>();
-    for (const { module } of mesh.wasmPlugins) {
+    for (const module of wasmModules(mesh)) {
       if (!("path" in module)) continue;
       const folder = dirname(module.path);
       if (folder !== root) files.set(folder, (files.get(folder) ?? new Set()).add(basename(module.path)));
@@ -203,6 +203,7 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
     ServiceEntry: mesh.serviceEntries,
     WorkloadEntry: mesh.workloadEntries,
     WasmPlugin: mesh.wasmPlugins,
+    TrafficExtension: mesh.trafficExtensions,
     EnvoyFilter: mesh.envoyFilters,
     AuthorizationPolicy: mesh.authorizationPolicies,
     RequestAuthentication: mesh.requestAuthentications,

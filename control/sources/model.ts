@@ -9,6 +9,7 @@ import type {
   Kind,
   serviceEntrySpec,
   sidecarSpec,
+  trafficExtensionSpec,
   workloadEntrySpec,
   virtualServiceSpec,
   wasmPluginSpec,
@@ -21,7 +22,7 @@ export interface Resource<S> {
   /** The file it was read from, relative to the config folder. */
   file: string;
   spec: S;
-  /** WasmPlugins only (see WasmPlugin). */
+  /** WasmPlugins and Wasm TrafficExtensions only (see WasmPlugin). */
   module?: ModuleSource;
 }
 
@@ -58,6 +59,8 @@ export type WasmPlugin = Resource<z.infer<typeof wasmPluginSpec>> & {
   /** The module `spec.url` names: a file with its sha256 when the folder was read, or an OCI image. */
   module: ModuleSource;
 };
+/** A TrafficExtension; with `wasm`, `module` is the file `spec.wasm.url` names. */
+export type TrafficExtension = Resource<z.infer<typeof trafficExtensionSpec>>;
 export type EnvoyFilter = Resource<z.infer<typeof envoyFilterSpec>>;
 export type AuthorizationPolicy = Resource<z.infer<typeof authorizationPolicySpec>>;
 export type RequestAuthentication = Resource<z.infer<typeof requestAuthenticationSpec>>;
@@ -76,6 +79,7 @@ export interface MeshConfig {
   serviceEntries: ServiceEntry[];
   workloadEntries: WorkloadEntry[];
   wasmPlugins: WasmPlugin[];
+  trafficExtensions: TrafficExtension[];
   envoyFilters: EnvoyFilter[];
   authorizationPolicies: AuthorizationPolicy[];
   requestAuthentications: RequestAuthentication[];
@@ -111,6 +115,14 @@ export interface ConfigError {
   message: string;
 }
 
+/** Every Wasm module the mesh's resources name (WasmPlugins, Wasm TrafficExtensions), by their `url` as written. */
+export function wasmModules(mesh: MeshConfig): Array<ModuleSource & { url: string }> {
+  return [
+    ...mesh.wasmPlugins.map((plugin) => ({ url: plugin.spec.url, ...plugin.module })),
+    ...mesh.trafficExtensions.flatMap((extension) => (extension.spec.wasm && extension.module ? [{ url: extension.spec.wasm.url, ...extension.module }] : [])),
+  ];
+}
+
 export function formatConfigError(error: ConfigError): string {
   return [error.file, error.resource, error.field, error.message].filter(Boolean).join(": ");
 }
@@ -124,6 +136,7 @@ export function emptyMesh(dir: string): MeshConfig {
     serviceEntries: [],
     workloadEntries: [],
     wasmPlugins: [],
+    trafficExtensions: [],
     envoyFilters: [],
     authorizationPolicies: [],
     requestAuthentications: [],

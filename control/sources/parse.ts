@@ -6,7 +6,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import { installationResource } from "./installation.js";
-import type { ConfigError, InstallationResource, Resource } from "./model.js";
+import type { ConfigError, InstallationResource, ModuleSource, Resource } from "./model.js";
 import { parseImageReference } from "../modules/oci.js";
 import { ResourceEncodingError } from "../protos/encode.js";
 import { decodeMessage } from "../protos/merge.js";
@@ -95,42 +95,15 @@ export function parseFile(dir: string, file: string, text: string, defaultNamesp
         return;
       }
     }
-    if (kind === "WasmPlugin") {
-      const { url, sha256, imagePullSecret } = parsed.data as { url: string; sha256?: string; imagePullSecret?: string };
-      if (url.startsWith("oci://")) {
-        const problem = checkModuleImage(dir, url, sha256, imagePullSecret);
-        if (problem) {
-          errors.push({ file, resource, ...problem });
-          return;
-        }
-        const pullSecret = imagePullSecret ? pullSecretFile(dir, imagePullSecret) : undefined;
-        resources.push({ kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data, module: { image: url, sha256, pullSecret } });
-        return;
-      }
-      if (imagePullSecret) {
-        errors.push({ file, resource, field: "spec.imagePullSecret", message: "only oci:// modules are pulled with credentials" });
-        return;
-      }
-      const problem = checkModuleUrl(dir, url);
-      if (problem) {
-        errors.push({ file, resource, field: "spec.url", message: problem });
-        return;
-      }
-      const path = wasmModulePath(dir, url);
-      let actual: string;
-      try {
-        actual = createHash("sha256").update(readFileSync(path)).digest("hex");
-      } catch (error) {
-        // A folder, or a file that cannot be read: reported like a missing module, never thrown at the watcher.
-        errors.push({ file, resource, field: "spec.url", message: `cannot read module ${path}: ${(error as Error).message}` });
-        return;
-      }
-      if (sha256 && actual !== sha256) {
-        errors.push({ file, resource, field: "spec.sha256", message: `the module's sha256 is ${actual}` });
+    const wasm = kind === "WasmPlugin" ? { spec: parsed.data as WasmModuleSpec, field: "spec" } : kind === "TrafficExtension" ? { spec: (parsed.data as { wasm?: WasmModuleSpec }).wasm, field: "spec.wasm" } : undefined;
+    if (wasm?.spec) {
+      const module = readModule(dir, wasm.spec);
+      if ("problem" in module) {
+        errors.push({ file, resource, field: `${wasm.field}.${module.field}`, message: module.problem });
         return;
       }
       // The module's identity is part of the mesh, so rebuilding a module changes the mesh like editing YAML does.
-      resources.push({ kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data, module: { path, sha256: actual } });
+      resources.push({ kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data, module });
       return;
     }
     resources.push({ kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data });
@@ -144,20 +117,41 @@ export function pullSecretFile(dir: string, name: string): string {
   return resolve(dir, "credentials", name, ".dockerconfigjson");
 }
 
-/** An oci:// reference that parses, a pin that agrees with a digest in the reference, a pull secret that is there.
- * The image itself is pulled by the control plane (and by `skiff validate`), not when the folder is read. */
-function checkModuleImage(dir: string, url: string, sha256?: string, imagePullSecret?: string): { field: string; message: string } | undefined {
-  let digest: string | undefined;
+interface WasmModuleSpec {
+  url: string;
+  sha256?: string;
+  imagePullSecret?: string;
+}
+
+/** The module a WasmPlugin or a Wasm TrafficExtension names: a file, read to pin its sha256 (and check the one
+ * given), or an OCI image, whose reference and pull secret are checked (the control plane pulls it, not the reader).
+ * Fields are relative to the module's fields. */
+function readModule(dir: string, { url, sha256, imagePullSecret }: WasmModuleSpec): ModuleSource | { field: string; problem: string } {
+  if (url.startsWith("oci://")) {
+    let digest: string | undefined;
+    try {
+      digest = parseImageReference(url).digest?.slice("sha256:".length);
+    } catch (error) {
+      return { field: "url", problem: (error as Error).message };
+    }
+    if (sha256 && digest && sha256 !== digest) return { field: "sha256", problem: `the url pins sha256:${digest}, which differs` };
+    const pullSecret = imagePullSecret ? pullSecretFile(dir, imagePullSecret) : undefined;
+    if (pullSecret && !existsSync(pullSecret)) return { field: "imagePullSecret", problem: `file ${pullSecret} does not exist` };
+    return { image: url, sha256, pullSecret };
+  }
+  if (imagePullSecret) return { field: "imagePullSecret", problem: "only oci:// modules are pulled with credentials" };
+  const problem = checkModuleUrl(dir, url);
+  if (problem) return { field: "url", problem };
+  const path = wasmModulePath(dir, url);
+  let actual: string;
   try {
-    digest = parseImageReference(url).digest?.slice("sha256:".length);
+    actual = createHash("sha256").update(readFileSync(path)).digest("hex");
   } catch (error) {
-    return { field: "spec.url", message: (error as Error).message };
+    // A folder, or a file that cannot be read: reported like a missing module, never thrown at the watcher.
+    return { field: "url", problem: `cannot read module ${path}: ${(error as Error).message}` };
   }
-  if (sha256 && digest && sha256 !== digest) return { field: "spec.sha256", message: `the url pins sha256:${digest}, which differs` };
-  if (imagePullSecret && !existsSync(pullSecretFile(dir, imagePullSecret))) {
-    return { field: "spec.imagePullSecret", message: `file ${pullSecretFile(dir, imagePullSecret)} does not exist` };
-  }
-  return undefined;
+  if (sha256 && actual !== sha256) return { field: "sha256", problem: `the module's sha256 is ${actual}` };
+  return { path, sha256: actual };
 }
 
 /** Where a WasmPlugin's module lives: `file:///abs/path`, `file://relative/path` or a plain path; relative paths

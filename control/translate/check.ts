@@ -9,9 +9,10 @@
 // those labels do not contradict (a gateway proxy has listeners only for the Gateways that select it).
 import { encodeResource, ResourceEncodingError } from "../protos/encode.js";
 import { type ProxyIdentity, type ProxyResources, type TranslationContext, translationKey, TypeUrl } from "../resources.js";
-import { type ConfigError, type MeshConfig, moduleSha256 } from "../sources/index.js";
+import { type ConfigError, type MeshConfig, moduleSha256, wasmModules } from "../sources/index.js";
 import type { EnvoyFilter } from "../sources/model.js";
-import { attaches, GATEWAY_NAME_LABEL, type PatchEffect } from "./envoyfilter/index.js";
+import { GATEWAY_NAME_LABEL } from "./attachment.js";
+import { filterAttaches, type PatchEffect } from "./envoyfilter/index.js";
 import { translateWithEffects } from "./index.js";
 
 export interface TranslationCheck {
@@ -87,7 +88,7 @@ function proxiesSelectedBy(filter: EnvoyFilter, mesh: MeshConfig): ProxyIdentity
     for (const gateway of gateways) proxies.push({ ...base, role: "gateway", labels: { ...gateway.spec.selector, ...labels } });
     if (gateways.length === 0) proxies.push({ ...base, role: "gateway" });
   }
-  return proxies.filter((proxy) => attaches(filter, proxy, mesh.rootNamespace));
+  return proxies.filter((proxy) => filterAttaches(filter, proxy, mesh.rootNamespace));
 }
 
 /** Modules as the control plane would serve them (translation needs their sha256, which the folder's load computed). */
@@ -96,8 +97,8 @@ export function checkContext(mesh: MeshConfig, proxy: ProxyIdentity): Translatio
     proxy,
     moduleCluster: { name: "skiff-modules", host: "127.0.0.1", port: 1 },
     module: (url) => {
-      const plugin = mesh.wasmPlugins.find((candidate) => candidate.spec.url === url);
-      return plugin && { uri: `http://127.0.0.1:1/modules/${moduleSha256(plugin.module)}.wasm`, sha256: moduleSha256(plugin.module), size: 0 };
+      const module = wasmModules(mesh).find((candidate) => candidate.url === url);
+      return module && { uri: `http://127.0.0.1:1/modules/${moduleSha256(module)}.wasm`, sha256: moduleSha256(module), size: 0 };
     },
   };
 }

@@ -62,3 +62,8 @@ export function fileRootSecret(caCertificates: string): { name: string; body: Re
   const name = `file-root:${caCertificates}`;
   return { name, body: { name, validation_context: { trusted_ca: { filename: caCertificates }, watched_directory: { path: dirname(caCertificates) } } } };
 }
+
+/** Whether a listener takes a sidecar's inbound traffic: Istio's `virtualInbound` or one marked INBOUND. */
+export function inboundListener(body: Record<string, unknown>): boolean {
+  return body.name === "virtualInbound" || body.traffic_direction === "INBOUND";
+}

@@ -6,9 +6,9 @@ import type { MeshConfig } from "../sources/index.js";
 import type { TranslationContext } from "../resources.js";
 import { jwtFilter } from "./authn.js";
 import { rbacHttpFilters, workloadPolicies } from "./authz.js";
-import type { WasmOutput } from "./wasm.js";
+import type { ExtensionOutput } from "./extensions.js";
 
-export function workloadHttpFilters(mesh: MeshConfig, context: TranslationContext, wasm: Pick<WasmOutput, "httpFilters" | "phases">): Record<string, unknown>[] {
+export function workloadHttpFilters(mesh: MeshConfig, context: TranslationContext, wasm: Pick<ExtensionOutput, "httpFilters" | "phases">): Record<string, unknown>[] {
   const phase = (name: string) => wasm.httpFilters.filter((_, index) => wasm.phases[index] === name);
   const jwt = jwtFilter(mesh, context.proxy, (uri) => context.jwks?.(uri));
   const rbac = rbacHttpFilters(workloadPolicies(mesh.authorizationPolicies, mesh, context.proxy));

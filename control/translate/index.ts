@@ -10,7 +10,7 @@ import { Registry } from "./registry.js";
 import { gatewayServices, sidecarScope } from "./scope.js";
 import { buildSidecarInbound } from "./sidecar-inbound.js";
 import { buildSidecarOutbound } from "./sidecar-outbound.js";
-import { buildWasmPlugins } from "./wasm.js";
+import { buildExtensions } from "./extensions.js";
 import { workloadHttpFilters } from "./http-filters.js";
 import { workloadPolicies } from "./authz.js";
 
@@ -23,7 +23,7 @@ export function translate(mesh: MeshConfig, context: TranslationContext): ProxyR
 /** translate(), and what each EnvoyFilter patch did (for validation and `skiff proxy-config diff`). */
 export function translateWithEffects(mesh: MeshConfig, context: TranslationContext): { resources: ProxyResources; effects: PatchEffect[] } {
   const registry = new Registry(mesh, context.proxy);
-  const wasm = buildWasmPlugins(mesh, context);
+  const wasm = buildExtensions(mesh, context);
   const proxy = context.proxy;
   const resources = emptyResources();
   if (proxy.role === "gateway") {
@@ -32,7 +32,7 @@ export function translateWithEffects(mesh: MeshConfig, context: TranslationConte
     resources[TypeUrl.Cluster] = clusters;
     resources[TypeUrl.ClusterLoadAssignment] = endpoints;
     resources[TypeUrl.Secret] = secrets;
-    resources[TypeUrl.Listener] = listeners;
+    resources[TypeUrl.Listener] = wasm.restrict(listeners);
     resources[TypeUrl.RouteConfiguration] = routes;
   } else {
     const scope = sidecarScope(mesh, registry, proxy);
@@ -43,7 +43,7 @@ export function translateWithEffects(mesh: MeshConfig, context: TranslationConte
     // Istio's order: outbound clusters, BlackHoleCluster, PassthroughCluster, then the inbound ones.
     resources[TypeUrl.Cluster] = [...clusters, passthroughCluster(PASSTHROUGH_CLUSTER), ...inbound.clusters];
     resources[TypeUrl.ClusterLoadAssignment] = endpoints;
-    resources[TypeUrl.Listener] = [...outbound.listeners, ...inbound.listeners];
+    resources[TypeUrl.Listener] = wasm.restrict([...outbound.listeners, ...inbound.listeners]);
     resources[TypeUrl.RouteConfiguration] = outbound.routes;
   }
   if (wasm.moduleCluster) resources[TypeUrl.Cluster].push(wasm.moduleCluster);

@@ -25,6 +25,7 @@ export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["envoyfilter-routes", gateway],
   ["envoyfilter-routes", { ...webapp, namespace: "shop" }],
   ["envoyfilter-clusters", { ...webapp, namespace: "shop" }],
+  ["traffic-extensions", gateway],
 ];
 
 /** What the control plane would pass: modules served from 127.0.0.1:15080 as /modules/<sha256>.wasm. */

@@ -48,3 +48,17 @@ export const ipAddress = z.union([z.ipv4(), z.ipv6()], { message: "an IP address
 
 /** Istio's WorkloadSelector of the security kinds (`selector: { matchLabels }`): the labels a workload must have. */
 export const matchLabelsSelector = z.strictObject({ matchLabels: labels.default({}) });
+
+/** Policy `targetRefs` (istio.type.v1beta1.PolicyTargetReference), as far as Skiff has what they target: Gateway API
+ * Gateways, which are the proxies labelled `gateway.networking.k8s.io/gateway-name` (Istio's policy attachment). */
+export const gatewayTargetRefs = z
+  .array(
+    z.strictObject({
+      group: z.literal("gateway.networking.k8s.io", { message: "only Gateway API Gateways (group gateway.networking.k8s.io) can be targeted; Skiff has no waypoints" }),
+      kind: z.literal("Gateway", { message: "only kind Gateway can be targeted (GatewayClass, Service and ServiceEntry target waypoints, which Skiff does not have)" }),
+      name: z.string().min(1),
+      namespace: z.string().optional(),
+    }),
+  )
+  .min(1)
+  .max(16);

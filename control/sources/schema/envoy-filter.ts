@@ -4,7 +4,7 @@
 // accepts but then ignores (control/translate/envoyfilter/README.md lists them with the reason), so that a patch
 // `skiff validate` accepts is one that takes effect. Patch values are checked against Envoy's messages in parse.ts.
 import { z } from "zod";
-import { labels } from "./common.js";
+import { gatewayTargetRefs, labels } from "./common.js";
 
 export const ENVOY_FILTER_APPLY_TO = [
   "LISTENER",
@@ -171,20 +171,7 @@ const configPatch = z
 export const envoyFilterSpec = z
   .strictObject({
     workloadSelector: z.strictObject({ labels }).optional(),
-    targetRefs: z
-      .array(
-        z.strictObject({
-          group: z.literal("gateway.networking.k8s.io", {
-            message: "only Gateway API Gateways (group gateway.networking.k8s.io) can be targeted; Skiff has no waypoints",
-          }),
-          kind: z.literal("Gateway", { message: "only kind Gateway can be targeted (GatewayClass, Service and ServiceEntry target waypoints, which Skiff does not have)" }),
-          name: z.string().min(1),
-          namespace: z.string().optional(),
-        }),
-      )
-      .min(1)
-      .max(16)
-      .optional(),
+    targetRefs: gatewayTargetRefs.optional(),
     configPatches: z.array(configPatch).min(1),
     priority: z.number().int().min(-2147483648).max(2147483647).optional(),
   })

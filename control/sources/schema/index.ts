@@ -9,6 +9,7 @@ import { envoyFilterSpec } from "./envoy-filter.js";
 import { gatewaySpec } from "./gateway.js";
 import { serviceEntrySpec, workloadEntrySpec } from "./service-entry.js";
 import { sidecarSpec } from "./sidecar.js";
+import { trafficExtensionSpec } from "./traffic-extension.js";
 import { virtualServiceSpec } from "./virtual-service.js";
 import { wasmPluginSpec } from "./wasm-plugin.js";
 import { authorizationPolicySpec } from "./authorization-policy.js";
@@ -21,6 +22,7 @@ export * from "./gateway.js";
 export * from "./mesh-config.js";
 export * from "./service-entry.js";
 export * from "./sidecar.js";
+export * from "./traffic-extension.js";
 export * from "./virtual-service.js";
 export * from "./wasm-plugin.js";
 export * from "./authorization-policy.js";
@@ -37,6 +39,7 @@ export const KINDS = {
   WasmPlugin: { group: "extensions.istio.io", versions: ["v1alpha1"], spec: wasmPluginSpec },
   AuthorizationPolicy: { group: "security.istio.io", versions: ["v1beta1", "v1"], spec: authorizationPolicySpec },
   RequestAuthentication: { group: "security.istio.io", versions: ["v1beta1", "v1"], spec: requestAuthenticationSpec },
+  TrafficExtension: { group: "extensions.istio.io", versions: ["v1alpha1"], spec: trafficExtensionSpec },
 } as const;
 
 export type Kind = keyof typeof KINDS;

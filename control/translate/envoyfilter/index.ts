@@ -5,12 +5,13 @@
 // routes) SIDECAR_INBOUND, the rest SIDECAR_OUTBOUND.
 import { type ProxyIdentity, type ProxyResources, TypeUrl, type XdsResource } from "../../resources.js";
 import type { MeshConfig } from "../../sources/index.js";
+import { inboundListener } from "../envoy.js";
 import { patchClusters } from "./clusters.js";
 import { patchListeners } from "./listeners.js";
 import { patchRouteConfiguration } from "./routes.js";
 import { type Json, type Patch, type PatchContext, type PatchReport, type ResourceKind, selectPatches } from "./select.js";
 
-export { attaches, GATEWAY_NAME_LABEL, patchLabel, type Patch, selectFilters } from "./select.js";
+export { filterAttaches, patchLabel, type Patch, selectFilters } from "./select.js";
 
 /** What one patch did to one resource. */
 export interface PatchEffect {
@@ -38,7 +39,7 @@ export function applyEnvoyFilters(mesh: MeshConfig, proxy: ProxyIdentity, resour
 
   const out: ProxyResources = { ...resources };
   out[TypeUrl.Listener] = named(
-    patchListeners(bodies(TypeUrl.Listener), (listener) => contextOf(listener.name === "virtualInbound" || listener.traffic_direction === "INBOUND"), addContexts, patches, report),
+    patchListeners(bodies(TypeUrl.Listener), (listener) => contextOf(inboundListener(listener)), addContexts, patches, report),
   );
   out[TypeUrl.RouteConfiguration] = named(
     bodies(TypeUrl.RouteConfiguration).map((route) => {

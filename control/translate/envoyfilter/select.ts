@@ -2,13 +2,11 @@
 // PushContext.EnvoyFilters and convertToEnvoyFilterWrapper (pilot/pkg/model/push_context.go, envoyfilter.go) and its
 // policy attachment (pilot/pkg/model/policyattachment.go).
 import { normalizeJson } from "../../protos/merge.js";
+import { attaches } from "../attachment.js";
 import type { ProxyIdentity } from "../../resources.js";
 import type { MeshConfig } from "../../sources/index.js";
 import type { EnvoyFilter } from "../../sources/model.js";
 import { type ApplyTo, type EnvoyFilterPatch, PATCH_MESSAGE, type PatchOperation } from "../../sources/schema/index.js";
-
-/** The proxy label that names the Gateway API Gateway a proxy serves (istio: label.IoK8sNetworkingGatewayGatewayName). */
-export const GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name";
 
 export type PatchContext = "SIDECAR_INBOUND" | "SIDECAR_OUTBOUND" | "GATEWAY";
 
@@ -39,20 +37,12 @@ export function selectPatches(mesh: MeshConfig, proxy: ProxyIdentity): Map<Apply
 
 /** The EnvoyFilters that apply to `proxy`, in the order istiod applies them. */
 export function selectFilters(mesh: MeshConfig, proxy: ProxyIdentity): EnvoyFilter[] {
-  return mesh.envoyFilters.filter((filter) => attaches(filter, proxy, mesh.rootNamespace)).sort((a, b) => compareFilters(a, b, mesh.rootNamespace));
+  return mesh.envoyFilters.filter((filter) => filterAttaches(filter, proxy, mesh.rootNamespace)).sort((a, b) => compareFilters(a, b, mesh.rootNamespace));
 }
 
-/** An EnvoyFilter applies to the proxies of its own namespace, or to every proxy when it is in the root namespace;
- * then by `workloadSelector` (none: all of them) or, for Gateway API gateways, by `targetRefs` (ShouldAttachPolicy). */
-export function attaches(filter: EnvoyFilter, proxy: ProxyIdentity, rootNamespace: string): boolean {
-  if (filter.namespace !== proxy.namespace && filter.namespace !== rootNamespace) return false;
-  const targetRefs = filter.spec.targetRefs ?? [];
-  const gatewayName = proxy.labels[GATEWAY_NAME_LABEL];
-  if (gatewayName === undefined || targetRefs.length === 0) {
-    if (targetRefs.length > 0) return false;
-    return Object.entries(filter.spec.workloadSelector?.labels ?? {}).every(([key, value]) => proxy.labels[key] === value);
-  }
-  return filter.namespace === proxy.namespace && targetRefs.some((ref) => ref.name === gatewayName && (ref.namespace ?? proxy.namespace) === proxy.namespace);
+/** As istiod attaches policies (../attachment.ts), by `workloadSelector` or `targetRefs`. */
+export function filterAttaches(filter: EnvoyFilter, proxy: ProxyIdentity, rootNamespace: string): boolean {
+  return attaches({ namespace: filter.namespace, selector: filter.spec.workloadSelector?.labels, targetRefs: filter.spec.targetRefs }, proxy, rootNamespace);
 }
 
 /** istiod's order (PushContext.EnvoyFilters): priority, then root namespace first, then creation time, then
