@@ -213,6 +213,7 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
     errors.push(...parsed.errors);
     if (parsed.meshConfig?.outboundTrafficPolicy) mesh.outboundTrafficPolicy = parsed.meshConfig.outboundTrafficPolicy.mode;
     if (parsed.meshConfig?.rootNamespace) mesh.rootNamespace = parsed.meshConfig.rootNamespace;
+    if (parsed.meshConfig?.localityLbSetting) mesh.localityLbSetting = parsed.meshConfig.localityLbSetting;
     mesh.installation.push(...(parsed.installation ?? []));
     for (const resource of parsed.resources) {
       const id = `${resource.kind} ${resource.namespace}/${resource.name}`;

@@ -7,6 +7,7 @@ import type {
   envoyFilterSpec,
   gatewaySpec,
   Kind,
+  LocalityLbSetting,
   serviceEntrySpec,
   sidecarSpec,
   trafficExtensionSpec,
@@ -89,6 +90,9 @@ export interface MeshConfig {
   /** From meshconfig.yaml, default `istio-system` as in Istio: EnvoyFilters there apply in every namespace, and
    * PeerAuthentication, AuthorizationPolicy and RequestAuthentication there apply mesh-wide. */
   rootNamespace: string;
+  /** From meshconfig.yaml: locality load balancing for services whose DestinationRule sets none. Unset means Istio's
+   * default `{ enabled: true }`: failover by locality wherever outlier detection is on (translate/locality.ts). */
+  localityLbSetting?: LocalityLbSetting;
   /** Resources that install a mesh rather than configure it (IstioOperator, injected Deployments): not translated,
    * reported with the Skiff command that plays their part (installation.ts). */
   installation: InstallationResource[];

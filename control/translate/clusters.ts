@@ -1,9 +1,11 @@
 // ServiceEntries and DestinationRules -> clusters and their endpoints, as Istio's cluster builder makes them
 // (pilot/pkg/networking/core/cluster_traffic_policy.go): one cluster per service port, plus one per DestinationRule
 // subset, named `outbound|<port>|<subset>|<host>`.
+import type { MeshConfig } from "../sources/index.js";
 import type { TrafficPolicy } from "../sources/schema/index.js";
 import type { XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, BLACKHOLE_CLUSTER, clusterName, duration, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER, typed } from "./envoy.js";
+import { type LocalityEndpoint, type LocalityPolicy, localityLbEndpoints, localityPolicy, localityWeighted } from "./locality.js";
 import type { Registry, Service, ServicePort } from "./registry.js";
 
 const MAX_UINT32 = 4_294_967_295;
@@ -15,14 +17,14 @@ export interface ClusterOutput {
 }
 
 /** The clusters of `services` (those the proxy's scope gives it), and BlackHoleCluster. */
-export function buildClusters(registry: Registry, services: Service[]): ClusterOutput {
+export function buildClusters(mesh: MeshConfig, registry: Registry, services: Service[]): ClusterOutput {
   const out: ClusterOutput = { clusters: [], endpoints: [] };
   for (const service of services) {
     const rule = registry.destinationRule(service);
     for (const port of service.entry.spec.ports) {
-      addCluster(out, registry, service, port, undefined, {}, rule?.spec.trafficPolicy);
+      addCluster(out, mesh, registry, service, port, undefined, {}, rule?.spec.trafficPolicy);
       for (const subset of rule?.spec.subsets ?? []) {
-        addCluster(out, registry, service, port, subset.name, subset.labels, mergePolicies(rule?.spec.trafficPolicy, subset.trafficPolicy));
+        addCluster(out, mesh, registry, service, port, subset.name, subset.labels, mergePolicies(rule?.spec.trafficPolicy, subset.trafficPolicy));
       }
     }
   }
@@ -56,13 +58,14 @@ export function passthroughCluster(name: typeof PASSTHROUGH_CLUSTER | typeof INB
 }
 
 /** A subset's policy replaces the service-level one field by field (Istio's MergeTrafficPolicy). */
-function mergePolicies(base: TrafficPolicy | undefined, subset: TrafficPolicy | undefined): TrafficPolicy | undefined {
+export function mergePolicies(base: TrafficPolicy | undefined, subset: TrafficPolicy | undefined): TrafficPolicy | undefined {
   if (!subset) return base;
   return { ...base, ...Object.fromEntries(Object.entries(subset).filter(([, value]) => value !== undefined)) };
 }
 
 function addCluster(
   out: ClusterOutput,
+  mesh: MeshConfig,
   registry: Registry,
   service: Service,
   port: ServicePort & { protocol: string },
@@ -71,17 +74,24 @@ function addCluster(
   policy: TrafficPolicy | undefined,
 ): void {
   const name = clusterName(port.number, subset, service.host);
-  const cluster: Record<string, unknown> = { name, ...discovery(out, registry, service, port, name, labels) };
-  cluster.connect_timeout = policy?.connectionPool?.tcp?.connectTimeout ? duration(policy.connectionPool.tcp.connectTimeout) : "10s";
   // An original-destination cluster balances by the address itself (Istio's applyLoadBalancer).
-  if (cluster.type !== "ORIGINAL_DST") Object.assign(cluster, loadBalancing(policy));
+  const originalDestination = service.entry.spec.resolution === "NONE" && registry.viewer?.role !== "gateway";
+  const balancing: Partial<ReturnType<typeof loadBalancing>> = originalDestination ? {} : loadBalancing(policy);
+  const locality = localityPolicy(mesh, policy);
+  const weighted = localityWeighted(locality, balancing.lb_policy);
+  const cluster: Record<string, unknown> = { name, ...discovery(out, registry, service, port, name, labels, locality, weighted) };
+  cluster.connect_timeout = policy?.connectionPool?.tcp?.connectTimeout ? duration(policy.connectionPool.tcp.connectTimeout) : "10s";
+  Object.assign(cluster, balancing);
   cluster.circuit_breakers = { thresholds: [circuitBreakerThreshold(policy)] };
   const outlier = outlierDetection(policy);
+  const common: Record<string, unknown> = {};
   if (outlier) {
     cluster.outlier_detection = outlier;
     // Istio turns Envoy's panic threshold off when outlier detection is on (minHealthPercent, default 0).
-    cluster.common_lb_config = { healthy_panic_threshold: { value: policy?.outlierDetection?.minHealthPercent ?? 0 } };
+    common.healthy_panic_threshold = { value: policy?.outlierDetection?.minHealthPercent ?? 0 };
   }
+  if (weighted) common.locality_weighted_lb_config = {};
+  if (Object.keys(common).length > 0) cluster.common_lb_config = common;
   const protocolOptions = httpProtocolOptions(port.protocol, policy);
   if (protocolOptions) cluster.typed_extension_protocol_options = { [HTTP_PROTOCOL_OPTIONS]: protocolOptions };
   out.clusters.push({ name, body: cluster });
@@ -91,7 +101,16 @@ function addCluster(
  * STATIC -> EDS; DNS -> STRICT_DNS and DNS_ROUND_ROBIN -> LOGICAL_DNS, resolving the endpoints' addresses (or the
  * host itself) with the DNS TTL; NONE -> ORIGINAL_DST on a sidecar, which connects to the address the application
  * dialed (on the entry's targetPort, if it names one), and EDS on a gateway, which has no such address. */
-function discovery(out: ClusterOutput, registry: Registry, service: Service, port: ServicePort, name: string, labels: Record<string, string>): Record<string, unknown> {
+function discovery(
+  out: ClusterOutput,
+  registry: Registry,
+  service: Service,
+  port: ServicePort,
+  name: string,
+  labels: Record<string, string>,
+  locality: LocalityPolicy | undefined,
+  weighted: boolean,
+): Record<string, unknown> {
   const resolution = service.entry.spec.resolution;
   if (resolution === "NONE" && registry.viewer?.role !== "gateway") {
     return {
@@ -100,23 +119,25 @@ function discovery(out: ClusterOutput, registry: Registry, service: Service, por
       ...(port.targetPort ? { original_dst_lb_config: { upstream_port_override: port.targetPort } } : {}),
     };
   }
-  const lbEndpoints = registry.lbEndpoints(service, port, labels);
+  const endpoints = registry.endpoints(service, port, labels);
+  // Grouped by locality, with priorities and locality weights for this proxy (locality.ts). Istio applies
+  // failoverPriority to EDS clusters only (a TODO for STRICT_DNS there); Skiff applies it to DNS clusters too.
+  const assignment = (list: LocalityEndpoint[]) => ({ cluster_name: name, endpoints: localityLbEndpoints(list, registry.viewer, locality, weighted) });
   if (resolution === "DNS" || resolution === "DNS_ROUND_ROBIN") {
-    // A LOGICAL_DNS cluster takes exactly one endpoint (Istio keeps the first, mergeServicesInstancesByNamespaceHost).
-    const endpoints = resolution === "DNS_ROUND_ROBIN" ? lbEndpoints.slice(0, 1) : lbEndpoints;
     return {
       type: resolution === "DNS" ? "STRICT_DNS" : "LOGICAL_DNS",
       dns_lookup_family: "V4_ONLY",
       respect_dns_ttl: true,
       dns_refresh_rate: "60s",
-      load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: endpoints }] },
+      // A LOGICAL_DNS cluster takes exactly one endpoint (Istio keeps the first, mergeServicesInstancesByNamespaceHost).
+      load_assignment: assignment(resolution === "DNS_ROUND_ROBIN" ? endpoints.slice(0, 1) : endpoints),
     };
   }
-  out.endpoints.push({ name, body: { cluster_name: name, endpoints: [{ lb_endpoints: lbEndpoints }] } });
+  out.endpoints.push({ name, body: assignment(endpoints) });
   return { type: "EDS", eds_cluster_config: { eds_config: ADS_CONFIG_SOURCE, service_name: name } };
 }
 
-function loadBalancing(policy: TrafficPolicy | undefined): Record<string, unknown> {
+function loadBalancing(policy: TrafficPolicy | undefined): { lb_policy: string; ring_hash_lb_config?: Record<string, unknown> } {
   const lb = policy?.loadBalancer;
   if (lb?.consistentHash) {
     return { lb_policy: "RING_HASH", ring_hash_lb_config: { minimum_ring_size: String(lb.consistentHash.minimumRingSize ?? 1024) } };

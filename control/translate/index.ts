@@ -28,7 +28,7 @@ export function translateWithEffects(mesh: MeshConfig, context: TranslationConte
   const resources = emptyResources();
   if (proxy.role === "gateway") {
     const { listeners, routes, secrets } = buildGatewayListeners(mesh, registry, proxy, workloadHttpFilters(mesh, context, wasm));
-    const { clusters, endpoints } = buildClusters(registry, gatewayServices(registry, gatewayVirtualServices(mesh, proxy)));
+    const { clusters, endpoints } = buildClusters(mesh, registry, gatewayServices(registry, gatewayVirtualServices(mesh, proxy)));
     resources[TypeUrl.Cluster] = clusters;
     resources[TypeUrl.ClusterLoadAssignment] = endpoints;
     resources[TypeUrl.Secret] = secrets;
@@ -39,7 +39,7 @@ export function translateWithEffects(mesh: MeshConfig, context: TranslationConte
     const outbound = buildSidecarOutbound(registry, scope, proxy, wasm.httpFilters);
     // Outbound the workload's own calls pass its Wasm plugins; inbound also its authentication and authorization.
     const inbound = buildSidecarInbound(registry, scope, proxy, workloadHttpFilters(mesh, context, wasm));
-    const { clusters, endpoints } = buildClusters(registry, scope.services);
+    const { clusters, endpoints } = buildClusters(mesh, registry, scope.services);
     // Istio's order: outbound clusters, BlackHoleCluster, PassthroughCluster, then the inbound ones.
     resources[TypeUrl.Cluster] = [...clusters, passthroughCluster(PASSTHROUGH_CLUSTER), ...inbound.clusters];
     resources[TypeUrl.ClusterLoadAssignment] = endpoints;

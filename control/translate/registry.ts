@@ -17,6 +17,7 @@ import type { WorkloadEntrySpec } from "../sources/schema/index.js";
 import type { ProxyIdentity } from "../resources.js";
 import { DestinationRuleIndex } from "./destination-rules.js";
 import { visibleIn } from "./hosts.js";
+import { type LocalityEndpoint, withTopologyLabels, workloadLocality } from "./locality.js";
 
 export interface Service {
   /** The host as the ServiceEntry writes it; cluster names use it. */
@@ -116,15 +117,23 @@ export class Registry {
     return this.lookup(name, namespace)?.entry.spec.ports[0]?.number ?? 80;
   }
 
-  /** Endpoints of `service` on `port` whose labels include `labels`, as Envoy lb_endpoints: those of every entry for
-   * the service, the WorkloadEntries their workloadSelector selects, or, for a DNS entry with neither, its host. */
-  lbEndpoints(service: Service, port: ServicePort, labels: Record<string, string>): Record<string, unknown>[] {
+  /** Endpoints of `service` on `port` whose labels include `labels`, as Envoy lb_endpoints with their locality: those
+   * of every entry for the service, the WorkloadEntries their workloadSelector selects, or, for a DNS entry with
+   * neither, its host. */
+  endpoints(service: Service, port: ServicePort, labels: Record<string, string>): LocalityEndpoint[] {
     return service.entries.flatMap((entry) => {
       const entryPort = entry.spec.ports.find((p) => p.number === port.number);
       if (!entryPort) return []; // Istio keys instances by the defining service's port numbers.
       return this.workloads(entry, service.host)
         .filter((workload) => Object.entries(labels).every(([key, value]) => workload.labels?.[key] === value))
-        .map((workload) => lbEndpoint(workload, workload.ports?.[entryPort.name] ?? entryPort.targetPort ?? entryPort.number));
+        .map((workload) => {
+          const locality = workloadLocality(workload);
+          return {
+            lbEndpoint: lbEndpoint(workload, workload.ports?.[entryPort.name] ?? entryPort.targetPort ?? entryPort.number),
+            ...(locality ? { locality } : {}),
+            labels: withTopologyLabels(workload.labels, locality),
+          };
+        });
     });
   }
 

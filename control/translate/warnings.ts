@@ -3,6 +3,8 @@
 // control plane logs them; neither refuses the configuration, because Istio accepts it.
 import type { ConfigError, MeshConfig } from "../sources/index.js";
 import type { ServiceEntry, VirtualService } from "../sources/model.js";
+import { mergePolicies } from "./clusters.js";
+import { localityPolicy } from "./locality.js";
 import { Registry } from "./registry.js";
 
 export function meshWarnings(mesh: MeshConfig): ConfigError[] {
@@ -13,7 +15,53 @@ export function meshWarnings(mesh: MeshConfig): ConfigError[] {
     ...mergedRuleWarnings(registry),
     ...mergedEntryWarnings(mesh, registry),
     ...pendingFieldWarnings(mesh),
+    ...localityWarnings(mesh, registry),
   ];
+}
+
+/** Locality settings that cannot act: failover without outlier detection (Istio warns the same: Envoy never leaves a
+ * priority whose endpoints it does not eject), and retryRemoteLocalities where there is no other priority to retry in. */
+function localityWarnings(mesh: MeshConfig, registry: Registry): ConfigError[] {
+  const warnings: ConfigError[] = [];
+  for (const rule of mesh.destinationRules) {
+    const policies = [
+      { field: "spec.trafficPolicy", policy: rule.spec.trafficPolicy },
+      ...(rule.spec.subsets ?? []).map((subset, index) => ({ field: `spec.subsets[${index}].trafficPolicy`, policy: subset.trafficPolicy && mergePolicies(rule.spec.trafficPolicy, subset.trafficPolicy) })),
+    ];
+    for (const { field, policy } of policies) {
+      const setting = policy?.loadBalancer?.localityLbSetting;
+      if (!setting || policy?.outlierDetection || !(setting.failover?.length || setting.failoverPriority?.length)) continue;
+      warnings.push({
+        file: rule.file,
+        resource: `DestinationRule ${rule.namespace}/${rule.name}`,
+        field: `${field}.loadBalancer.localityLbSetting`,
+        message: "failover needs outlierDetection (Istio warns the same): without it no endpoint is ever ejected, so traffic never leaves the local locality",
+      });
+    }
+  }
+  for (const vs of mesh.virtualServices) {
+    vs.spec.http.forEach((http, index) => {
+      if (!http.retries?.retryRemoteLocalities) return;
+      const warn = (message: string) =>
+        warnings.push({ file: vs.file, resource: `VirtualService ${vs.namespace}/${vs.name}`, field: `spec.http[${index}].retries.retryRemoteLocalities`, message });
+      if (http.retries.attempts < 2) {
+        warn("Envoy's previous_priorities (update_frequency 2, as Istio sets it) moves retries to another locality from the third attempt on; with attempts 1 the retry stays local");
+      }
+      const local = http.route.filter(({ destination }) => {
+        const service = registry.lookup(destination.host, vs.namespace);
+        const rule = service && registry.destinationRule(service);
+        const subset = rule?.spec.subsets?.find((candidate) => candidate.name === destination.subset);
+        const locality = localityPolicy(mesh, mergePolicies(rule?.spec.trafficPolicy, subset?.trafficPolicy));
+        return !locality?.failover || Boolean(locality.setting.distribute?.length);
+      });
+      if (local.length > 0) {
+        warn(
+          `${local.map(({ destination }) => destination.host).join(", ")}: no locality failover (it needs outlierDetection in a DestinationRule, and locality load balancing not disabled or set to distribute), so every endpoint has one priority and retries have no other locality to go to`,
+        );
+      }
+    });
+  }
+  return warnings;
 }
 
 function installationWarnings(mesh: MeshConfig): ConfigError[] {

@@ -2,6 +2,77 @@
 import { z } from "zod";
 import { duration, exportTo, labels } from "./common.js";
 
+/** Istio's topology labels (istio.io/api label, pilot registry util/label): a workload's locality as labels, which
+ * `failoverPriority` may name. */
+export const TOPOLOGY_LABELS = { region: "topology.kubernetes.io/region", zone: "topology.kubernetes.io/zone", subZone: "topology.istio.io/subzone" } as const;
+
+/** LocalityLoadBalancerSetting (DestinationRule `loadBalancer.localityLbSetting`, MeshConfig `localityLbSetting`),
+ * validated as Istio's ValidateLocalityLbSetting (pkg/config/validation/agent/validation.go) does. Localities are
+ * `region[/zone[/subzone]]`; `distribute` may end one with `*`. The "outlier detection must be provided for failover"
+ * check is a warning there and in Skiff (translate/warnings.ts). */
+export const localityLbSetting = z
+  .strictObject({
+    enabled: z.boolean().optional(),
+    distribute: z.array(z.strictObject({ from: z.string().min(1), to: z.record(z.string().min(1), z.number().int()) })).optional(),
+    failover: z.array(z.strictObject({ from: z.string().min(1), to: z.string().min(1) })).optional(),
+    failoverPriority: z.array(z.string().min(1)).optional(),
+  })
+  .superRefine((lb, context) => {
+    const issue = (path: PropertyKey[], message: string) => context.addIssue({ code: "custom", path, message });
+    if (lb.distribute?.length && lb.failover?.length) return issue(["failover"], "can not simultaneously specify 'distribute' and 'failover' (Istio refuses both)");
+    if (lb.failover?.length) {
+      lb.failoverPriority?.forEach((label, index) => {
+        if ((Object.values(TOPOLOGY_LABELS) as string[]).includes(label)) issue(["failoverPriority", index], `can not simultaneously set 'failover' and topology label '${label}' in 'failoverPriority' (Istio refuses it)`);
+      });
+    }
+    lb.distribute?.forEach((rule, index) => {
+      const weights = Object.values(rule.to);
+      if (weights.some((weight) => weight < 1 || weight > 100)) return issue(["distribute", index, "to"], "locality weight must be in range [1, 100]");
+      const total = weights.reduce((sum, weight) => sum + weight, 0);
+      if (total !== 100) return issue(["distribute", index, "to"], `total locality weight ${total} != 100`);
+      const problem = localitiesProblem(Object.keys(rule.to));
+      if (problem) issue(["distribute", index, "to"], problem);
+    });
+    const sources = localitiesProblem((lb.distribute ?? []).map((rule) => rule.from));
+    if (sources) issue(["distribute"], sources);
+    lb.failover?.forEach((rule, index) => {
+      if (rule.from === rule.to) issue(["failover", index], "locality lb failover settings must specify different regions");
+      if (rule.from.includes("/") || rule.to.includes("/")) issue(["failover", index], "locality lb failover only specifies regions (no '/')");
+      if (rule.from.includes("*") || rule.to.includes("*")) issue(["failover", index], "locality lb failover region should not contain the '*' wildcard");
+    });
+  });
+export type LocalityLbSetting = z.infer<typeof localityLbSetting>;
+
+/** Istio's validateLocalities: a `*` only once and last, no empty part, no locality that overlaps an earlier one. */
+function localitiesProblem(localities: string[]): string | undefined {
+  // region -> zone -> subzones; "*" marks "everything below".
+  const seen = new Map<string, Map<string, Set<string>>>();
+  for (const locality of localities) {
+    const stars = locality.split("*").length - 1;
+    if (stars > 1 || (stars === 1 && !locality.endsWith("*"))) return `locality ${locality}: the wildcard '*' may appear once, at the end`;
+    if (seen.has("*")) return `locality ${locality} overlaps with previous ones`;
+    const parts = locality.split("/");
+    if (parts.length > 3 || parts.some((part) => part === "")) return `locality ${locality} must be region[/zone[/subzone]] without empty parts`;
+    const [region, zone, subZone] = parts as [string, string?, string?];
+    const zones = seen.get(region);
+    if (zone === undefined) {
+      if (zones) return `locality ${locality} overlaps with previous ones`;
+      seen.set(region, new Map([["*", new Set(["*"])]]));
+      continue;
+    }
+    if (zones?.has("*")) return `locality ${locality} overlaps with previous ones`;
+    const subZones = zones?.get(zone);
+    if (subZone === undefined) {
+      if (subZones) return `locality ${locality} overlaps with previous ones`;
+      seen.set(region, (zones ?? new Map()).set(zone, new Set(["*"])));
+      continue;
+    }
+    if (subZones?.has("*") || subZones?.has(subZone)) return `locality ${locality} overlaps with previous ones`;
+    seen.set(region, (zones ?? new Map()).set(zone, (subZones ?? new Set()).add(subZone)));
+  }
+  return undefined;
+}
+
 const loadBalancer = z
   .strictObject({
     simple: z.enum(["UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM"]).optional(),
@@ -18,8 +89,10 @@ const loadBalancer = z
         { message: "exactly one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName" },
       )
       .optional(),
+    localityLbSetting: localityLbSetting.optional(),
   })
-  .refine((lb) => (lb.simple === undefined) !== (lb.consistentHash === undefined), { message: "exactly one of simple or consistentHash" });
+  // One policy or none: a loadBalancer may hold only localityLbSetting (Istio's lb_policy oneof may be unset).
+  .refine((lb) => lb.simple === undefined || lb.consistentHash === undefined, { message: "at most one of simple or consistentHash" });
 
 /** ClientTLSSettings: how a client's sidecar talks TLS to the service (istio.io .../destination-rule/#ClientTLSSettings). */
 export const clientTls = z

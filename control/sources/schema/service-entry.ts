@@ -12,6 +12,11 @@ export const workloadEntrySpec = z.strictObject({
   network: z.string().min(1).optional(),
   weight: z.number().int().positive().optional(),
   serviceAccount: z.string().min(1).optional(),
+  /** `region/zone/subzone` (Istio's WorkloadEntry.locality); when unset, the `istio-locality` label says it. */
+  locality: z
+    .string()
+    .regex(/^[^/]+(\/[^/]+){0,2}$/, "region[/zone[/subzone]], without empty parts")
+    .optional(),
 });
 export type WorkloadEntrySpec = z.infer<typeof workloadEntrySpec>;
 
