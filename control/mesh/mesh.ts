@@ -33,7 +33,6 @@ import {
   listPods,
   listServices,
   type MeshRecord,
-  type Owner,
   ownerAlive,
   type PodRecord,
   podRecordPath,
@@ -406,5 +405,3 @@ function removeHostRules(matches: (comment: string) => boolean): void {
     if (matches(rule.comment)) runIgnoringMissing(["iptables", "-w", "-D", ...rule.args.slice(1)]);
   }
 }
-
-export type { Owner };
