@@ -4,7 +4,6 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
-import { Agent } from "../agent/agent.js";
 import { DEFAULT_TRUST_DOMAIN } from "../ca/spiffe.js";
 import { locateEnvoy } from "../envoy-binary/locate.js";
 import type { Locality } from "../resources.js";
@@ -55,6 +54,8 @@ export const agentCommand = new Command("agent")
 
 async function runAgent(options: AgentCommandOptions): Promise<void> {
   const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
+  // Loaded here, not at the top: every `skiff` command would pay for the agent's gRPC and CA code (see main.ts).
+  const { Agent } = await import("../agent/agent.js");
   const agent = await Agent.start({
     dir: options.dir,
     address: options.controlPlane,

@@ -1,12 +1,11 @@
 // skiff: the command line of the Skiff control plane and its tools. A new command group lives in a file of its own
 // beside this one and is added here with program.addCommand(); option parsers shared by commands are in options.ts.
+// Heavy code (the control plane, translation, gRPC, the CA) is imported by the actions that run it, not at the top:
+// every `skiff` start would pay for all of it (about 1 s of CPU, several seconds on a busy machine), also `skiff mesh`.
 import { Command, InvalidArgumentError } from "commander";
 import { EnvoyNotFoundError, installEnvoy, locateEnvoy } from "../envoy-binary/locate.js";
 import { componentsCommand } from "./components.js";
-import { runDemo } from "./demo.js";
-import { runValidate } from "./validate.js";
 import { bootstrapYaml } from "../bootstrap/bootstrap.js";
-import { startControlPlane } from "../control-plane.js";
 import { address, DEFAULT_DATA_DIR, label, port, seconds } from "./options.js";
 import { caCommand } from "./ca.js";
 import { agentCommand } from "./agent.js";
@@ -45,7 +44,7 @@ program.addCommand(componentsCommand());
 program
   .command("demo")
   .description("run the coolstore mesh of examples/: control plane, gateway Envoy, demo services (build first: npm run build)")
-  .action(runDemo);
+  .action(async () => (await import("./demo.js")).runDemo());
 
 program
   .command("control-plane")
@@ -65,6 +64,7 @@ program
   .option("--workload-cert-ttl <duration>", "lifetime of workload certificates (e.g. 24h, 30s)", seconds, 24 * 3600)
   .option("--plaintext", "serve xDS WITHOUT TLS or authentication, to anyone who connects: local development only")
   .action(async (options: { config: string; listen?: { host: string; port?: number }; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; plaintext?: boolean }) => {
+    const { startControlPlane } = await import("../control-plane.js");
     const controlPlane = await startControlPlane({
       configDir: options.config,
       namespace: options.namespace,
@@ -157,7 +157,7 @@ program
   .description("check a folder of Istio-style YAML as the control plane reads, translates and encodes it; exits 1 on errors")
   .argument("<dir>", "the config folder")
   .option("-n, --namespace <ns>", "namespace of resources whose metadata names none, as kubectl's", "default")
-  .action((dir: string, options: { namespace: string }) => runValidate(dir, options));
+  .action(async (dir: string, options: { namespace: string }) => (await import("./validate.js")).runValidate(dir, options));
 
 program.addCommand(newCommand);
 program.addCommand(buildCommand);

@@ -29,6 +29,7 @@ import {
   claimIndex,
   claimOctet,
   currentOwner,
+  deletingExclusively,
   listMeshRecords,
   listPods,
   listServices,
@@ -98,7 +99,7 @@ export function createMesh(name: string, options: CreateMeshOptions): MeshRecord
     createdAt: new Date().toISOString(),
   };
   if (!publishMesh(record)) {
-    releaseIndex(index);
+    releaseIndex(index, name);
     throw new Error(`mesh ${name} exists (see \`skiff mesh list\`)`);
   }
   try {
@@ -220,9 +221,14 @@ export function podCommand(netns: string, command: string[], uid?: number): stri
   return ["ip", "netns", "exec", netns, ...user, ...command];
 }
 
-/** Removes a mesh and everything in it: processes in its pods, namespaces, links, host rules, files, records. */
+/** Removes a mesh and everything in it: processes in its pods, namespaces, links, host rules, files, records. Safe
+ * when several processes remove the same mesh at once (one after the other, see deletingExclusively). */
 export function deleteMesh(name: string): void {
   requireNetAdmin("skiff mesh delete");
+  deletingExclusively(name, () => removeMeshNetwork(name));
+}
+
+function removeMeshNetwork(name: string): void {
   const record = readMesh(name);
   const claims = subnetClaims().filter((c) => c.mesh === name);
   for (const pod of record ? listPods(name) : []) removePodNetwork(pod);
@@ -231,11 +237,13 @@ export function deleteMesh(name: string): void {
   removeHostRules((comment) => comment === ruleComment(name));
   // Links by the mesh index, known from the record or, after a crash during create, from the subnet claim alone.
   for (const index of new Set([...(record ? [record.index] : []), ...claims.map((c) => c.index)])) {
+    // An index another mesh holds now names that mesh's links (after a crash, a record may outlive its claim).
+    if (subnetClaims().some((c) => c.index === index && c.mesh !== name)) continue;
     for (const link of listLinks().filter((l) => l.startsWith(`${LINK_PREFIX.veth}${index}p`))) runIgnoringMissing(["ip", "link", "del", link]);
     runIgnoringMissing(["ip", "link", "del", bridgeName(index)]);
   }
   removeMeshRecord(name);
-  for (const subnet of claims) releaseIndex(subnet.index);
+  for (const subnet of claims) releaseIndex(subnet.index, name);
 }
 
 export interface MeshStatus {

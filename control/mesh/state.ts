@@ -6,10 +6,12 @@
 //   meshes/<name>/pods/<pod>.json      a pod (PodRecord), created exclusively (pod names are unique in a mesh)
 //   meshes/<name>/addresses/<octet>    claim of a pod or service address (198.18.i.<octet> / 198.19.i.<octet>)
 //   meshes/<name>/services/<name>.json a service name and its address (ServiceRecord)
+//   deleting/<name>                    the process removing that mesh (Owner): one at a time, see deletingExclusively
 //
 // Every claim is a file created with O_EXCL, so engineers and parallel test files sharing the machine never get the
 // same subnet, name or address, without any lock.
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CaptureOptions } from "./capture.js";
 
@@ -70,7 +72,8 @@ export function ownerAlive(owner: Owner | undefined): boolean {
   return processStartTime(owner.pid) === owner.startTime;
 }
 
-function processStartTime(pid: number): number | undefined {
+/** When a process started (clock ticks after boot): with its pid, it tells the process from a later one given the pid. */
+export function processStartTime(pid: number): number | undefined {
   try {
     // The command (field 2) may contain spaces and parentheses: fields after its closing parenthesis start at 3.
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -111,8 +114,62 @@ export function subnetClaims(): SubnetClaim[] {
   return readJsonDir<Omit<SubnetClaim, "index">>(join(STATE_DIR, "subnets")).map(([file, claimed]) => ({ index: Number(file), ...claimed }));
 }
 
-export function releaseIndex(index: number): void {
-  rmSync(join(STATE_DIR, "subnets", String(index)), { force: true });
+/** Gives mesh index `index` back, if `mesh` still holds it (after a release, another mesh may hold it already). */
+export function releaseIndex(index: number, mesh: string): void {
+  const path = join(STATE_DIR, "subnets", String(index));
+  if (readJson<{ mesh: string }>(path)?.mesh === mesh) rmSync(path, { force: true });
+}
+
+/** How long a removal waits for another process removing the same mesh (it runs a few dozen `ip` commands). */
+const DELETION_WAIT_MS = 120_000;
+
+/** Runs `remove` for `mesh` while no other process removes it. Two removals at once (`skiff mesh cleanup` in two test
+ * runs, both finding the same dead owner's mesh) would otherwise both release its subnet index: the second release
+ * could drop the claim of a new mesh that took the index meanwhile, or delete that mesh's bridge and veths (named by
+ * the index). A removal waits for one in progress to finish, then runs itself (finding little or nothing left); a lock
+ * whose holder died mid-removal is taken over. */
+export function deletingExclusively(mesh: string, remove: () => void): void {
+  const lock = join(STATE_DIR, "deleting", mesh);
+  const deadline = Date.now() + DELETION_WAIT_MS;
+  while (!claim(lock, JSON.stringify(currentOwner()))) {
+    const holder = readJson<Owner>(lock);
+    if (holder && !ownerAlive(holder)) takeOverStaleLock(lock, holder);
+    else if (holder && Date.now() > deadline) throw new Error(`mesh ${mesh} is being removed by pid ${holder.pid} (${holder.command}) for over ${DELETION_WAIT_MS / 1000} s`);
+    else if (holder) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50); // Mesh operations are synchronous.
+  }
+  try {
+    remove();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+/** Removes a dead process's lock. Moved aside first, so that of two processes taking it over only one removes it; if
+ * what was moved is by then a live process's lock (taken over and locked again in between), it goes back. */
+function takeOverStaleLock(lock: string, stale: Owner): void {
+  const aside = `${lock}.${process.pid}.${randomBytes(4).toString("hex")}`;
+  try {
+    renameSync(lock, aside);
+  } catch {
+    return; // Someone else moved or released it.
+  }
+  const moved = readJson<Owner>(aside);
+  if (moved && (moved.pid !== stale.pid || moved.startTime !== stale.startTime)) {
+    try {
+      linkSync(aside, lock);
+    } catch {
+      // Locked again meanwhile by a third process: it holds the lock now.
+    }
+  }
+  rmSync(aside, { force: true });
+}
+
+function readJson<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as T;
+  } catch {
+    return undefined; // Absent, or being written.
+  }
 }
 
 /** Writes a mesh's folder complete, then moves it into place; false if a mesh of that name exists. */

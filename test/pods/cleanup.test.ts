@@ -2,6 +2,7 @@
 // process of it; after a crash, `skiff mesh cleanup` does the same for meshes whose owner is gone, and leaves the
 // meshes of running processes alone.
 import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -9,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { run } from "../../control/mesh/host.js";
 import { deleteMesh, type MeshRecord, type PodRecord, podCommand } from "../../control/mesh/mesh.js";
-import { readMesh, STATE_DIR } from "../../control/mesh/state.js";
+import { claim, currentOwner, deletingExclusively, type Owner, processStartTime, readMesh, releaseIndex, STATE_DIR, subnetClaims } from "../../control/mesh/state.js";
 import { CHILD_MARKER, testRunId } from "../harness/processes.js";
 import { describePods } from "../harness/e2e.js";
 import { type MeshNetwork, startMeshNetwork } from "../harness/pods.js";
@@ -116,5 +117,43 @@ describePods("mesh cleanup", () => {
     const server = await b.startApp();
     await server.listen(8080);
     expect((await (await a.startApp()).request("b", 8080)).status).toBe(200);
+  });
+
+  it("removes one mesh once at a time: a second removal waits for the first, a dead remover's lock is taken over", () => {
+    const name = `lock${randomBytes(3).toString("hex")}`;
+    const lock = join(STATE_DIR, "deleting", name);
+    const released = join(STATE_DIR, "deleting", `${name}.released-by-holder`);
+    // A live process holding the removal lock: it finishes its "removal" a moment after the lock exists.
+    const holder = spawn("sh", ["-c", `while [ ! -e ${lock} ]; do sleep 0.05; done; sleep 1; touch ${released}; rm -f ${lock}; exec sleep 600`], {
+      stdio: "ignore",
+      env: { ...process.env, [CHILD_MARKER]: testRunId() },
+    });
+    try {
+      expect(claim(lock, JSON.stringify({ pid: holder.pid!, startTime: processStartTime(holder.pid!)!, command: "holder" } satisfies Owner))).toBe(true);
+      let ranAfterHolder: boolean | undefined;
+      deletingExclusively(name, () => {
+        ranAfterHolder = existsSync(released);
+        expect(JSON.parse(readFileSync(lock, "utf8"))).toEqual(currentOwner());
+      });
+      expect(ranAfterHolder).toBe(true);
+      expect(existsSync(lock)).toBe(false);
+
+      // A remover that died holding the lock (a pid that has exited): the next removal takes the lock over at once.
+      const dead = spawnSync("true").pid;
+      expect(claim(lock, JSON.stringify({ pid: dead, startTime: 1, command: "crashed remover" } satisfies Owner))).toBe(true);
+      let ran = false;
+      deletingExclusively(name, () => (ran = true));
+      expect(ran).toBe(true);
+      expect(existsSync(lock)).toBe(false);
+    } finally {
+      holder.kill("SIGKILL");
+      for (const path of [lock, released]) spawnSync("rm", ["-f", path]);
+    }
+  });
+
+  it("never gives away a subnet another mesh holds now", () => {
+    // A late removal of a mesh that had index i must not drop the claim of the mesh that holds i now.
+    releaseIndex(live.record.index, `gone${randomBytes(3).toString("hex")}`);
+    expect(subnetClaims().find((c) => c.index === live.record.index)?.mesh).toBe(live.name);
   });
 });
