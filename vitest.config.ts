@@ -13,5 +13,7 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // expect.poll waits for Envoy to apply something; 1 s (vitest's default) is too short on a busy 2-core machine.
+    expect: { poll: { timeout: 15_000 } },
   },
 });

@@ -72,6 +72,8 @@ async function serve(port: number, handle: (req: IncomingMessage) => Promise<{ s
       },
     );
   });
+  // Behind Envoy the proxy decides when idle connections close (Node's 5 s default races Envoy's 1 h idle timeout).
+  server.keepAliveTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, "127.0.0.1", resolve);

@@ -15,7 +15,8 @@ const CONCURRENCY = 2;
 const config = {
   consecutive5xxErrors: 3,
   interval: "100ms",
-  baseEjectionTime: "3s",
+  // Long enough that a loaded machine cannot end an ejection before the scenario has checked it.
+  baseEjectionTime: "10s",
   maxEjectionPercent: 50,
 };
 
@@ -49,7 +50,7 @@ const overrideHostPolicy = {
 const nativeOutlierDetection = {
   consecutive_5xx: config.consecutive5xxErrors,
   interval: "0.1s", // proto JSON durations are in seconds
-  base_ejection_time: "3s",
+  base_ejection_time: "10s",
   max_ejection_percent: config.maxEjectionPercent,
 };
 
@@ -128,7 +129,7 @@ describeE2E("outlier-detector filter in Envoy (2 workers)", () => {
     expect(run.first.byUpstream.a + run.first.byUpstream.b).toBe(27);
     expect(run.first.byStatus[500]).toBe(3);
     expect(await stat(envoy, "ejections")).toBe(1);
-    await envoy.waitForLog(/outlier-detector: ejected 127\.0\.0\.1:\d+ for 3000ms \(ejection 1\)/);
+    await envoy.waitForLog(/outlier-detector: ejected 127\.0\.0\.1:\d+ for 10000ms \(ejection 1\)/);
     // Both workers steer around it.
     expect(run.second.byStatus[200]).toBe(100);
     expect(run.second.byUpstream.c).toBeUndefined();
@@ -142,13 +143,13 @@ describeE2E("outlier-detector filter in Envoy (2 workers)", () => {
 
     // Its time is up: it is back in the rotation (each worker from its next tick), fails 3 more times in a row
     // and is ejected for twice as long.
-    await waitFor(async () => (await stat(envoy, "returned")) === 1, "the host returns");
+    await waitFor(async () => (await stat(envoy, "returned")) === 1, "the host returns", 30_000);
     for (let sent = 0; (await stat(envoy, "ejections")) < 2; sent++) {
       if (sent === 300) throw new Error("the returned host was not tried again within 300 requests");
       await sequential(port, 1);
     }
     expect(c.requests.length).toBe(6);
-    await envoy.waitForLog(/outlier-detector: ejected 127\.0\.0\.1:\d+ for 6000ms \(ejection 2\)/);
+    await envoy.waitForLog(/outlier-detector: ejected 127\.0\.0\.1:\d+ for 20000ms \(ejection 2\)/);
   });
 
   it("with two failing hosts and maxEjectionPercent 50, ejects only one", async () => {

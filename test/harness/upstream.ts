@@ -63,6 +63,11 @@ export class Upstream {
     const handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) =>
       void upstream.handle(req, res);
     const server = options.tls ? createHttpsServer(options.tls, handler) : options.protocol === "h2c" ? createH2cServer(handler) : createHttp1Server(handler);
+    // Node closes an idle keep-alive connection after 5 s; Envoy (idle timeout 1 h) may send the next request on it
+    // at that moment and answer 503 "upstream connection reset". A worker busy for seconds (a large Wasm module
+    // compiling, a loaded machine) makes that race likely. Servers behind Envoy keep connections longer than Envoy
+    // does, so the proxy decides when they close: https://www.envoyproxy.io/docs/envoy/latest/faq/configuration/timeouts
+    if ("keepAliveTimeout" in server) server.keepAliveTimeout = 0;
     upstream = new Upstream(options.name, server, options.script);
     server.on("connection", (socket: Socket) => {
       upstream.sockets.add(socket);
