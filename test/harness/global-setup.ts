@@ -1,13 +1,14 @@
-// Once per test run: names the Envoy the e2e tests run against, refuses to skip them in CI, and at the end checks
-// that no process started by the tests is still alive.
+// Once per test run: names the Envoy the e2e tests run against, refuses to skip them in CI, compiles the SDK's test
+// modules, and at the end checks that no process started by the tests is still alive.
 import { randomUUID } from "node:crypto";
 import type { TestProject } from "vitest/node";
 import { locateEnvoy } from "../../control/envoy-binary/locate.js";
 import { leftoverProcesses } from "./processes.js";
 import { ensureMeshPrerequisites, hasNetAdmin } from "../../control/mesh/host.js";
 import { cleanupMeshes } from "../../control/mesh/mesh.js";
+import { fixtureModule } from "../../sdk/tools/fixtures.js";
 
-export default function setup(project: TestProject) {
+export default async function setup(project: TestProject) {
   const runId = randomUUID();
   process.env.SKIFF_TEST_RUN = runId;
   const skip = process.env.SKIFF_SKIP_E2E === "1";
@@ -20,6 +21,9 @@ export default function setup(project: TestProject) {
   }
   project.provide("skipE2E", skip);
   project.provide("skipPods", !setUpPods(skip));
+  // Compiled here once (seconds each, a minute on a loaded machine) rather than inside the first test file's hook
+  // that needs them, where two test files compiling at once could run out of the hook's time.
+  for (const [name, target] of [["probe", "release"], ["probe", "small"], ["tcp-probe", "release"]]) await fixtureModule(name, target);
 
   return () => {
     // Meshes this run made and did not remove (a worker that crashed, or a test that never stopped its mesh).
