@@ -1,9 +1,10 @@
-// The control plane: Istio YAML from a folder (sources) -> Envoy resources per proxy (translate) -> encoded,
+// The control plane: Istio resources from a folder or a Kubernetes API server (sources) -> Envoy resources per proxy (translate) -> encoded,
 // versioned snapshots (snapshots) -> ADS streams (xds). Data flows one way; Wasm modules are served over HTTP.
 import { EnvoyFilterGate } from "./envoy-check.js";
 import { EnvoyNotFoundError, locateEnvoy } from "./envoy-binary/locate.js";
 import { validateWithEnvoy } from "./envoy-binary/validate.js";
 import { type ConfigError, formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
+import type { KubernetesSourceOptions } from "./sources/kubernetes/index.js";
 import { checkTranslation } from "./translate/check.js";
 import { translate, translationNotes } from "./translate/index.js";
 import { meshWarnings } from "./translate/warnings.js";
@@ -27,7 +28,10 @@ import { status as grpcStatus } from "@grpc/grpc-js";
 import { MESH_RANGE, inSubnet } from "./mesh/addresses.js";
 
 export interface ControlPlaneOptions {
-  configDir: string;
+  /** The folder of Istio YAML it serves and watches (the embedded mode); or `kubernetes`. */
+  configDir?: string;
+  /** Istio resources and services from a Kubernetes API server instead of a folder (sources/kubernetes/). */
+  kubernetes?: Omit<KubernetesSourceOptions, "check" | "log">;
   /** The namespace of resources whose metadata names none (default "default"), as kubectl's `-n`. */
   namespace?: string;
   /** The address both servers listen on, which proxies reach them at: 127.0.0.1 (the default), or the host's address
@@ -89,6 +93,7 @@ export function checkListenHost(host: string): void {
 }
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  if ((options.configDir === undefined) === (options.kubernetes === undefined)) throw new Error("startControlPlane needs exactly one source: configDir or kubernetes");
   const log = options.log ?? (() => {});
   const host = options.host ?? "127.0.0.1";
   checkListenHost(host);
@@ -137,7 +142,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         proxy,
         moduleCluster: { name: MODULE_CLUSTER, host: modules.host, port: modules.port },
         module: (url, owner) => {
-          if (!url.startsWith("oci://")) return modules.addFile(wasmModulePath(options.configDir, url));
+          if (!url.startsWith("oci://")) return modules.addFile(wasmModulePath(current.dir, url));
           const pulled = owner ? remote.module(owner) : undefined;
           return pulled && modules.add(pulled.bytes);
         },
@@ -157,7 +162,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       const before = cache.get(key)?.version;
       const snapshot = cache.set(key, resourcesFor(mesh, proxy), { changedAt, notes: translationNotes(mesh, proxy) });
       if (snapshot.version !== before) {
-        log(`${proxy.nodeId}: snapshot ${snapshot.version}`);
+        log(`${proxy.nodeId}: snapshot ${snapshot.version} (content ${snapshot.contentVersion})`);
         for (const note of snapshot.notes) log(`${proxy.nodeId}: ${note}`);
       }
     } catch (error) {
@@ -188,30 +193,41 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const envoyPath = options.envoyPath ?? foundEnvoy(log);
   const gate = new EnvoyFilterGate(envoyPath ? (resources, fold) => validateWithEnvoy(envoyPath, resources, fold) : undefined);
 
-  let watcher: { close(): Promise<void> } | undefined;
-  try {
-    watcher = watchConfigDir(
-      options.configDir,
-      (next, firstChangeAt) =>
-        gate.submit(next, (checked, errors) => {
-          if (JSON.stringify(errors) !== JSON.stringify(envoyErrors)) {
-            envoyErrors = errors;
-            reportErrors(errors);
-          }
-          mesh = checked;
-          remote.want(checked.wasmPlugins.flatMap(({ kind, namespace, name, module }) => ("image" in module ? [{ owner: `${kind}/${namespace}/${name}`, module }] : [])));
-          logWarnings(checked);
-          metrics.configChanged((Date.now() - firstChangeAt) / 1000, new Set(checked.serviceEntries.flatMap((entry) => entry.spec.hosts)).size);
-          // Module files may have changed with the YAML: translate afresh (modules are re-read when their file changed).
-          translations = new Map();
-          for (const [key, proxy] of proxies) update(key, proxy, firstChangeAt);
-        }),
-      (errors) => {
-        folderErrors = errors;
+  const applyMesh = (next: MeshConfig, firstChangeAt: number) =>
+    gate.submit(next, (checked, errors) => {
+      if (JSON.stringify(errors) !== JSON.stringify(envoyErrors)) {
+        envoyErrors = errors;
         reportErrors(errors);
-      },
-      { check: checkTranslation, namespace: options.namespace },
-    );
+      }
+      mesh = checked;
+      remote.want(checked.wasmPlugins.flatMap(({ kind, namespace, name, module }) => ("image" in module ? [{ owner: `${kind}/${namespace}/${name}`, module }] : [])));
+      logWarnings(checked);
+      metrics.configChanged((Date.now() - firstChangeAt) / 1000, new Set(checked.serviceEntries.flatMap((entry) => entry.spec.hosts)).size);
+      // Module files may have changed with the YAML: translate afresh (modules are re-read when their file changed).
+      translations = new Map();
+      for (const [key, proxy] of proxies) update(key, proxy, firstChangeAt);
+    });
+  const sourceErrors = (errors: ConfigError[]) => {
+    folderErrors = errors;
+    reportErrors(errors);
+  };
+  // The namespaces of connected gateways, where their Gateways' Kubernetes credentials are read.
+  const gatewaysChanged = () => kubernetes?.setGatewayNamespaces(new Set([...proxies.values()].filter((proxy) => proxy.role === "gateway").map((proxy) => proxy.namespace)));
+
+  let watcher: { close(): Promise<void> } | undefined;
+  // Loaded only for a cluster: the Kubernetes client takes a while to load, and the folder mode does not need it.
+  const kubernetes = options.kubernetes
+    ? (await import("./sources/kubernetes/index.js")).watchKubernetes({ ...options.kubernetes, check: checkTranslation, log }, applyMesh, sourceErrors)
+    : undefined;
+  try {
+    if (kubernetes) {
+      watcher = kubernetes;
+      log(`kubernetes: watching ${options.kubernetes!.config.getCurrentCluster()?.server}; serving once every informer has listed`);
+      await kubernetes.synced;
+      log("kubernetes: synced");
+    } else {
+      watcher = watchConfigDir(options.configDir!, applyMesh, sourceErrors, { check: checkTranslation, namespace: options.namespace });
+    }
     xds = await XdsServer.start({
       cache,
       address: `${host}:${options.xdsPort ?? 0}`,
@@ -222,18 +238,20 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       snapshotKey,
       onProxyConnected: (proxy, key) => {
         proxies.set(key, proxy);
+        if (proxy.role === "gateway") gatewaysChanged();
         update(key, proxy);
       },
       // Nothing is kept for a proxy that went away: it is no longer translated for, and a reconnect (perhaps with
       // other labels) starts from a fresh snapshot.
-      onProxyDisconnected: (key) => {
+      onProxyDisconnected: (key, proxy) => {
         proxies.delete(key);
         cache.delete(key);
+        if (proxy.role === "gateway") gatewaysChanged();
       },
     });
   } catch (error) {
     // An unreadable config folder or a taken port: release what was started.
-    await watcher?.close();
+    await (watcher ?? kubernetes)?.close();
     remote.stop();
     await modules.stop();
     secured?.credentials.stop();
@@ -279,9 +297,20 @@ function configDump(cache: SnapshotCache, nodeId: string | null) {
   const snapshot = cache.get(nodeId);
   if (!snapshot) return jsonPage({ error: `no connected proxy ${nodeId}` }, 404);
   const types = Object.fromEntries(
-    Object.values(TypeUrl).map((typeUrl) => [typeUrl, [...(snapshot.resources.get(typeUrl)?.values() ?? [])].map((resource) => ({ name: resource.name, version: resource.version, body: resource.body }))]),
+    Object.values(TypeUrl).map((typeUrl) => [
+      typeUrl,
+      [...(snapshot.resources.get(typeUrl)?.values() ?? [])].map((resource) => ({ name: resource.name, version: resource.version, body: typeUrl === TypeUrl.Secret ? redacted(resource.body) : resource.body })),
+    ]),
   );
-  return jsonPage({ proxy: nodeId, snapshotVersion: snapshot.version, types });
+  return jsonPage({ proxy: nodeId, snapshotVersion: snapshot.version, contentVersion: snapshot.contentVersion, types });
+}
+
+/** A secret without its private key (a gateway's Kubernetes credential travels inline), as Envoy's and istiod's config
+ * dumps show one: the key is never served by the debug page. */
+function redacted(body: Record<string, unknown>): Record<string, unknown> {
+  const certificate = body.tls_certificate as Record<string, unknown> | undefined;
+  if (!certificate?.private_key) return body;
+  return { ...body, tls_certificate: { ...certificate, private_key: { inline_string: "[redacted]" } } };
 }
 
 /** The CA, the control plane's TLS identity, and the rule by which a stream is served: its caller must present a

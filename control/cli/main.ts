@@ -48,8 +48,10 @@ program
 
 program
   .command("control-plane")
-  .description("serve Envoy configuration by ADS from Istio-style YAML in a folder, watching it for changes")
-  .requiredOption("--config <dir>", "folder of Gateway, VirtualService, DestinationRule, ServiceEntry, WasmPlugin YAML")
+  .description("serve Envoy configuration by ADS from Istio resources: YAML in a folder (watched), or a Kubernetes cluster")
+  .option("--config <dir>", "folder of Gateway, VirtualService, DestinationRule, ServiceEntry, WasmPlugin YAML")
+  .option("--kubernetes", "read the Istio resources, Services, EndpointSlices and Pods from a Kubernetes API server instead")
+  .option("--kubeconfig <file>", "with --kubernetes: the cluster (default $KUBECONFIG, else the pod's service account, else ~/.kube/config)")
   .option(
     "--listen <host[:port]>",
     "where to serve xDS (ADS): 127.0.0.1 (default) or a mesh bridge address (`skiff mesh create` prints it), for sidecars in pods; the HTTP server listens on the same address",
@@ -63,10 +65,13 @@ program
   .option("--trust-domain <name>", "the trust domain of workload identities (spiffe://<trust-domain>/ns/<ns>/sa/<sa>)", DEFAULT_TRUST_DOMAIN)
   .option("--workload-cert-ttl <duration>", "lifetime of workload certificates (e.g. 24h, 30s)", seconds, 24 * 3600)
   .option("--plaintext", "serve xDS WITHOUT TLS or authentication, to anyone who connects: local development only")
-  .action(async (options: { config: string; listen?: { host: string; port?: number }; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; plaintext?: boolean }) => {
+  .action(async (options: { config?: string; kubernetes?: boolean; kubeconfig?: string; listen?: { host: string; port?: number }; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; plaintext?: boolean }) => {
+    if (Boolean(options.config) === Boolean(options.kubernetes || options.kubeconfig)) {
+      program.error("give either --config DIR (a folder of YAML) or --kubernetes (a cluster)");
+    }
     const { startControlPlane } = await import("../control-plane.js");
     const controlPlane = await startControlPlane({
-      configDir: options.config,
+      ...(options.config ? { configDir: options.config } : { kubernetes: { config: (await import("../sources/kubernetes/index.js")).loadKubeConfig(options.kubeconfig) } }),
       namespace: options.namespace,
       host: options.listen?.host,
       xdsPort: options.listen?.port ?? options.port,

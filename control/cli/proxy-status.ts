@@ -11,7 +11,8 @@ const COLUMNS = [
 ] as const;
 
 export function statusTable(proxies: StreamStatus[], now = Date.now()): string {
-  const rows = [["NAME", "ROLE", "XDS", "SNAPSHOT", ...COLUMNS.map(([label]) => label), "LAST ACK"]];
+  // VERSION is the configuration's content hash: every control plane replica shows the same one for the same config.
+  const rows = [["NAME", "ROLE", "XDS", "VERSION", ...COLUMNS.map(([label]) => label), "LAST ACK"]];
   const errors: string[] = [];
   const notes: string[] = [];
   for (const proxy of proxies) {
@@ -20,7 +21,7 @@ export function statusTable(proxies: StreamStatus[], now = Date.now()): string {
       proxy.nodeId,
       proxy.role,
       proxy.protocol,
-      String(proxy.snapshotVersion ?? "-"),
+      proxy.contentVersion ?? "-",
       ...COLUMNS.map(([, type]) => proxy.types[type]?.status ?? "IGNORED"),
       acks.length ? `${age(now - Math.max(...acks))} ago` : "never",
     ]);

@@ -69,6 +69,12 @@ export function buildComponent(name: string, log: (line: string) => void = () =>
     mkdirSync(out);
     writeWrapper(entry, source);
     const go = goRunner(source, log);
+    if ("fromModule" in entry.artifact) {
+      // A file of the module itself: download the module (verified against the checksum database) and take the file.
+      const { Dir } = JSON.parse(go(["mod", "download", "-json", `${entry.module}@${entry.version}`])) as { Dir: string };
+      cpSync(join(Dir, entry.artifact.fromModule), join(out, entry.artifact.file));
+      return finish(entry, out, final, path, started);
+    }
     go(["get", `${entry.module}@${entry.version}`]);
     if (entry.blankImports) {
       const packages = go(["list", entry.blankImports]).trim().split("\n");
@@ -84,20 +90,25 @@ export function buildComponent(name: string, log: (line: string) => void = () =>
       run(join(out, program), [join(out, entry.artifact.file)], out, log);
       rmSync(join(out, program));
     }
-    const seconds = Math.round((Date.now() - started) / 1000);
-    const goVersion = spawnSync("go", ["env", "GOVERSION"], { encoding: "utf8" }).stdout.trim();
-    writeFileSync(join(out, "component.json"), JSON.stringify({ ...entry, goVersion, builtAt: new Date().toISOString(), seconds }, null, 2) + "\n");
-    try {
-      renameSync(out, final);
-    } catch (error) {
-      // Another build of the same recipe finished first: use it.
-      const code = (error as NodeJS.ErrnoException).code;
-      if ((code !== "ENOTEMPTY" && code !== "EEXIST") || !existsSync(path)) throw error;
-    }
-    return { path, built: true, seconds };
+    return finish(entry, out, final, path, started);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** Records how the component was made and renames it into place. */
+function finish(entry: Component, out: string, final: string, path: string, started: number): BuildResult {
+  const seconds = Math.round((Date.now() - started) / 1000);
+  const goVersion = spawnSync("go", ["env", "GOVERSION"], { encoding: "utf8" }).stdout.trim();
+  writeFileSync(join(out, "component.json"), JSON.stringify({ ...entry, goVersion, builtAt: new Date().toISOString(), seconds }, null, 2) + "\n");
+  try {
+    renameSync(out, final);
+  } catch (error) {
+    // Another build of the same recipe finished first: use it.
+    const code = (error as NodeJS.ErrnoException).code;
+    if ((code !== "ENOTEMPTY" && code !== "EEXIST") || !existsSync(path)) throw error;
+  }
+  return { path, built: true, seconds };
 }
 
 function writeWrapper(entry: Component, dir: string): void {

@@ -18,8 +18,9 @@ export interface Component {
   /** A `go list` pattern: every package it matches is linked in through a generated file of blank imports. */
   blankImports?: string;
   ldflags?: string[];
-  /** The file the component is: the built program itself, or a file it writes when run with that file's path. */
-  artifact: { program: string; check: string[] } | { file: string; writtenBy: string };
+  /** The file the component is: the built program itself, a file it writes when run with that file's path, or a file
+   * of the module as published (nothing is built: the module is downloaded and checked against go.sum's database). */
+  artifact: { program: string; check: string[] } | { file: string; writtenBy: string } | { file: string; fromModule: string };
 }
 
 /** The staging modules k8s.io/kubernetes v1.37.2 replaces (the `replace` block of its go.mod). */
@@ -92,6 +93,14 @@ export const COMPONENTS: readonly Component[] = [
     // (bcrypt, the only hash its htpasswd auth takes) so tests can write credentials without other tools.
     files: true,
     artifact: { program: "registry", check: ["--version"] },
+  },
+  {
+    name: "istio-crds",
+    description: "the CustomResourceDefinitions of Istio's API (networking, security, extensions, telemetry), for the Kubernetes tests' API server",
+    module: "istio.io/api",
+    version: "v1.32.0",
+    package: ".",
+    artifact: { file: "customresourcedefinitions.gen.yaml", fromModule: "kubernetes/customresourcedefinitions.gen.yaml" },
   },
 ];
 

@@ -15,8 +15,11 @@ export interface EncodedResource {
 }
 
 export interface Snapshot {
-  /** Counts the snapshots set for this proxy: 1, 2, ... (for logs and the status view). */
+  /** Counts the snapshots set for this proxy in this control plane: 1, 2, ... (for its logs only). */
   version: number;
+  /** A hash of every resource's type, name and content version: equal resources give an equal value in every
+   * control plane replica and across restarts. What a proxy is told (delta's system_version_info) and shown as. */
+  contentVersion: string;
   resources: Map<TypeUrl, Map<string, EncodedResource>>;
   /** When the change that produced this snapshot began (epoch ms): the first file event of the config burst, or the
    * proxy's connection. The xDS server measures convergence (istiod's pilot_proxy_convergence_time) from here. */
@@ -57,7 +60,7 @@ export class SnapshotCache {
     this.encodedSets.set(resources, byType);
     const previous = this.snapshots.get(nodeId);
     if (previous && sameResources(previous.resources, byType) && previous.notes.join("\n") === notes.join("\n")) return previous;
-    const snapshot: Snapshot = { version: (previous?.version ?? 0) + 1, resources: byType, changedAt, notes };
+    const snapshot: Snapshot = { version: (previous?.version ?? 0) + 1, contentVersion: contentVersion(byType), resources: byType, changedAt, notes };
     this.snapshots.set(nodeId, snapshot);
     for (const listener of this.listeners) listener(nodeId, snapshot);
     return snapshot;
@@ -106,6 +109,14 @@ export class SnapshotCache {
     this.memo.set(key, encoded);
     return encoded;
   }
+}
+
+function contentVersion(resources: Snapshot["resources"]): string {
+  const hash = createHash("sha256");
+  for (const [typeUrl, byName] of resources) {
+    for (const name of [...byName.keys()].sort()) hash.update(`${typeUrl}\0${name}\0${byName.get(name)!.version}\n`);
+  }
+  return hash.digest("hex").slice(0, 16);
 }
 
 function sameResources(a: Snapshot["resources"], b: Snapshot["resources"]): boolean {

@@ -1,22 +1,21 @@
 // Istio-style YAML from a folder: load it once (`skiff validate`) or watch it (`skiff control-plane`).
 import { type FSWatcher, readdirSync, readFileSync, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { type ConfigError, emptyMesh, formatConfigError, type MeshConfig, type Resource, wasmModules } from "./model.js";
+import { assembleValid, LastGoodMesh, type MeshCheck } from "./assemble.js";
+import { Debouncer } from "./debounce.js";
+import { type ConfigError, type MeshConfig, wasmModules } from "./model.js";
 import { type ParsedFile, parseFile } from "./parse.js";
 
 export type { ConfigError, MeshConfig } from "./model.js";
 export { formatConfigError, moduleSha256, wasmModules } from "./model.js";
 export type { ModuleFile, ModuleImage, ModuleSource } from "./model.js";
 export { type CredentialFiles, credentialFiles, DEFAULT_NAMESPACE, MESH_CONFIG_FILE, pullSecretFile, wasmModulePath } from "./parse.js";
+export { DEBOUNCE } from "./debounce.js";
+export type { MeshCheck } from "./assemble.js";
 
-/** istiod's push debounce: wait for 100 ms without changes, but never longer than 10 s after the first one. */
-export const DEBOUNCE = { quietMs: 100, maxMs: 10_000 };
-
-/** Checks of the assembled mesh that need more than one file, or more than the sources know (the callers pass
- * control/translate's: patched results must encode). An error counts as one of its `file`, which then contributes
- * nothing (loadConfigDir) or keeps its last good version (watchConfigDir), as with a schema error. */
 export interface SourceOptions {
-  check?: (mesh: MeshConfig) => ConfigError[];
+  /** Checks of the assembled mesh that need more than one file (assemble.ts). */
+  check?: MeshCheck;
   /** The namespace of resources whose metadata names none (default "default"), as kubectl's `-n`. */
   namespace?: string;
 }
@@ -24,37 +23,7 @@ export interface SourceOptions {
 /** Reads every *.yaml / *.yml file directly in `dir`. Invalid files contribute nothing and are listed in `errors`. */
 export function loadConfigDir(dir: string, options: SourceOptions = {}): { mesh: MeshConfig; errors: ConfigError[] } {
   const root = resolve(dir);
-  const parsed = readFolder(root, options);
-  const { errors } = assemble(root, parsed);
-  const valid = new Map([...parsed].filter(([, file]) => file.errors.length === 0));
-  const checked = applyCheck(root, valid, () => undefined, options);
-  return { mesh: checked.mesh, errors: [...errors, ...checked.errors] };
-}
-
-/** Assembles `files`, runs the check, and replaces each file it finds errors in by `fallback(file)` (nothing when
- * undefined) until the check passes. Returns the mesh, the check's errors, and the files that were replaced. */
-function applyCheck(
-  root: string,
-  files: Map<string, ParsedFile>,
-  fallback: (file: string) => ParsedFile | undefined,
-  options: SourceOptions,
-): { mesh: MeshConfig; errors: ConfigError[]; failed: Set<string> } {
-  const failed = new Set<string>();
-  const errors: ConfigError[] = [];
-  const effective = new Map(files);
-  for (;;) {
-    const { mesh } = assemble(root, effective);
-    const found = options.check?.(mesh) ?? [];
-    for (const error of found) if (!errors.some((known) => formatConfigError(known) === formatConfigError(error))) errors.push(error);
-    const bad = [...new Set(found.map((error) => error.file))].filter((file) => !failed.has(file));
-    if (bad.length === 0) return { mesh, errors, failed };
-    for (const file of bad) {
-      failed.add(file);
-      const previous = fallback(file);
-      if (previous && previous !== files.get(file)) effective.set(file, previous);
-      else effective.delete(file);
-    }
-  }
+  return assembleValid(root, readFolder(root, options), options.check);
 }
 
 /** Watches `dir` and calls `onChange` with the new mesh after each debounced burst of changes that changes it (and
@@ -68,26 +37,12 @@ export function watchConfigDir(
   options: SourceOptions = {},
 ): { close(): Promise<void> } {
   const root = resolve(dir);
-  const lastGood = new Map<string, ParsedFile>();
+  const assembler = new LastGoodMesh(root, options.check);
   let lastMesh = "";
   let lastErrors = "";
 
-  let burstStart: number | undefined;
-  const reload = () => {
-    const firstChangeAt = burstStart ?? Date.now();
-    burstStart = undefined;
-    const current = readFolder(root, options);
-    const candidate = new Map<string, ParsedFile>();
-    for (const [file, parsed] of current) {
-      const good = parsed.errors.length === 0 ? parsed : lastGood.get(file);
-      if (good) candidate.set(file, good);
-    }
-    // A file the check refuses keeps its last good version too (or contributes nothing, if it never had one).
-    const { mesh, errors: checkErrors, failed } = applyCheck(root, candidate, (file) => lastGood.get(file), options);
-    for (const [file, parsed] of current) if (parsed.errors.length === 0 && !failed.has(file)) lastGood.set(file, parsed);
-    for (const file of lastGood.keys()) if (!current.has(file)) lastGood.delete(file);
-    // Errors are those of the files as they are now (the mesh may hold older, good versions of some).
-    const errors = [...assemble(root, current).errors, ...checkErrors];
+  const reload = (firstChangeAt: number) => {
+    const { mesh, errors } = assembler.update(readFolder(root, options));
     const meshText = JSON.stringify(mesh);
     const errorsText = JSON.stringify(errors);
     if (errorsText !== lastErrors) {
@@ -132,26 +87,16 @@ export function watchConfigDir(
     modulesInFolders = files;
   };
 
-  let quietTimer: NodeJS.Timeout | undefined;
-  let maxTimer: NodeJS.Timeout | undefined;
-  const fire = () => {
-    clearTimeout(quietTimer);
-    clearTimeout(maxTimer);
-    quietTimer = maxTimer = undefined;
+  const debouncer = new Debouncer((firstChangeAt) => {
     try {
-      reload();
+      reload(firstChangeAt);
     } catch (error) {
       // The folder itself is unreadable (removed, permissions): report it and keep serving the last mesh.
       lastErrors = "";
       onErrors([{ file: ".", message: `cannot read the config folder ${root}: ${(error as Error).message}` }]);
     }
-  };
-  const changed = () => {
-    burstStart ??= Date.now();
-    clearTimeout(quietTimer);
-    quietTimer = setTimeout(fire, DEBOUNCE.quietMs);
-    maxTimer ??= setTimeout(fire, DEBOUNCE.maxMs);
-  };
+  });
+  const changed = () => debouncer.changed();
 
   const watcher: FSWatcher = watch(root, changed);
   // The folder removed or unreadable: a reload reports it and the last mesh keeps serving.
@@ -159,11 +104,10 @@ export function watchConfigDir(
   const close = () => {
     watcher.close();
     for (const moduleWatcher of moduleWatchers.values()) moduleWatcher.close();
-    clearTimeout(quietTimer);
-    clearTimeout(maxTimer);
+    debouncer.cancel();
   };
   try {
-    reload();
+    reload(Date.now());
   } catch (error) {
     // The folder cannot be read at all: nothing to serve, so the caller gets the error (and no watcher lingers).
     close();
@@ -190,41 +134,4 @@ function readFolder(root: string, options: SourceOptions): Map<string, ParsedFil
     parsed.set(file, parseFile(root, file, text, options.namespace));
   }
   return parsed;
-}
-
-function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshConfig; errors: ConfigError[] } {
-  const mesh = emptyMesh(root);
-  const errors: ConfigError[] = [];
-  const seen = new Map<string, string>();
-  const lists: Record<string, Resource<unknown>[]> = {
-    Gateway: mesh.gateways,
-    VirtualService: mesh.virtualServices,
-    DestinationRule: mesh.destinationRules,
-    ServiceEntry: mesh.serviceEntries,
-    WorkloadEntry: mesh.workloadEntries,
-    WasmPlugin: mesh.wasmPlugins,
-    TrafficExtension: mesh.trafficExtensions,
-    EnvoyFilter: mesh.envoyFilters,
-    AuthorizationPolicy: mesh.authorizationPolicies,
-    RequestAuthentication: mesh.requestAuthentications,
-    Sidecar: mesh.sidecars,
-  };
-  for (const [file, parsed] of files) {
-    errors.push(...parsed.errors);
-    if (parsed.meshConfig?.outboundTrafficPolicy) mesh.outboundTrafficPolicy = parsed.meshConfig.outboundTrafficPolicy.mode;
-    if (parsed.meshConfig?.rootNamespace) mesh.rootNamespace = parsed.meshConfig.rootNamespace;
-    if (parsed.meshConfig?.localityLbSetting) mesh.localityLbSetting = parsed.meshConfig.localityLbSetting;
-    mesh.installation.push(...(parsed.installation ?? []));
-    for (const resource of parsed.resources) {
-      const id = `${resource.kind} ${resource.namespace}/${resource.name}`;
-      const first = seen.get(id);
-      if (first !== undefined) {
-        errors.push({ file, resource: id, message: `duplicate resource: already defined in ${first}; this one is ignored` });
-        continue;
-      }
-      seen.set(id, file);
-      lists[resource.kind]!.push(resource);
-    }
-  }
-  return { mesh, errors };
 }

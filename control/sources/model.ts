@@ -93,9 +93,24 @@ export interface MeshConfig {
   /** From meshconfig.yaml: locality load balancing for services whose DestinationRule sets none. Unset means Istio's
    * default `{ enabled: true }`: failover by locality wherever outlier detection is on (translate/locality.ts). */
   localityLbSetting?: LocalityLbSetting;
+  /** From Kubernetes only: the TLS Secrets that Gateways' `credentialName` names, by `<namespace>/<name>` (a gateway
+   * finds its credential in its own namespace, as in Istio). Absent in the folder mode, where `credentialName` names
+   * files of the config folder. Never logged: it holds private keys. */
+  credentials?: Record<string, TlsCredential>;
   /** Resources that install a mesh rather than configure it (IstioOperator, injected Deployments): not translated,
    * reported with the Skiff command that plays their part (installation.ts). */
   installation: InstallationResource[];
+}
+
+/** The Secret Istio reads a MUTUAL server's CA from when the credential itself has none (`<name>-cacert`). */
+export const CA_SECRET_SUFFIX = "-cacert";
+
+/** A Kubernetes TLS Secret's contents, PEM. */
+export interface TlsCredential {
+  certificate?: string;
+  privateKey?: string;
+  /** The CA that client certificates must chain to (MUTUAL, OPTIONAL_MUTUAL). */
+  caCertificate?: string;
 }
 
 export interface InstallationResource {

@@ -53,60 +53,10 @@ export function parseFile(dir: string, file: string, text: string, defaultNamesp
   const installation: InstallationResource[] = [];
   values.forEach((value, index) => {
     if (value === null || value === undefined) return;
-    const envelope = resourceEnvelope.safeParse(value);
-    if (!envelope.success) {
-      errors.push(...zodErrors(file, `document ${index + 1}`, envelope.error.issues));
-      return;
-    }
-    const { apiVersion, kind, spec } = envelope.data;
-    const metadata = { ...envelope.data.metadata, namespace: envelope.data.metadata.namespace ?? defaultNamespace };
-    const resource = `${kind} ${metadata.namespace}/${metadata.name}`;
-    const known = (KINDS as Record<string, (typeof KINDS)[Kind]>)[kind];
-    const installs = known ? undefined : installationResource(file, { apiVersion, kind, metadata, spec });
-    if (installs) {
-      installation.push(installs);
-      return;
-    }
-    if (!known) {
-      errors.push({ file, resource, field: "kind", message: `unsupported kind; Skiff reads ${Object.keys(KINDS).join(", ")}` });
-      return;
-    }
-    const [group, version] = apiVersion.split("/");
-    if (group !== known.group || !(known.versions as readonly string[]).includes(version ?? "")) {
-      errors.push({ file, resource, field: "apiVersion", message: `expected ${known.versions.map((v) => `${known.group}/${v}`).join(", ")}` });
-      return;
-    }
-    const parsed = known.spec.safeParse(spec);
-    if (!parsed.success) {
-      errors.push(...zodErrors(file, resource, parsed.error.issues, ["spec"]));
-      return;
-    }
-    if (kind === "Gateway") {
-      const problems = checkGatewayTls(dir, parsed.data as GatewaySpec);
-      if (problems.length > 0) {
-        errors.push(...problems.map(({ field, message }) => ({ file, resource, field, message })));
-        return;
-      }
-    }
-    if (kind === "EnvoyFilter") {
-      const problems = checkEnvoyFilter(parsed.data as EnvoyFilterSpec, metadata.namespace);
-      if (problems.length > 0) {
-        errors.push(...problems.map(({ field, message }) => ({ file, resource, field, message })));
-        return;
-      }
-    }
-    const wasm = kind === "WasmPlugin" ? { spec: parsed.data as WasmModuleSpec, field: "spec" } : kind === "TrafficExtension" ? { spec: (parsed.data as { wasm?: WasmModuleSpec }).wasm, field: "spec.wasm" } : undefined;
-    if (wasm?.spec) {
-      const module = readModule(dir, wasm.spec);
-      if ("problem" in module) {
-        errors.push({ file, resource, field: `${wasm.field}.${module.field}`, message: module.problem });
-        return;
-      }
-      // The module's identity is part of the mesh, so rebuilding a module changes the mesh like editing YAML does.
-      resources.push({ kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data, module });
-      return;
-    }
-    resources.push({ kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data });
+    const parsed = parseObject(value, { dir, file, document: `document ${index + 1}`, defaultNamespace });
+    errors.push(...parsed.errors);
+    if (parsed.resource) resources.push(parsed.resource);
+    if (parsed.installation) installation.push(parsed.installation);
   });
   return errors.length > 0 ? { resources: [], errors } : { resources, installation, errors };
 }
@@ -154,6 +104,59 @@ function readModule(dir: string, { url, sha256, imagePullSecret }: WasmModuleSpe
   return { path, sha256: actual };
 }
 
+/** Where an object comes from, and how to read what it leaves implicit. */
+export interface ObjectOrigin {
+  /** The folder that relative paths (WasmPlugin urls, certificate files) are taken against. */
+  dir: string;
+  /** The unit it belongs to (a file of the folder, an object of the API server), for ConfigError.file. */
+  file: string;
+  /** How to name the object when its envelope is unreadable. */
+  document: string;
+  /** The namespace of an object whose metadata names none. */
+  defaultNamespace: string;
+  /** What a Gateway's `credentialName` names: files in the folder (`credentials/<name>/`, checked here), or a
+   * Kubernetes Secret (looked up by the Kubernetes source). */
+  credentials?: "files" | "secrets";
+}
+
+/** One Istio object (a YAML document, or an object from the Kubernetes API) -> a validated resource, an installation
+ * resource, or errors naming the resource and field. */
+export function parseObject(value: unknown, origin: ObjectOrigin): { resource?: Resource<unknown>; installation?: InstallationResource; errors: ConfigError[] } {
+  const { dir, file } = origin;
+  const envelope = resourceEnvelope.safeParse(value);
+  if (!envelope.success) return { errors: zodErrors(file, origin.document, envelope.error.issues) };
+  const { apiVersion, kind, spec } = envelope.data;
+  const metadata = { ...envelope.data.metadata, namespace: envelope.data.metadata.namespace ?? origin.defaultNamespace };
+  const resource = `${kind} ${metadata.namespace}/${metadata.name}`;
+  const fail = (problems: Array<{ field?: string; message: string }>) => ({ errors: problems.map(({ field, message }) => ({ file, resource, field, message })) });
+  const known = (KINDS as Record<string, (typeof KINDS)[Kind]>)[kind];
+  const installs = known ? undefined : installationResource(file, { apiVersion, kind, metadata, spec });
+  if (installs) return { installation: installs, errors: [] };
+  if (!known) return fail([{ field: "kind", message: `unsupported kind; Skiff reads ${Object.keys(KINDS).join(", ")}` }]);
+  const [group, version] = apiVersion.split("/");
+  if (group !== known.group || !(known.versions as readonly string[]).includes(version ?? "")) {
+    return fail([{ field: "apiVersion", message: `expected ${known.versions.map((v) => `${known.group}/${v}`).join(", ")}` }]);
+  }
+  const parsed = known.spec.safeParse(spec);
+  if (!parsed.success) return { errors: zodErrors(file, resource, parsed.error.issues, ["spec"]) };
+  if (kind === "Gateway") {
+    const problems = checkGatewayTls(dir, parsed.data as GatewaySpec, origin.credentials ?? "files");
+    if (problems.length > 0) return fail(problems);
+  }
+  if (kind === "EnvoyFilter") {
+    const problems = checkEnvoyFilter(parsed.data as EnvoyFilterSpec, metadata.namespace);
+    if (problems.length > 0) return fail(problems);
+  }
+  const wasm = kind === "WasmPlugin" ? { spec: parsed.data as WasmModuleSpec, field: "spec" } : kind === "TrafficExtension" ? { spec: (parsed.data as { wasm?: WasmModuleSpec }).wasm, field: "spec.wasm" } : undefined;
+  if (wasm?.spec) {
+    const module = readModule(dir, wasm.spec);
+    if ("problem" in module) return fail([{ field: `${wasm.field}.${module.field}`, message: module.problem }]);
+    // The module's identity is part of the mesh, so rebuilding a module changes the mesh like editing YAML does.
+    return { resource: { kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data, module }, errors: [] };
+  }
+  return { resource: { kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data }, errors: [] };
+}
+
 /** Where a WasmPlugin's module lives: `file:///abs/path`, `file://relative/path` or a plain path; relative paths
  * are taken against the config folder. */
 export function wasmModulePath(dir: string, url: string): string {
@@ -191,7 +194,7 @@ export function credentialFiles(dir: string, tls: NonNullable<GatewayServer["tls
   };
 }
 
-function checkGatewayTls(dir: string, spec: GatewaySpec): Array<{ field: string; message: string }> {
+function checkGatewayTls(dir: string, spec: GatewaySpec, credentials: "files" | "secrets"): Array<{ field: string; message: string }> {
   const problems: Array<{ field: string; message: string }> = [];
   spec.servers.forEach((server, index) => {
     const field = `spec.servers[${index}].tls`;
@@ -241,6 +244,9 @@ function checkGatewayTls(dir: string, spec: GatewaySpec): Array<{ field: string;
       problems.push({ field: `${field}.caCertificates`, message: `${tls.mode} needs the CA that client certificates chain to` });
       return;
     }
+    // A Kubernetes Secret is looked up when a gateway needs it; certificate files named by path are read by Envoy on
+    // the gateway's machine, which in a cluster is not the control plane's.
+    if (credentials === "secrets") return;
     for (const [name, path] of Object.entries(credentialFiles(dir, tls))) {
       if (!existsSync(path)) problems.push({ field: tls.credentialName ? `${field}.credentialName` : `${field}.${name}`, message: `file ${path} does not exist` });
     }

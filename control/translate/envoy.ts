@@ -67,3 +67,13 @@ export function fileRootSecret(caCertificates: string): { name: string; body: Re
 export function inboundListener(body: Record<string, unknown>): boolean {
   return body.name === "virtualInbound" || body.traffic_direction === "INBOUND";
 }
+
+/** Istio's secrets for a Kubernetes Secret (`kubernetes://<name>`, `kubernetes://<name>-cacert`), sent by ADS with
+ * their PEM inline, as istiod's SecretGen sends a gateway's credential; a renewed Secret is a changed resource. */
+export function inlineCertificateSecret(name: string, certificate: string, privateKey: string): { name: string; body: Record<string, unknown> } {
+  return { name, body: { name, tls_certificate: { certificate_chain: { inline_string: certificate }, private_key: { inline_string: privateKey } } } };
+}
+
+export function inlineRootSecret(name: string, caCertificate: string): { name: string; body: Record<string, unknown> } {
+  return { name, body: { name, validation_context: { trusted_ca: { inline_string: caCertificate } } } };
+}

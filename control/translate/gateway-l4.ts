@@ -25,13 +25,14 @@ export function isL4Server(server: GatewayServer): boolean {
 }
 
 /** The filter chains of a port's TCP and TLS servers. `terminate` gives the transport socket (and registers the
- * secrets) that terminates TLS with a server's certificate. Servers nothing routes get no chain, as in Istio. */
+ * secrets) that terminates TLS with a server's certificate, or nothing while its Kubernetes credential is missing.
+ * Servers nothing routes (or without their credential) get no chain, as in Istio. */
 export function l4FilterChains(
   servers: L4Server[],
   port: number,
   registry: Registry,
   bound: (gateway: Gateway) => VirtualService[],
-  terminate: (server: GatewayServer) => Record<string, unknown>,
+  terminate: (server: GatewayServer, gateway: Gateway) => Record<string, unknown> | undefined,
 ): Record<string, unknown>[] {
   const chains: Record<string, unknown>[] = [];
   const sniTaken = new Set<string>();
@@ -62,7 +63,8 @@ export function l4FilterChains(
       chains.push({ filters });
     } else {
       const serverNames = server.hosts.map(hostPart).filter((host) => host !== "*");
-      chains.push({ ...(serverNames.length > 0 ? { filter_chain_match: { server_names: serverNames } } : {}), transport_socket: terminate(server), filters });
+      const transportSocket = terminate(server, gateway);
+      if (transportSocket) chains.push({ ...(serverNames.length > 0 ? { filter_chain_match: { server_names: serverNames } } : {}), transport_socket: transportSocket, filters });
     }
   }
   return chains;

@@ -8,10 +8,10 @@
 // servers on an HTTPS port get one more filter chain, for the connections that are not TLS. TCP and TLS servers (and
 // HTTPS PASSTHROUGH) have tcp_proxy chains (gateway-l4.ts) on the same listener.
 import { credentialFiles, type MeshConfig } from "../sources/index.js";
-import type { Gateway, VirtualService } from "../sources/model.js";
+import { CA_SECRET_SUFFIX, type Gateway, type VirtualService } from "../sources/model.js";
 import type { GatewayServer } from "../sources/schema/index.js";
 import type { ProxyIdentity, XdsResource } from "../resources.js";
-import { ADS_CONFIG_SOURCE, fileCertificateSecret, fileRootSecret, socketAddress, typed } from "./envoy.js";
+import { ADS_CONFIG_SOURCE, fileCertificateSecret, fileRootSecret, inlineCertificateSecret, inlineRootSecret, socketAddress, typed } from "./envoy.js";
 import { hostPart, hostsForNamespace, intersectHosts } from "./hosts.js";
 import { isL4Server, l4FilterChains } from "./gateway-l4.js";
 import { BIND_ADDRESS, httpConnectionManager, httpListener, type ListenerOutput, listenerName, TLS_INSPECTOR } from "./listeners.js";
@@ -54,7 +54,10 @@ export function buildGatewayListeners(
     }
     const chains = [
       ...httpsFilterChains(out, mesh, registry, port, https, httpFilters),
-      ...l4FilterChains(l4, port, registry, bound, (server) => terminatingTls(out, mesh, server, false)),
+      ...l4FilterChains(l4, port, registry, bound, (server, gateway) => {
+        const secrets = serverSecrets(mesh, server.tls!, registry.viewer?.namespace ?? gateway.namespace);
+        return secrets && terminatingTls(out, secrets, server.tls!, false);
+      }),
     ];
     // Plain HTTP beside HTTPS on one port: Istio serves both when the HTTPS server comes first and drops the HTTPS
     // server otherwise (mergeGateways, pilot/pkg/model/gateway.go); Skiff serves both in either order. The plain
@@ -93,13 +96,18 @@ function httpsFilterChains(
   servers: BoundServer[],
   httpFilters: Record<string, unknown>[],
 ): Record<string, unknown>[] {
-  return servers.map(({ gateway, server }) => {
+  return servers.flatMap(({ gateway, server }) => {
+    const tls = server.tls!;
+    const secrets = serverSecrets(mesh, tls, registry.viewer?.namespace ?? gateway.namespace);
+    // A Kubernetes credential not found (yet): the server is left out rather than holding the listener back while
+    // Envoy waits for a secret that does not come (translationNotes says so); it comes back with the Secret.
+    if (!secrets) return [];
     const routeName = `https.${port}.${server.port.name ?? "https"}.${gateway.name}.${gateway.namespace}`;
     out.routes.push(routeConfiguration(routeName, virtualHosts(mesh, registry, port, [{ gateway, server }])));
     const serverNames = server.hosts.map(hostPart).filter((host) => host !== "*");
     return {
       ...(serverNames.length > 0 ? { filter_chain_match: { server_names: serverNames } } : {}),
-      transport_socket: terminatingTls(out, mesh, server, true),
+      transport_socket: terminatingTls(out, secrets, tls, true),
       filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: httpConnectionManager(routeName, routeName, httpFilters, true) }],
     };
   });
@@ -107,19 +115,15 @@ function httpsFilterChains(
 
 /** The transport socket that terminates TLS with a server's certificate (by SDS), verifying client certificates for
  * MUTUAL and OPTIONAL_MUTUAL; HTTPS servers offer ALPN h2 and http/1.1 (Istio's BuildListenerTLSContext). */
-function terminatingTls(out: GatewayOutput, mesh: MeshConfig, server: GatewayServer, http: boolean): Record<string, unknown> {
-  const tls = server.tls!;
-  const files = credentialFiles(mesh.dir, tls);
-  const certificate = fileCertificateSecret(files.certificate, files.privateKey);
-  addSecret(out.secrets, certificate);
+function terminatingTls(out: GatewayOutput, secrets: ServerSecrets, tls: NonNullable<GatewayServer["tls"]>, http: boolean): Record<string, unknown> {
+  addSecret(out.secrets, secrets.certificate);
   const common: Record<string, unknown> = {
     ...(http ? { alpn_protocols: ["h2", "http/1.1"] } : {}),
-    tls_certificate_sds_secret_configs: [{ name: certificate.name, sds_config: ADS_CONFIG_SOURCE }],
+    tls_certificate_sds_secret_configs: [{ name: secrets.certificate.name, sds_config: ADS_CONFIG_SOURCE }],
   };
-  if (files.caCertificates) {
-    const root = fileRootSecret(files.caCertificates);
-    addSecret(out.secrets, root);
-    common.validation_context_sds_secret_config = { name: root.name, sds_config: ADS_CONFIG_SOURCE };
+  if (secrets.root) {
+    addSecret(out.secrets, secrets.root);
+    common.validation_context_sds_secret_config = { name: secrets.root.name, sds_config: ADS_CONFIG_SOURCE };
   }
   return {
     name: "envoy.transport_sockets.tls",
@@ -127,10 +131,49 @@ function terminatingTls(out: GatewayOutput, mesh: MeshConfig, server: GatewaySer
       common_tls_context: common,
       // OPTIONAL_MUTUAL verifies a certificate the client presents but also lets clients without one in; only
       // MUTUAL requires one (Istio's BuildListenerTLSContext, pilot/pkg/networking/core/listener.go).
-      ...(files.caCertificates ? { require_client_certificate: tls.mode === "MUTUAL" } : {}),
+      ...(secrets.root ? { require_client_certificate: tls.mode === "MUTUAL" } : {}),
     }),
   };
 }
+
+interface ServerSecrets {
+  certificate: XdsResource;
+  root?: XdsResource;
+}
+
+/** The SDS secrets of an HTTPS server: from the Kubernetes Secret `credentialName` in the gateway's namespace when the
+ * mesh comes from Kubernetes (undefined while it is missing), else the files the folder mode names. */
+export function serverSecrets(mesh: MeshConfig, tls: NonNullable<GatewayServer["tls"]>, namespace: string): ServerSecrets | undefined {
+  if (mesh.credentials && tls.credentialName) {
+    const credential = kubernetesCredential(mesh, tls, namespace);
+    if (!credential) return undefined;
+    return {
+      certificate: inlineCertificateSecret(`kubernetes://${tls.credentialName}`, credential.certificate, credential.privateKey),
+      ...(credential.caCertificate ? { root: inlineRootSecret(`kubernetes://${tls.credentialName}${CA_SECRET_SUFFIX}`, credential.caCertificate) } : {}),
+    };
+  }
+  const files = credentialFiles(mesh.dir, tls);
+  return {
+    certificate: fileCertificateSecret(files.certificate, files.privateKey),
+    ...(files.caCertificates ? { root: fileRootSecret(files.caCertificates) } : {}),
+  };
+}
+
+/** A server's Kubernetes credential as Istio reads it: certificate and key from the Secret `credentialName` in the
+ * gateway's namespace; for MUTUAL and OPTIONAL_MUTUAL the CA from that Secret (`ca.crt`, `cacert`) or from its
+ * `<credentialName>-cacert` companion. Undefined when something it needs is missing. */
+export function kubernetesCredential(
+  mesh: MeshConfig,
+  tls: NonNullable<GatewayServer["tls"]>,
+  namespace: string,
+): { certificate: string; privateKey: string; caCertificate?: string } | undefined {
+  const found = mesh.credentials?.[`${namespace}/${tls.credentialName}`];
+  if (!found?.certificate || !found.privateKey) return undefined;
+  if (tls.mode !== "MUTUAL" && tls.mode !== "OPTIONAL_MUTUAL") return { certificate: found.certificate, privateKey: found.privateKey };
+  const caCertificate = found.caCertificate ?? mesh.credentials?.[`${namespace}/${tls.credentialName}${CA_SECRET_SUFFIX}`]?.caCertificate;
+  return caCertificate ? { certificate: found.certificate, privateKey: found.privateKey, caCertificate } : undefined;
+}
+
 
 /** A gateway port with more than one kind of chain, or with TLS: the TLS inspector reads the SNI (and tells TLS from
  * plain text) when a chain matches on either; a port of plain TCP servers gets none, since the inspector would wait

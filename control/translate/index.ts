@@ -5,7 +5,7 @@ import { emptyResources, type ProxyIdentity, type ProxyResources, type Translati
 import { buildClusters, passthroughCluster } from "./clusters.js";
 import { PASSTHROUGH_CLUSTER } from "./envoy.js";
 import { applyEnvoyFilters, type PatchEffect } from "./envoyfilter/index.js";
-import { buildGatewayListeners, gatewayVirtualServices, selectedGateways } from "./gateway.js";
+import { buildGatewayListeners, gatewayVirtualServices, kubernetesCredential, selectedGateways } from "./gateway.js";
 import { Registry } from "./registry.js";
 import { gatewayServices, sidecarScope } from "./scope.js";
 import { buildSidecarInbound } from "./sidecar-inbound.js";
@@ -61,6 +61,18 @@ export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity): string
       `no Gateway selects labels ${labelText(proxy.labels)}, so this gateway gets no listeners` +
         (selectors.length > 0 ? ` (${selectors.join("; ")})` : " (the config has no Gateway)"),
     );
+  }
+  if (proxy.role === "gateway" && mesh.credentials) {
+    for (const gateway of selectedGateways(mesh, proxy)) {
+      for (const server of gateway.spec.servers) {
+        const tls = server.tls;
+        if (server.port.protocol !== "HTTPS" || !tls?.credentialName || kubernetesCredential(mesh, tls, proxy.namespace)) continue;
+        notes.push(
+          `Gateway ${gateway.namespace}/${gateway.name} port ${server.port.number}: no usable Secret ${tls.credentialName} in namespace ${proxy.namespace} ` +
+            `(tls.crt and tls.key${tls.mode === "SIMPLE" ? "" : `, and ca.crt or a Secret ${tls.credentialName}-cacert`}), so this server is left out until it exists`,
+        );
+      }
+    }
   }
   if (proxy.role === "sidecar") {
     const scope = sidecarScope(mesh, new Registry(mesh, proxy), proxy);

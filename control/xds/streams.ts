@@ -27,6 +27,8 @@ export interface StreamStatus {
   role: ProxyIdentity["role"];
   protocol: "sotw" | "delta";
   snapshotVersion?: number;
+  /** The snapshot's content hash: equal in every replica that serves the same configuration. */
+  contentVersion?: string;
   types: Partial<Record<string, TypeStatus>>;
   /** What the control plane noticed about this proxy's configuration (e.g. that nothing selects it). */
   notes?: string[];
@@ -208,6 +210,7 @@ export abstract class AdsStream {
       role: this.identity?.role ?? "sidecar",
       protocol: this.protocol,
       snapshotVersion: snapshot?.version,
+      contentVersion: snapshot?.contentVersion,
       types,
       ...(snapshot?.notes.length ? { notes: snapshot.notes } : {}),
     };
@@ -426,7 +429,8 @@ export class DeltaStream extends AdsStream {
     state.mustRespond = false;
     this.pending.set(sent.nonce, { changed, removed });
     this.call.write({
-      systemVersionInfo: String(snapshot.version),
+      // Content, not a counter: every replica tells a proxy the same version for the same configuration.
+      systemVersionInfo: snapshot.contentVersion,
       typeUrl,
       nonce: sent.nonce,
       resources: changed.map((resource) => ({ name: resource.name, version: resource.version, resource: { typeUrl, value: resource.bytes } })),
