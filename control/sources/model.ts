@@ -23,6 +23,8 @@ export interface Resource<S> {
   /** The file it was read from, relative to the config folder. */
   file: string;
   spec: S;
+  /** Skiff's own `skiff.dev/` annotations of the resource (schema/annotations.ts), when it has any. */
+  annotations?: Record<string, string>;
   /** WasmPlugins and Wasm TrafficExtensions only (see WasmPlugin). */
   module?: ModuleSource;
 }

@@ -10,7 +10,7 @@ import type { ConfigError, InstallationResource, ModuleSource, Resource } from "
 import { parseImageReference } from "../modules/oci.js";
 import { ResourceEncodingError } from "../protos/encode.js";
 import { decodeMessage } from "../protos/merge.js";
-import { type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, PATCH_MESSAGE, resourceEnvelope } from "./schema/index.js";
+import { type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, PATCH_MESSAGE, resourceEnvelope, SKIFF_ANNOTATION_PREFIX, SKIFF_ANNOTATIONS } from "./schema/index.js";
 
 type GatewaySpec = z.infer<typeof gatewaySpec>;
 type EnvoyFilterSpec = z.infer<typeof envoyFilterSpec>;
@@ -65,6 +65,27 @@ export function parseFile(dir: string, file: string, text: string, defaultNamesp
  * a mounted kubernetes.io/dockerconfigjson Secret has. */
 export function pullSecretFile(dir: string, name: string): string {
   return resolve(dir, "credentials", name, ".dockerconfigjson");
+}
+
+/** The `skiff.dev/` annotations of a resource, checked against what its kind takes (schema/annotations.ts). */
+function skiffAnnotations(kind: string, all: Record<string, string> = {}): { annotations?: Record<string, string> } | { problems: Array<{ field: string; message: string }> } {
+  const known = SKIFF_ANNOTATIONS[kind] ?? {};
+  const annotations: Record<string, string> = {};
+  const problems: Array<{ field: string; message: string }> = [];
+  for (const [key, value] of Object.entries(all)) {
+    if (!key.startsWith(SKIFF_ANNOTATION_PREFIX)) continue;
+    const field = `metadata.annotations["${key}"]`;
+    const schema = known[key];
+    if (!schema) {
+      problems.push({ field, message: `not a Skiff annotation of ${kind}${Object.keys(known).length ? ` (it takes ${Object.keys(known).join(", ")})` : ""}` });
+      continue;
+    }
+    const result = schema.safeParse(value);
+    if (result.success) annotations[key] = result.data;
+    else problems.push({ field, message: result.error.issues[0]?.message ?? "invalid" });
+  }
+  if (problems.length > 0) return { problems };
+  return Object.keys(annotations).length > 0 ? { annotations } : {};
 }
 
 interface WasmModuleSpec {
@@ -147,14 +168,17 @@ export function parseObject(value: unknown, origin: ObjectOrigin): { resource?: 
     const problems = checkEnvoyFilter(parsed.data as EnvoyFilterSpec, metadata.namespace);
     if (problems.length > 0) return fail(problems);
   }
+  const annotations = skiffAnnotations(kind, envelope.data.metadata.annotations);
+  if ("problems" in annotations) return fail(annotations.problems);
+  const base = { kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data, ...annotations };
   const wasm = kind === "WasmPlugin" ? { spec: parsed.data as WasmModuleSpec, field: "spec" } : kind === "TrafficExtension" ? { spec: (parsed.data as { wasm?: WasmModuleSpec }).wasm, field: "spec.wasm" } : undefined;
   if (wasm?.spec) {
     const module = readModule(dir, wasm.spec);
     if ("problem" in module) return fail([{ field: `${wasm.field}.${module.field}`, message: module.problem }]);
     // The module's identity is part of the mesh, so rebuilding a module changes the mesh like editing YAML does.
-    return { resource: { kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data, module }, errors: [] };
+    return { resource: { ...base, module }, errors: [] };
   }
-  return { resource: { kind: kind as Kind, name: metadata.name, namespace: metadata.namespace, file, spec: parsed.data }, errors: [] };
+  return { resource: base, errors: [] };
 }
 
 /** Where a WasmPlugin's module lives: `file:///abs/path`, `file://relative/path` or a plain path; relative paths

@@ -7,6 +7,7 @@ import type { XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, BLACKHOLE_CLUSTER, clusterName, duration, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER, typed } from "./envoy.js";
 import { type LocalityEndpoint, type LocalityPolicy, localityLbEndpoints, localityPolicy, localityWeighted } from "./locality.js";
 import type { Registry, Service, ServicePort } from "./registry.js";
+import { type LegacyLoadBalancing, OVERRIDE_HOST_ANNOTATION, overrideHostPolicy } from "./override-host.js";
 
 const MAX_UINT32 = 4_294_967_295;
 const HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -21,10 +22,11 @@ export function buildClusters(mesh: MeshConfig, registry: Registry, services: Se
   const out: ClusterOutput = { clusters: [], endpoints: [] };
   for (const service of services) {
     const rule = registry.destinationRule(service);
+    const overrideHeader = rule?.annotations?.[OVERRIDE_HOST_ANNOTATION];
     for (const port of service.entry.spec.ports) {
-      addCluster(out, mesh, registry, service, port, undefined, {}, rule?.spec.trafficPolicy);
+      addCluster(out, mesh, registry, service, port, undefined, {}, rule?.spec.trafficPolicy, overrideHeader);
       for (const subset of rule?.spec.subsets ?? []) {
-        addCluster(out, mesh, registry, service, port, subset.name, subset.labels, mergePolicies(rule?.spec.trafficPolicy, subset.trafficPolicy));
+        addCluster(out, mesh, registry, service, port, subset.name, subset.labels, mergePolicies(rule?.spec.trafficPolicy, subset.trafficPolicy), overrideHeader);
       }
     }
   }
@@ -72,6 +74,7 @@ function addCluster(
   subset: string | undefined,
   labels: Record<string, string>,
   policy: TrafficPolicy | undefined,
+  overrideHeader: string | undefined,
 ): void {
   const name = clusterName(port.number, subset, service.host);
   // An original-destination cluster balances by the address itself (Istio's applyLoadBalancer).
@@ -81,7 +84,10 @@ function addCluster(
   const weighted = localityWeighted(locality, balancing.lb_policy);
   const cluster: Record<string, unknown> = { name, ...discovery(out, registry, service, port, name, labels, locality, weighted) };
   cluster.connect_timeout = policy?.connectionPool?.tcp?.connectTimeout ? duration(policy.connectionPool.tcp.connectTimeout) : "10s";
-  Object.assign(cluster, balancing);
+  // The override-host policy wraps the balancing as its fallback (an original-destination cluster has no hosts to
+  // override: warnings.ts says so).
+  const overridden = Boolean(overrideHeader && balancing.lb_policy);
+  Object.assign(cluster, overridden ? overrideHostPolicy(balancing as LegacyLoadBalancing, overrideHeader!, weighted) : balancing);
   cluster.circuit_breakers = { thresholds: [circuitBreakerThreshold(policy)] };
   const outlier = outlierDetection(policy);
   const common: Record<string, unknown> = {};
@@ -90,7 +96,9 @@ function addCluster(
     // Istio turns Envoy's panic threshold off when outlier detection is on (minHealthPercent, default 0).
     common.healthy_panic_threshold = { value: policy?.outlierDetection?.minHealthPercent ?? 0 };
   }
-  if (weighted) common.locality_weighted_lb_config = {};
+  // With load_balancing_policy Envoy refuses it here ("cannot be combined with partial fields ... of
+  // common_lb_config"): the override-host fallback carries it instead.
+  if (weighted && !overridden) common.locality_weighted_lb_config = {};
   if (Object.keys(common).length > 0) cluster.common_lb_config = common;
   const protocolOptions = httpProtocolOptions(port.protocol, policy);
   if (protocolOptions) cluster.typed_extension_protocol_options = { [HTTP_PROTOCOL_OPTIONS]: protocolOptions };
@@ -137,7 +145,7 @@ function discovery(
   return { type: "EDS", eds_cluster_config: { eds_config: ADS_CONFIG_SOURCE, service_name: name } };
 }
 
-function loadBalancing(policy: TrafficPolicy | undefined): { lb_policy: string; ring_hash_lb_config?: Record<string, unknown> } {
+function loadBalancing(policy: TrafficPolicy | undefined): LegacyLoadBalancing {
   const lb = policy?.loadBalancer;
   if (lb?.consistentHash) {
     return { lb_policy: "RING_HASH", ring_hash_lb_config: { minimum_ring_size: String(lb.consistentHash.minimumRingSize ?? 1024) } };

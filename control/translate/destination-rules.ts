@@ -7,7 +7,7 @@
 //   those the root namespace exports to P; in each, the most specific host (exact, then the longest wildcard).
 // - Several rules for one host in one namespace, with the same exportTo and no (or the same) workloadSelector, are
 //   merged into the first (by file order, rules with a selector first): subsets are concatenated (a repeated
-//   subset name is dropped), and the first traffic policy wins. `merges` says what was merged, for warnings.
+//   subset name is dropped), and the first traffic policy (and Skiff annotation) wins. `merges` says what was merged, for warnings.
 // - Among the rules found, one whose workloadSelector the proxy's labels match (in the proxy's own namespace) wins
 //   over one without a selector.
 import type { MeshConfig } from "../sources/index.js";
@@ -126,7 +126,9 @@ export class DestinationRuleIndex {
         trafficPolicyIgnored: into.spec.trafficPolicy !== undefined && rule.spec.trafficPolicy !== undefined,
       });
     }
-    existing.rule = { ...into, spec: { ...into.spec, subsets, ...(trafficPolicy ? { trafficPolicy } : {}) } };
+    // Skiff's annotations (the load-balancing policy: skiff.dev/override-host) go with the traffic policy: the first wins.
+    const annotations = into.annotations ?? rule.annotations;
+    existing.rule = { ...into, spec: { ...into.spec, subsets, ...(trafficPolicy ? { trafficPolicy } : {}) }, ...(annotations ? { annotations } : {}) };
   }
 }
 

@@ -5,6 +5,7 @@ import type { ConfigError, MeshConfig } from "../sources/index.js";
 import type { ServiceEntry, VirtualService } from "../sources/model.js";
 import { mergePolicies } from "./clusters.js";
 import { localityPolicy } from "./locality.js";
+import { OVERRIDE_HOST_ANNOTATION } from "./override-host.js";
 import { Registry } from "./registry.js";
 
 export function meshWarnings(mesh: MeshConfig): ConfigError[] {
@@ -16,6 +17,7 @@ export function meshWarnings(mesh: MeshConfig): ConfigError[] {
     ...mergedEntryWarnings(mesh, registry),
     ...pendingFieldWarnings(mesh),
     ...localityWarnings(mesh, registry),
+    ...overrideHostWarnings(mesh, registry),
   ];
 }
 
@@ -175,3 +177,21 @@ function pendingFieldWarnings(mesh: MeshConfig): ConfigError[] {
 
 const NETWORK =
   "picks the east-west gateway through which proxies on other networks reach this endpoint (meshNetworks); Skiff has one network and no such gateways, so, as in Istio without meshNetworks, every proxy reaches the endpoint directly";
+
+/** `skiff.dev/override-host` on a rule for a `resolution: NONE` service: a sidecar's cluster for it connects to the
+ * address the application dialed (ORIGINAL_DST), so there are no hosts to choose among (clusters.ts). */
+function overrideHostWarnings(mesh: MeshConfig, registry: Registry): ConfigError[] {
+  return mesh.destinationRules.flatMap((rule) => {
+    if (!rule.annotations?.[OVERRIDE_HOST_ANNOTATION]) return [];
+    const service = registry.lookup(rule.spec.host, rule.namespace);
+    if (service?.entry.spec.resolution !== "NONE") return [];
+    return [
+      {
+        file: rule.file,
+        resource: `DestinationRule ${rule.namespace}/${rule.name}`,
+        field: `metadata.annotations["${OVERRIDE_HOST_ANNOTATION}"]`,
+        message: `has no effect on sidecars: ${service.host} has resolution NONE, so a sidecar connects to the address the application dialed (an ORIGINAL_DST cluster, no hosts to choose among); gateways, which balance over its endpoints, do use it`,
+      },
+    ];
+  });
+}

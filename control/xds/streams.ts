@@ -170,9 +170,26 @@ export abstract class AdsStream {
 
   private timedRespond(typeUrl: TypeUrl, state: TypeState, snapshot: Snapshot, referencesPending: boolean): boolean {
     const start = process.hrtime.bigint();
+    const before = state.sent?.resources;
     const sent = this.respond(typeUrl, state, toSend(snapshot, typeUrl, state.subscription, state.sent?.resources, referencesPending), snapshot);
     if (sent) this.context.observer?.pushed?.(typeUrl, Number(process.hrtime.bigint() - start) / 1e9);
+    if (sent && typeUrl === TypeUrl.Cluster && before) this.rewarmEndpoints(before, state.sent!.resources);
     return sent;
+  }
+
+  /** Envoy re-creates an EDS cluster whose definition changed and keeps it warming (the old one serving) until it
+   * receives that cluster's endpoints again, even when they did not change; with `initial_fetch_timeout: 0s` it
+   * would wait forever. So the endpoints of changed EDS clusters go out again right after the clusters, as istiod
+   * pushes EDS with every CDS push (envoyproxy/go-control-plane#245, java-control-plane#131, xDS protocol "Resource
+   * warming"). */
+  private rewarmEndpoints(before: Map<string, EncodedResource>, after: Map<string, EncodedResource>): void {
+    const endpoints = this.types.get(TypeUrl.ClusterLoadAssignment);
+    if (!endpoints) return;
+    const changed = [...after.values()].filter((cluster) => before.has(cluster.name) && before.get(cluster.name)!.version !== cluster.version);
+    const names = edsNames(changed);
+    if (names.length === 0) return;
+    endpoints.mustRespond = true;
+    for (const name of names) endpoints.known.delete(name);
   }
 
   /** Converged: every subscribed type answered, ACKed and current with this snapshot (istiod's "a proxy receiving

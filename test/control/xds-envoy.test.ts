@@ -94,5 +94,17 @@ for (const delta of [false, true]) {
       await expect.poll(async () => (await send(port)).headers["x-upstream"], { timeout: 30_000 }).toBe("blue");
       await expect.poll(() => xds.status()[0]?.types.RouteConfiguration?.status).toBe("SYNCED");
     });
+
+    it("applies a changed cluster whose endpoints did not change (Envoy re-warms it and needs them again)", async () => {
+      // A DestinationRule edit changes a cluster but not its endpoints; Envoy keeps the old cluster serving and the
+      // new one warming until the endpoints arrive again.
+      const changed = meshResources({ clusters: { blue: [blue.port] }, routeTo: "blue" });
+      changed[TypeUrl.Cluster].find((cluster) => cluster.name === "blue")!.body.connect_timeout = "7s";
+      cache.set("gw-1", changed);
+      await expect.poll(async () => (await envoy.admin("/config_dump?resource=dynamic_active_clusters")).includes('"connect_timeout": "7s"'), { timeout: 10_000 }).toBe(true);
+      expect(await envoy.stat("cluster_manager.warming_clusters")).toBe(0);
+      await expect.poll(() => xds.status()[0]?.types.Cluster?.status).toBe("SYNCED");
+      expect((await sendMany(port, { count: 10 })).byStatus).toEqual({ 200: 10 });
+    });
   });
 }

@@ -26,6 +26,7 @@ export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["envoyfilter-routes", { ...webapp, namespace: "shop" }],
   ["envoyfilter-clusters", { ...webapp, namespace: "shop" }],
   ["traffic-extensions", gateway],
+  ["override-host", webapp],
 ];
 
 /** What the control plane would pass: modules served from 127.0.0.1:15080 as /modules/<sha256>.wasm. */

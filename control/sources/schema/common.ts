@@ -12,6 +12,7 @@ export const metadata = z.looseObject({
   name: dnsLabel,
   namespace: dnsLabel.optional(),
   labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
 });
 
 export const labels = z.record(z.string(), z.string());

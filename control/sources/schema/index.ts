@@ -15,6 +15,7 @@ import { wasmPluginSpec } from "./wasm-plugin.js";
 import { authorizationPolicySpec } from "./authorization-policy.js";
 import { requestAuthenticationSpec } from "./request-authentication.js";
 
+export * from "./annotations.js";
 export * from "./common.js";
 export * from "./destination-rule.js";
 export * from "./envoy-filter.js";
