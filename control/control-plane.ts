@@ -110,7 +110,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     pages: {
       "/status": () => jsonPage(xds?.status() ?? []),
       "/metrics": () => metrics.text(),
-      "/debug/config_dump": (query) => configDump(cache, query.get("proxy")),
+      // Snapshots are keyed by snapshotKey (node id and identity): the page names a proxy by its node id.
+      "/debug/config_dump": (query) => configDump(cache, query.get("proxy"), [...proxies].find(([, proxy]) => proxy.nodeId === query.get("proxy"))?.[0]),
     },
     onModuleFetch: (found) => metrics.moduleFetched(found),
   });
@@ -292,9 +293,9 @@ function foundEnvoy(log: (line: string) => void): string | undefined {
 }
 
 /** The control plane's view of one proxy: what its snapshot holds, by type, as proto3 JSON (`skiff proxy-config`). */
-function configDump(cache: SnapshotCache, nodeId: string | null) {
+function configDump(cache: SnapshotCache, nodeId: string | null, key: string | undefined) {
   if (!nodeId) return jsonPage({ error: "name a proxy: /debug/config_dump?proxy=<node id>" }, 400);
-  const snapshot = cache.get(nodeId);
+  const snapshot = key === undefined ? undefined : cache.get(key);
   if (!snapshot) return jsonPage({ error: `no connected proxy ${nodeId}` }, 404);
   const types = Object.fromEntries(
     Object.values(TypeUrl).map((typeUrl) => [
