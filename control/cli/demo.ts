@@ -1,6 +1,8 @@
 // `skiff demo`: the coolstore mesh of examples/ on this machine. The control plane reads examples/, a gateway Envoy
 // started from a `skiff bootstrap` bootstrap gets everything else from it (listeners, routes, clusters, endpoints and
-// the Skiff filters by ECDS), and the demo services answer behind it. Ctrl-C stops all of it.
+// the Skiff filters by ECDS), and the demo services answer behind it. Where the machine allows it (Linux, root) the
+// services run in pods with sidecars and webapp calls catalog east-west through both (demo-mesh.ts); elsewhere, or
+// with --loopback, they listen on 127.0.0.1 and webapp calls catalog through the gateway. Ctrl-C stops all of it.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,37 +11,58 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { bootstrapYaml } from "../bootstrap/bootstrap.js";
 import { startControlPlane } from "../control-plane.js";
 import { locateEnvoy } from "../envoy-binary/locate.js";
+import { hasNetAdmin } from "../mesh/host.js";
 import { projectDir } from "../project.js";
+import { DEMO_MESH, type MeshDemo, startMeshDemo } from "./demo-mesh.js";
 import { DEMO_PORTS, startDemoServices } from "./demo-services.js";
 
 const ADMIN_PORT = 9901;
 const XDS_PORT = 18000;
 const CONTROL_HTTP_PORT = 18080;
 
-export async function runDemo(): Promise<void> {
+export async function runDemo(options: { loopback?: boolean } = {}): Promise<void> {
   const root = projectDir();
   if (!existsSync(join(root, "examples", "gateway.yaml"))) {
     throw new Error(`the demo runs in a Skiff checkout (examples/ and build/filters/), not in ${root}: clone the repository, then npm ci && npm run demo`);
   }
   const envoyBinary = locateEnvoy();
-  const stopServices = await startDemoServices();
-  const controlPlane = await startControlPlane({
-    configDir: join(root, "examples"),
-    xdsPort: XDS_PORT,
-    httpPort: CONTROL_HTTP_PORT,
-    log: (line) => console.error(`[control-plane] ${line}`),
-    // The loopback demo: one gateway Envoy on this machine, plain-text xDS (development mode).
-    security: { plaintext: true },
-  }).catch(async (error: Error) => {
-    await stopServices();
-    throw error;
-  });
+  const log = (line: string) => console.error(`[control-plane] ${line}`);
+  const mesh = !options.loopback && process.platform === "linux" && hasNetAdmin();
+  if (!mesh && !options.loopback) {
+    console.error("skiff demo: the loopback layout (services on 127.0.0.1, no sidecars): the mesh layout, with pods and sidecars, needs Linux and root");
+  }
+  let stopServices: () => Promise<void>;
+  let xdsHost = "127.0.0.1";
+  let meshDemo: MeshDemo | undefined;
+  if (mesh) {
+    meshDemo = await startMeshDemo({ root, envoyPath: envoyBinary.path, xdsPort: XDS_PORT, httpPort: CONTROL_HTTP_PORT, log });
+    xdsHost = meshDemo.hostAddress;
+    stopServices = meshDemo.stop;
+  } else {
+    stopServices = await startDemoServices();
+    const controlPlane = await startControlPlane({
+      configDir: join(root, "examples"),
+      xdsPort: XDS_PORT,
+      httpPort: CONTROL_HTTP_PORT,
+      log,
+      // The loopback demo: one gateway Envoy on this machine, plain-text xDS (development mode).
+      security: { plaintext: true },
+    }).catch(async (error: Error) => {
+      await stopServices();
+      throw error;
+    });
+    const services = stopServices;
+    stopServices = async () => {
+      await controlPlane.stop();
+      await services();
+    };
+  }
 
   const dir = mkdtempSync(join(tmpdir(), "skiff-demo-"));
   const bootstrapPath = join(dir, "gateway.yaml");
   writeFileSync(
     bootstrapPath,
-    bootstrapYaml({ nodeId: "ingressgateway", role: "gateway", labels: { istio: "ingressgateway" }, xdsPort: XDS_PORT, adminPort: ADMIN_PORT }),
+    bootstrapYaml({ nodeId: "ingressgateway", role: "gateway", labels: { istio: "ingressgateway" }, xdsHost, xdsPort: XDS_PORT, adminPort: ADMIN_PORT }),
   );
   const envoy = spawn(envoyBinary.path, ["-c", bootstrapPath, "--disable-hot-restart", "--log-level", "warn"], { cwd: root, stdio: "inherit" });
   const exited = new Promise<number | null>((resolve) => envoy.once("exit", resolve));
@@ -54,10 +77,9 @@ export async function runDemo(): Promise<void> {
   process.once("SIGTERM", stop);
 
   const ready = await Promise.race([waitReady(), exited.then(() => false)]);
-  if (ready) printTryLines(envoyBinary.version);
+  if (ready) printTryLines(envoyBinary.version, meshDemo);
   else if (!stopping) console.error("Envoy stopped before it was ready; its log is above.");
   const code = await exited;
-  await controlPlane.stop();
   await stopServices();
   rmSync(dir, { recursive: true, force: true });
   process.removeListener("SIGINT", stop);
@@ -79,7 +101,7 @@ async function waitReady(): Promise<boolean> {
   return false;
 }
 
-function printTryLines(version: string): void {
+function printTryLines(version: string, mesh: MeshDemo | undefined): void {
   const gw = `http://127.0.0.1:${DEMO_PORTS.gateway}`;
   const catalog = `curl -s -H "Host: catalog.istioinaction.io"`;
   const lines: Array<[command: string, comment: string]> = [
@@ -91,10 +113,21 @@ function printTryLines(version: string): void {
     [`curl -s -o /dev/null -w "%{http_code}\\n" -H "Host: nobody.istioinaction.io" ${gw}/`, "404: no such virtual host"],
     [`${catalog} -i -H "x-skiff-timeout-ms: 0" ${gw}/items`, "deadlines: a request whose time is up gets 504 at the gateway, x-skiff-deadline: expired"],
     [`curl -s http://127.0.0.1:${ADMIN_PORT}/stats | grep -E 'cohort_router|b3_propagation|retry_budget|deadlines'`, "the filters' counters"],
-    ["npx skiff proxy-status", "what the gateway has acknowledged, like istioctl"],
+    [`npx skiff proxy-status${mesh ? ` --host ${mesh.hostAddress}` : ""}`, `what the gateway${mesh ? " and the sidecars have" : " has"} acknowledged, like istioctl`],
   ];
+  if (mesh) {
+    lines.push(
+      [`npx skiff mesh exec ${DEMO_MESH} webapp -- curl -s http://catalog.istioinaction.svc.cluster.local:3000/items`, "east-west from the webapp pod: its sidecar routes catalog 90/10"],
+      [`curl -s http://${mesh.pods[0]!.address}:15000/clusters | grep catalog`, "the webapp sidecar's clusters (its admin on the pod's address)"],
+    );
+  }
   console.log(`
 Envoy ${version} is the coolstore ingress gateway on ${gw}, configured only by the Skiff control plane from examples/.
+${
+  mesh
+    ? `The mesh layout: webapp, catalog-v1 and catalog-v2 run in pods (${mesh.pods.map((pod) => `${pod.name} ${pod.address}`).join(", ")}) of mesh "${DEMO_MESH}", each with a capturing sidecar; webapp calls catalog east-west through both sidecars.`
+    : "The loopback layout: the services listen on 127.0.0.1 and webapp calls catalog through the gateway."
+}
 Try:
 ${lines.map(([command, comment]) => `  # ${comment}\n  ${command}`).join("\n")}
 Edit a file in examples/ and the gateway follows within a second (npx skiff validate examples checks it first).

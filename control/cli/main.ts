@@ -43,8 +43,9 @@ program.addCommand(componentsCommand());
 
 program
   .command("demo")
-  .description("run the coolstore mesh of examples/: control plane, gateway Envoy, demo services (build first: npm run build)")
-  .action(async () => (await import("./demo.js")).runDemo());
+  .description("run the coolstore mesh of examples/: control plane, gateway Envoy, demo services in pods with sidecars (Linux, root; else on loopback) (build first: npm run build)")
+  .option("--loopback", "the services on 127.0.0.1 without pods or sidecars, even where pods are possible")
+  .action(async (options: { loopback?: boolean }) => (await import("./demo.js")).runDemo(options));
 
 program
   .command("control-plane")

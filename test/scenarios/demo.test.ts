@@ -1,7 +1,8 @@
 // The README's first command ends in `skiff demo`: it must come up with the coolstore mesh of examples/ on its fixed
 // ports, answer the curl lines it prints, and stop everything on Ctrl-C (SIGINT).
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { connect } from "node:net";
+import { hasNetAdmin } from "../../control/mesh/host.js";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { send } from "../harness/client.js";
@@ -59,6 +60,27 @@ describeE2E("skiff demo", () => {
     expect(output).not.toMatch(/deprecated option/i);
   });
 
+  it("runs the services in pods with capturing sidecars where it can (Linux, root): webapp calls catalog through them", async () => {
+    if (!hasNetAdmin()) {
+      expect(output).toContain("the loopback layout (services on 127.0.0.1, no sidecars): the mesh layout, with pods and sidecars, needs Linux and root");
+      return;
+    }
+    const webapp = /webapp (198\.\d+\.\d+\.\d+)/.exec(output)?.[1];
+    expect(webapp, output).toBeDefined();
+    const routed = async () => {
+      const filter = encodeURIComponent("^cluster\\.outbound\\|3000\\|version-v[12]\\|catalog\\.istioinaction\\.svc\\.cluster\\.local\\.upstream_rq_200$");
+      const stats = await (await fetch(`http://${webapp}:15000/stats?filter=${filter}`)).text();
+      return [...stats.matchAll(/: (\d+)$/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
+    };
+    const before = await routed();
+    for (let i = 0; i < 10; i++) {
+      const response = await send(8080, { path: "/api/catalog", headers: { host: "webapp.istioinaction.io" } });
+      expect(JSON.parse(response.body).catalog.status).toBe(200);
+    }
+    // Every catalog call left webapp's pod through its sidecar, by the mesh VirtualService's subsets.
+    expect((await routed()) - before).toBe(10);
+  });
+
   it("stops the control plane, Envoy and the services on Ctrl-C", async () => {
     demo.kill("SIGINT");
     expect(await exited).toBe(0);
@@ -70,5 +92,7 @@ describeE2E("skiff demo", () => {
       });
       expect(open, `port ${port}`).toBe(false);
     }
+    // The mesh layout's pods (network namespaces skiff.demo.*) are gone with it.
+    expect(execFileSync("ip", ["netns", "list"], { encoding: "utf8" })).not.toContain("skiff.demo.");
   });
 });
