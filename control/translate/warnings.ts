@@ -32,13 +32,15 @@ function localityWarnings(mesh: MeshConfig, registry: Registry): ConfigError[] {
     ];
     for (const { field, policy } of policies) {
       const setting = policy?.loadBalancer?.localityLbSetting;
-      if (!setting || policy?.outlierDetection || !(setting.failover?.length || setting.failoverPriority?.length)) continue;
-      warnings.push({
-        file: rule.file,
-        resource: `DestinationRule ${rule.namespace}/${rule.name}`,
-        field: `${field}.loadBalancer.localityLbSetting`,
-        message: "failover needs outlierDetection (Istio warns the same): without it no endpoint is ever ejected, so traffic never leaves the local locality",
-      });
+      if (!setting) continue;
+      const warn = (message: string) => warnings.push({ file: rule.file, resource: `DestinationRule ${rule.namespace}/${rule.name}`, field: `${field}.loadBalancer.localityLbSetting`, message });
+      if (!policy?.outlierDetection && (setting.failover?.length || setting.failoverPriority?.length)) {
+        warn("failover needs outlierDetection (Istio warns the same): without it no endpoint is ever ejected, so traffic never leaves the local locality");
+      }
+      const balancer = policy?.loadBalancer?.consistentHash ? "consistentHash" : policy?.loadBalancer?.simple;
+      if (setting.distribute?.length && (balancer === "RANDOM" || balancer === "consistentHash")) {
+        warn(`distribute's weights take effect with ROUND_ROBIN or LEAST_REQUEST only (Envoy weighs localities for those, and Istio enables it only there); with ${balancer} only its choice of localities applies`);
+      }
     }
   }
   for (const vs of mesh.virtualServices) {

@@ -150,6 +150,13 @@ describe("warnings", () => {
     const config = configFolder({ "se.yaml": entry, "dr.yaml": rule("{ loadBalancer: { localityLbSetting: { failover: [{ from: r1, to: r2 }] } } }") });
     expect(config.warnings()).toEqual([expect.stringMatching(/^dr\.yaml: DestinationRule shop\/catalog: spec\.trafficPolicy\.loadBalancer\.localityLbSetting: failover needs outlierDetection/)]);
   });
+
+  it("distribute's weights need round robin or least request", () => {
+    const config = configFolder({ "se.yaml": entry, "dr.yaml": rule('{ loadBalancer: { simple: RANDOM, localityLbSetting: { distribute: [{ from: r1, to: { r1: 70, r2: 30 } }] } } }') });
+    expect(config.warnings()).toEqual([expect.stringMatching(/localityLbSetting: distribute's weights take effect with ROUND_ROBIN or LEAST_REQUEST only .*with RANDOM only its choice of localities applies$/)]);
+    const cluster = config.translate(proxy({ region: "r1" })).clusters.get(CLUSTER)!;
+    expect(cluster.common_lb_config).toBeUndefined();
+  });
 });
 
 describe("issue 13 case 11: retryRemoteLocalities", () => {
