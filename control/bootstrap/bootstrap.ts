@@ -22,6 +22,9 @@ export interface BootstrapOptions {
   xdsPort?: number;
   /** The control plane's address (default 127.0.0.1): for a sidecar in a pod, the host's address on the mesh bridge. */
   xdsHost?: string;
+  /** Several control plane replicas (plain-text xDS), instead of xdsHost/xdsPort: the xDS cluster gets one endpoint
+   * each, so a proxy whose replica goes away reconnects to another while it keeps serving what it has. */
+  xdsAddresses?: Array<{ host: string; port: number }>;
   /** The folder of the proxy's `skiff agent`: ADS through the agent's xds.sock (the agent holds the mTLS connection
    * to the control plane) and the workload certificate by SDS on its sds.sock, as istio-agent does. */
   agentDir?: string;
@@ -37,8 +40,8 @@ export const SDS_CLUSTER = "sds-grpc";
 export const AGENT_XDS_SOCKET = "xds.sock";
 export const AGENT_SDS_SOCKET = "sds.sock";
 
-/** A gRPC cluster (HTTP/2) with one endpoint. */
-function grpcCluster(name: string, address: Record<string, unknown>): Record<string, unknown> {
+/** A gRPC cluster (HTTP/2) with one endpoint per address. */
+function grpcCluster(name: string, ...addresses: Record<string, unknown>[]): Record<string, unknown> {
   return {
     name,
     type: "STATIC",
@@ -49,7 +52,7 @@ function grpcCluster(name: string, address: Record<string, unknown>): Record<str
         explicit_http_config: { http2_protocol_options: {} },
       },
     },
-    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address } }] }] },
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: addresses.map((address) => ({ endpoint: { address } })) }] },
   };
 }
 
@@ -85,15 +88,16 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
             grpcCluster(XDS_CLUSTER, { pipe: { path: join(options.agentDir, AGENT_XDS_SOCKET) } }),
             grpcCluster(SDS_CLUSTER, { pipe: { path: join(options.agentDir, AGENT_SDS_SOCKET) } }),
           ]
-        : [grpcCluster(XDS_CLUSTER, { socket_address: { address: options.xdsHost ?? "127.0.0.1", port_value: xdsPort(options) } })],
+        : [grpcCluster(XDS_CLUSTER, ...xdsAddresses(options).map(({ host, port }) => ({ socket_address: { address: host, port_value: port } })))],
     },
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: options.adminPort } } },
   };
 }
 
-function xdsPort(options: BootstrapOptions): number {
-  if (options.xdsPort === undefined) throw new Error("a bootstrap needs the control plane's xDS port or the agent's folder");
-  return options.xdsPort;
+function xdsAddresses(options: BootstrapOptions): Array<{ host: string; port: number }> {
+  if (options.xdsAddresses?.length) return options.xdsAddresses;
+  if (options.xdsPort === undefined) throw new Error("a bootstrap needs the control plane's xDS port (or addresses) or the agent's folder");
+  return [{ host: options.xdsHost ?? "127.0.0.1", port: options.xdsPort }];
 }
 
 export function bootstrapYaml(options: BootstrapOptions): string {

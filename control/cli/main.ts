@@ -117,7 +117,12 @@ program
     return value;
   }, "REDIRECT")
   .option("--xds-port <port>", "the control plane's xDS port", port, 18000)
-  .option("--xds-address <host[:port]>", "the control plane's address (default 127.0.0.1): for a sidecar in a pod, its mesh's host address", address)
+  .option(
+    "--xds-address <host[:port]>",
+    "the control plane's address (default 127.0.0.1): for a sidecar in a pod, its mesh's host address; repeat it for several replicas (the proxy moves to another when one goes away)",
+    (value: string, list: Array<{ host: string; port?: number }>) => [...list, address(value)],
+    [] as Array<{ host: string; port?: number }>,
+  )
   .option("--admin-port <port>", "Envoy's admin port on 127.0.0.1", port, 9901)
   .option("--delta", "use incremental xDS (DELTA_GRPC)")
   .action(
@@ -131,7 +136,7 @@ program
       locality?: Locality;
       interceptionMode: InterceptionMode;
       xdsPort: number;
-      xdsAddress?: { host: string; port?: number };
+      xdsAddress: Array<{ host: string; port?: number }>;
       adminPort: number;
       delta?: boolean;
     }) => {
@@ -145,8 +150,9 @@ program
           ips: options.ip,
           locality: options.locality,
           interceptionMode: options.interceptionMode,
-          xdsHost: options.xdsAddress?.host,
-          xdsPort: options.xdsAddress?.port ?? options.xdsPort,
+          xdsHost: options.xdsAddress[0]?.host,
+          xdsPort: options.xdsAddress[0]?.port ?? options.xdsPort,
+          ...(options.xdsAddress.length > 1 ? { xdsAddresses: options.xdsAddress.map(({ host, port }) => ({ host, port: port ?? options.xdsPort })) } : {}),
           adminPort: options.adminPort,
           delta: options.delta,
         }),

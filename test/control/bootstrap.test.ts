@@ -38,7 +38,7 @@ describe("skiff bootstrap", () => {
     });
   });
 
-  it("points ADS at another address with --xds-address (a sidecar in a pod reaches the host's bridge address)", () => {
+  it("points ADS at another address with --xds-address (a sidecar in a pod reaches the host's bridge address), or at several replicas", () => {
     const address = (...args: string[]) =>
       parse(skiff("bootstrap", "--node", "n", "--role", "sidecar", ...args).stdout).static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
     expect(address("--xds-address", "198.18.3.1:18001")).toEqual({ address: "198.18.3.1", port_value: 18001 });
@@ -46,6 +46,12 @@ describe("skiff bootstrap", () => {
     const bad = skiff("bootstrap", "--node", "n", "--role", "sidecar", "--xds-address", "catalog:80");
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/--xds-address.*expected an IPv4 address/);
+    // Repeated: one endpoint per control plane replica in the xDS cluster.
+    const replicas = parse(skiff("bootstrap", "--node", "n", "--role", "gateway", "--xds-address", "127.0.0.1:18001", "--xds-address", "127.0.0.2").stdout).static_resources.clusters[0];
+    expect(replicas.load_assignment.endpoints[0].lb_endpoints.map((endpoint: { endpoint: { address: unknown } }) => endpoint.endpoint.address)).toEqual([
+      { socket_address: { address: "127.0.0.1", port_value: 18001 } },
+      { socket_address: { address: "127.0.0.2", port_value: 18000 } },
+    ]);
   });
 
   it("says how the sidecar's traffic reaches it: REDIRECT (Istio's default) or NONE (no capture)", () => {
