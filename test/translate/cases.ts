@@ -14,6 +14,7 @@ const simpleWeb: ProxyIdentity = { nodeId: "simple-web", role: "sidecar", labels
 export const capturedWebapp: ProxyIdentity = { nodeId: "webapp-pod", role: "sidecar", labels: { app: "webapp" }, namespace: "default", ips: ["198.18.0.2"], interceptionMode: "REDIRECT" };
 
 export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
+  ["locality", { ...capturedWebapp, locality: { region: "r1", zone: "z1", subZone: "s1" } }],
   ["sidecar-capture", capturedWebapp],
   ["gateway-hosts", gateway],
   ["gateway-l4", gateway],
