@@ -6,15 +6,20 @@
 //   { id, op: "request", host, port, options }            one HTTP request (client.ts send)
 //   { id, op: "load", host, port, count, concurrency, options }  many, tallied; failures counted, not thrown
 //   { id, op: "connect", host, port, timeoutMs }          a bare TCP connect: "connected" or the error code
+//   { id, op: "greet", port, name, tls? }                 a server-first TCP server on 0.0.0.0:port: each connection
+//                                                          gets `name` and is closed (TLS first with tls: { cert, key })
+//   { id, op: "greeting", host, port, tls? }              connects (TLS with tls: { servername, ca }), returns what the
+//                                                          server said until it closed, and the certificate's subject
 // Answers: { id, result } or { id, error: { code, message } }.
-import { connect } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { connect as tlsConnect, createServer as createTlsServer } from "node:tls";
 import { createInterface } from "node:readline";
 import { type RequestOptions, send, sendMany } from "./client.js";
 import { Upstream } from "./upstream.js";
 
 interface Command {
   id: number;
-  op: "listen" | "received" | "request" | "load" | "connect";
+  op: "listen" | "received" | "request" | "load" | "connect" | "greet" | "greeting";
   host?: string;
   port: number;
   name?: string;
@@ -24,9 +29,43 @@ interface Command {
   count?: number;
   concurrency?: number;
   timeoutMs?: number;
+  tls?: { cert?: string; key?: string; servername?: string; ca?: string };
+}
+
+export interface Greeting {
+  said: string;
+  /** The CN of the certificate the server showed (TLS only). */
+  certificateFor?: string;
 }
 
 const servers = new Map<number, Upstream>();
+const greeters: Server[] = [];
+
+function greet(port: number, name: string, tls?: { cert?: string; key?: string }): Promise<void> {
+  const onConnection = (socket: Socket) => {
+    socket.on("error", () => {}); // A client that gives up does not stop the server.
+    socket.end(`${name}\n`);
+  };
+  const server = tls ? createTlsServer({ cert: tls.cert, key: tls.key }, onConnection) : createServer(onConnection);
+  greeters.push(server);
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "0.0.0.0", () => resolve());
+  });
+}
+
+function greeting(host: string, port: number, tls?: { servername?: string; ca?: string }): Promise<Greeting> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = tls ? tlsConnect({ host, port, servername: tls.servername, ca: tls.ca }) : connect({ host, port });
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+    socket.once("end", () => {
+      const certificateFor = tls ? String((socket as ReturnType<typeof tlsConnect>).getPeerCertificate().subject?.CN) : undefined;
+      resolve({ said: Buffer.concat(chunks).toString().trim(), ...(certificateFor ? { certificateFor } : {}) });
+    });
+    socket.once("error", reject);
+  });
+}
 
 function tcpConnect(host: string, port: number, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -63,6 +102,10 @@ async function handle(command: Command): Promise<unknown> {
     }
     case "connect":
       return tcpConnect(command.host ?? "127.0.0.1", command.port, command.timeoutMs ?? 5000);
+    case "greet":
+      return greet(command.port, command.name ?? "app", command.tls);
+    case "greeting":
+      return greeting(command.host ?? "127.0.0.1", command.port, command.tls);
   }
 }
 

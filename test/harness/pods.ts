@@ -16,6 +16,7 @@ import { addPod, type AddPodOptions, addService, createMesh, deleteMesh, type Me
 import type { RequestOptions, Response, Tally } from "./client.js";
 import { type Envoy, startEnvoy } from "./envoy.js";
 import { CHILD_MARKER, type Stoppable, testRunId, track, untrack } from "./processes.js";
+import type { Greeting } from "./pod-agent.js";
 import type { ReceivedRequest } from "./upstream.js";
 
 /** A mesh network for one test file, removed with everything in it by stop() (or the harness's teardown). */
@@ -273,6 +274,18 @@ export class PodApp implements Stoppable {
   /** A bare TCP connect from the pod; resolves when connected, throws a PodError with the code otherwise. */
   async connect(host: string, port: number, timeoutMs = 5000): Promise<void> {
     await this.call({ op: "connect", host, port, timeoutMs });
+  }
+
+  /** A server-first TCP server on 0.0.0.0:port in the pod: each connection is told `name` and closed; with `tls`
+   * (PEM), after a TLS handshake with that certificate. */
+  async greet(port: number, name: string, tls?: { cert: string; key: string }): Promise<void> {
+    await this.call({ op: "greet", port, name, tls });
+  }
+
+  /** Connects from the pod (TLS with `tls`: SNI `servername`, trusting `ca`) and returns what the server said before
+   * closing, with the certificate's CN for TLS; throws a PodError with the code the pod saw. */
+  greeting(host: string, port: number, tls?: { servername: string; ca: string }): Promise<Greeting> {
+    return this.call({ op: "greeting", host, port, tls });
   }
 
   logTail(): string {
