@@ -1,6 +1,7 @@
 // The one command for every benchmark: `npm run bench [-- sdk-vs-peer|filters] [--quick]`.
 // Writes each benchmark's section into bench/RESULTS.md (between its markers; other sections are kept) and prints it.
 import { execFileSync } from "node:child_process";
+import { getPriority } from "node:os";
 import { parseArgs } from "node:util";
 import { PROJECT_ROOT } from "../control/envoy-binary/locate.js";
 import type { CompareOptions } from "./lib/compare.js";
@@ -19,7 +20,7 @@ const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
   instructions: "SDK vs peer: instructions per request (valgrind)",
   filters: "Filters (issue 4): latency added and one-worker capacity, against no filter and Envoy's native features",
   cost: "Cost against the floor (issue 10): Envoy CPU and Envoy instructions per request, the SDK and every filter",
-  sidecars: "Two sidecars (issue 8, item 8): latency added between two pods at a fixed rate, against the direct call",
+  sidecars: "Two sidecars (issue 8, item 8): their instructions per request, and the latency they add between two pods at a fixed rate",
 };
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" } } });
@@ -33,7 +34,9 @@ const envoyOptions: CompareOptions = values.quick
   ? { rounds: 1, rate: 500, latencyDurationMs: 1500, maxRateDurationS: 2, maxRateConnections: 16 }
   : { rounds: Number(values.rounds ?? 8), rate: 1000, latencyDurationMs: 3000, maxRateDurationS: 3, maxRateConnections: 16 };
 const guestOptions = values.quick ? { rounds: 2, requestsPerRound: 10_000 } : { rounds: 15, requestsPerRound: 40_000 };
-const sidecarOptions = values.quick ? { rounds: 1, rate: 500, durationMs: 1500 } : { rounds: Number(values.rounds ?? 8), rate: 1000, durationMs: 3000 };
+const sidecarOptions = values.quick
+  ? { rounds: 1, rate: 500, durationMs: 1500, instructions: { warmupRequests: 50, requests: 100, windows: 1, concurrency: 4, idleS: 2 } }
+  : { rounds: Number(values.rounds ?? 8), rate: 1000, durationMs: 3000, instructions: { warmupRequests: 100, requests: 300, windows: 3, concurrency: 4, idleS: 5 } };
 const instructionOptions = values.quick ? { warmupS: 3, windowS: 3, windows: 1 } : { warmupS: 10, windowS: 6, windows: 2 };
 
 function log(line: string): void {
@@ -42,7 +45,7 @@ function log(line: string): void {
 
 await benchSession(async () => {
   if (which.includes("sdk-vs-peer") || which.includes("filters")) ensureAptTool("wrk", "wrk", log);
-  if (which.includes("instructions") || which.includes("cost")) ensureAptTool("valgrind", "valgrind", log);
+  if (which.includes("instructions") || which.includes("cost") || which.includes("sidecars")) ensureAptTool("valgrind", "valgrind", log);
   if (which.includes("cost")) ensureAptTool("wrk", "wrk", log);
   for (const name of which) {
     const facts = machineFacts();
@@ -62,7 +65,7 @@ await benchSession(async () => {
         `(other engineers' test runs share the two cores); Envoy ${facts.envoy}, --concurrency 1, pinned to CPU 0; ` +
         `load generators, upstream Envoy and Node on CPU 1; Node ${facts.node}; ${facts.wrk}. Git commit ${gitHead()}.`,
       name === "instructions" ? "" :
-      name === "sidecars" ? `${sidecarOptions.rounds} rounds, each variant per round: ${sidecarOptions.durationMs / 1000} s at ${sidecarOptions.rate} req/s (open loop from the client pod, 8+ keep-alive connections); both sidecars on CPU 0, the load generator and the server app on CPU 1.` :
+      name === "sidecars" ? `${sidecarOptions.rounds} rounds, each variant per round: ${sidecarOptions.durationMs / 1000} s at ${sidecarOptions.rate} req/s (open loop from the client pod, 8+ keep-alive connections); both sidecars on CPU 0, the load generator and the server app on CPU 1; every process of the run at nice ${getPriority()}.` :
         `Envoy runs: ${envoyOptions.rounds} rounds, each variant per round: ${envoyOptions.latencyDurationMs / 1000} s at ${envoyOptions.rate} req/s (open loop, 8+ keep-alive connections), then ${envoyOptions.maxRateDurationS} s of wrk -t1 -c${envoyOptions.maxRateConnections}.`,
       "",
     ].join("\n");

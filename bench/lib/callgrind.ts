@@ -35,12 +35,25 @@ export interface InstructionResult {
   idlePerSecond: number;
 }
 
-async function callgrindControl(pid: number, command: string): Promise<void> {
-  await run("callgrind_control", [command, String(pid)], { timeout: 120_000 });
+/** Sends a command (-z zero, -d dump, "-i on" count) to Envoy under callgrind. It runs as the Envoy's user: vgdb, which
+ * carries the command, makes a reply FIFO in /tmp (mode 0600) that only its own user can open, so as root against a
+ * sidecar's uid 1337 it hangs, leaving the sidecar stopped under ptrace. */
+export async function callgrindControl(pid: number, ...command: string[]): Promise<void> {
+  const [uid, gid] = ["Uid", "Gid"].map((field) => new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);
+  const asOwner = Number(uid) === process.getuid?.() ? [] : ["setpriv", "--reuid", uid, "--regid", gid, "--clear-groups", "--"];
+  const [binary, ...args] = [...asOwner, "callgrind_control", ...command, String(pid)];
+  await run(binary, args, { timeout: 120_000 });
 }
 
-/** Zeroes the counts, runs `during` (returning its duration in seconds), dumps, and returns the dump's total. */
-async function countedWindow(pid: number, dir: string, during: () => Promise<void>): Promise<{ instructions: number; seconds: number }> {
+/** The command that runs Envoy under callgrind with counting off until asked (`callgrind_control -i on`), its dumps
+ * in `dir`; --smc-check lets valgrind see V8's generated code change. */
+export function callgrindWrapper(dir: string): string[] {
+  return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file", `--callgrind-out-file=${dir}/callgrind.%p`];
+}
+
+/** Zeroes the counts, runs `during` (returning its duration in seconds), dumps, and returns the dump's total. Windows
+ * of several processes nest (each in its own `dir`): the outer one counts a little longer, idle time it takes off. */
+export async function countedWindow(pid: number, dir: string, during: () => Promise<void>): Promise<{ instructions: number; seconds: number }> {
   const dumpsBefore = new Set(readdirSync(dir));
   await callgrindControl(pid, "-z");
   const started = Date.now();
@@ -68,15 +81,14 @@ export async function envoyInstructions(spec: VariantSpec, upstreamPort: number,
   const envoy = await startEnvoy({
     bootstrap: variantBootstrap(spec, upstreamPort),
     concurrency: 1,
-    // Counting starts only when asked; --smc-check lets valgrind see V8's generated code change.
-    wrapper: ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file", `--callgrind-out-file=${dir}/callgrind.%p`],
+    wrapper: callgrindWrapper(dir),
     readyTimeoutMs: 180_000,
   });
   try {
     pin(envoy.pid, ENVOY_CPU);
     const port = await envoy.listenerPort();
     await wrk(port, { durationS: options.warmupS, connections: 4, headers: spec.requestHeaders });
-    await run("callgrind_control", ["-i", "on", String(envoy.pid)], { timeout: 120_000 });
+    await callgrindControl(envoy.pid, "-i", "on");
     const idle = await countedWindow(envoy.pid, dir, () => sleep(options.windowS * 1000));
     const idlePerSecond = idle.instructions / idle.seconds;
     const perRequest: number[] = [];

@@ -2,8 +2,8 @@
 // a guarantee that every process the run started is stopped, also when the run fails or is interrupted.
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
-import { cpus, setPriority } from "node:os";
+import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { locateEnvoy } from "../../control/envoy-binary/locate.js";
 export { ensureAptTool } from "../../control/mesh/host.js";
 import { leftoverProcesses, runningThings } from "../../test/harness/processes.js";
@@ -46,13 +46,6 @@ export async function benchSession<T>(body: () => Promise<T>): Promise<T> {
 export function pin(pid: number, cpu: number): void {
   if (cpus().length < 2) return;
   execFileSync("taskset", ["-a", "-p", "-c", String(cpu), String(pid)], { stdio: "ignore" });
-}
-
-/** Lowers the nice value of every thread of `pid` (default -10: about nine times the CPU share of a nice-0 process
- * when both want the CPU), for benchmarks whose processes must keep a fixed rate while other engineers' tests load
- * the shared cores; the variants compared get the same. Threads made later inherit it from their creator. */
-export function raisePriority(pid: number, nice = -10): void {
-  for (const task of readdirSync(`/proc/${pid}/task`)) setPriority(Number(task), nice);
 }
 
 /** Pids of the live processes this run started (Envoys, load generators). */

@@ -91,7 +91,7 @@ export class Envoy {
       ...(options.args ?? []),
     ];
     const [command, ...commandArgs] = options.pod
-      ? podCommand(options.pod.netns, [binary.path, ...args], options.pod.uid)
+      ? podCommand(options.pod.netns, [...(options.wrapper ?? []), binary.path, ...args], options.pod.uid)
       : [...(options.wrapper ?? []), binary.path, ...args];
     const child = spawn(command, commandArgs, {
       cwd: PROJECT_ROOT,

@@ -170,8 +170,9 @@ export class TestPod {
   }
 
   /** Starts Envoy in the pod as its sidecar: uid/gid 1337 (whose traffic capture leaves alone), admin on the pod's
-   * address, port 15000. `bootstrap` is e.g. `skiff bootstrap --ip <pod address> --xds-address <mesh host>:<port>`. */
-  async startSidecar(options: { bootstrap: Record<string, unknown> | string; concurrency?: number; args?: string[]; readyTimeoutMs?: number }): Promise<Envoy> {
+   * address, port 15000. `bootstrap` is e.g. `skiff bootstrap --ip <pod address> --xds-address <mesh host>:<port>`;
+   * `wrapper` runs it under another command (the benchmark's callgrind), also as 1337. */
+  async startSidecar(options: { bootstrap: Record<string, unknown> | string; concurrency?: number; args?: string[]; readyTimeoutMs?: number; wrapper?: string[] }): Promise<Envoy> {
     const envoy = await startEnvoy({ ...options, pod: { netns: this.netns, address: this.address, uid: PROXY_UID } });
     this.mesh.adopt(envoy);
     return envoy;
