@@ -196,6 +196,7 @@ function report(variants: Variant[], options: SidecarBenchOptions, proofs: strin
   const baseline = median(withSidecars.find((v) => v.name === "two sidecars (passthrough)")!.instructions!.perRequest);
   const count = (n: number) => Math.round(n).toLocaleString("en-US");
   return [
+    "",
     "**Instructions of both sidecars per request** (valgrind callgrind in each sidecar Envoy, started afresh in the same pods after the latency rounds; " +
       `closed loop from the client pod, ${instructions.concurrency} keep-alive connections, ${instructions.windows} windows of ${instructions.requests} requests after ${instructions.warmupRequests} uncounted; ` +
       `both sidecars' idle cost, measured in ${instructions.idleS} s without requests, taken off): the figure neither the machine's load nor the run's nice value moves. ` +
@@ -213,8 +214,8 @@ function report(variants: Variant[], options: SidecarBenchOptions, proofs: strin
     clean
       ? `**Latency at ${options.rate} req/s** from the ${rounds.length} clean rounds of ${all.length} (generator write lag p99 under ${CLEAN_LAG_US} µs and no failed request, for every variant).`
       : `**Latency at ${options.rate} req/s: not quotable from this run.** Only ${cleanRounds.length} of ${all.length} rounds were clean (generator write lag p99 under ${CLEAN_LAG_US} µs and no failed request, ` +
-        "for every variant): the run's processes, the direct variant's included, did not get the CPU to keep the rate, requests queued for seconds and most timed out. " +
-        "The percentiles below (all rounds) are that queue, not what sidecars add; no differences or CPU figures are derived from them.",
+        "for every variant): in the others the run's processes did not get the CPU to keep the rate, so queues on the shared cores, not the sidecars, make these " +
+        "percentiles (all rounds, below); no differences or CPU figures are derived from them.",
     "",
     "| variant | what | p50 µs | p90 µs | p99 µs | failed requests |",
     "| --- | --- | ---: | ---: | ---: | --- |",
