@@ -270,16 +270,17 @@ export interface CleanupReport {
   keptMeshes: string[];
 }
 
-/** Removes meshes whose owning process is gone (only those made by tests, with `onlyTestRuns`; those of one test run,
- * with `testRun`; all of them, with `all`), and with `all` also anything Skiff's naming marks as its own that no record
- * accounts for. Meshes of running processes and of the CLI are kept. */
+/** Removes meshes whose owning process is gone (only those made by tests, with `onlyTestRuns`), or the meshes of one
+ * test run whatever their owner's state (`testRun`: nothing else, so that a run's teardown never takes, nor reports as
+ * its own, another run's or a crashed tool's mesh), or all of them (`all`), with `all` also anything Skiff's naming
+ * marks as its own that no record accounts for. Meshes of running processes and of the CLI are kept. */
 export function cleanupMeshes(options: { all?: boolean; testRun?: string; onlyTestRuns?: boolean } = {}): CleanupReport {
   requireNetAdmin("skiff mesh cleanup");
   const report: CleanupReport = { removedMeshes: [], strays: [], keptMeshes: [] };
   const meshes = listMeshRecords();
   for (const record of meshes) {
     const ownerGone = record.owner !== undefined && !ownerAlive(record.owner) && (!options.onlyTestRuns || record.testRun !== undefined);
-    const remove = options.all || (options.testRun !== undefined && record.testRun === options.testRun) || ownerGone;
+    const remove = options.all || (options.testRun !== undefined ? record.testRun === options.testRun : ownerGone);
     if (remove) {
       deleteMesh(record.name);
       report.removedMeshes.push(record.name);
@@ -289,7 +290,7 @@ export function cleanupMeshes(options: { all?: boolean; testRun?: string; onlyTe
   }
   // Subnet claims of meshes that never got published (a crash during create).
   for (const subnet of subnetClaims()) {
-    if (!readMesh(subnet.mesh) && (options.all || (!options.onlyTestRuns && !ownerAlive(subnet.owner)))) {
+    if (!readMesh(subnet.mesh) && (options.all || (!options.onlyTestRuns && options.testRun === undefined && !ownerAlive(subnet.owner)))) {
       deleteMesh(subnet.mesh);
       if (!report.removedMeshes.includes(subnet.mesh)) report.removedMeshes.push(subnet.mesh);
     }

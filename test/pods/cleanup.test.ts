@@ -9,7 +9,7 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { run } from "../../control/mesh/host.js";
-import { deleteMesh, type MeshRecord, type PodRecord, podCommand } from "../../control/mesh/mesh.js";
+import { cleanupMeshes, deleteMesh, type MeshRecord, type PodRecord, podCommand } from "../../control/mesh/mesh.js";
 import { claim, currentOwner, deletingExclusively, type Owner, processStartTime, readMesh, releaseIndex, STATE_DIR, subnetClaims } from "../../control/mesh/state.js";
 import { CHILD_MARKER, testRunId } from "../harness/processes.js";
 import { describePods } from "../harness/e2e.js";
@@ -103,6 +103,9 @@ describePods("mesh cleanup", () => {
     expect(alive(crashed.orphan)).toBe(true); // The crash left a process in a pod.
     const listed = skiff("mesh", "list");
     if (listed.includes(crashed.mesh.name)) expect(listed).toMatch(new RegExp(`${crashed.mesh.name} .*gone`)); // (unless cleaned meanwhile)
+
+    // Another test run's teardown removes only its own run's meshes: never a crashed tool's (nor reports it as its own).
+    expect(cleanupMeshes({ testRun: `another-run-${randomBytes(4).toString("hex")}` }).removedMeshes).toEqual([]);
 
     // Other runs on this machine may run a cleanup meanwhile (the same code): then this one finds nothing to remove,
     // and what counts is that nothing of the crashed mesh is left either way.
