@@ -9,7 +9,7 @@
 //   deleting/<name>                    the process removing that mesh (Owner): one at a time, see deletingExclusively
 //
 // Every claim is a file created with O_EXCL, so engineers and parallel test files sharing the machine never get the
-// same subnet, name or address, without any lock.
+// same subnet, name or address, without a lock; only removing a mesh takes one (per mesh, see deletingExclusively).
 import { randomBytes } from "node:crypto";
 import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
