@@ -148,6 +148,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
           return pulled && modules.add(pulled.bytes);
         },
         jwks: (uri) => jwks.get(uri),
+        trustDomain: secured?.ca.trustDomain,
+        // Proxies of a secured control plane come through their agent, which serves them their certificate by SDS.
+        workloadCertificates: secured !== undefined,
       };
       resources = inlineServedModules(translate(current, context), modules);
       translations.set(kind, resources);
@@ -161,7 +164,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     if (!mesh) return;
     try {
       const before = cache.get(key)?.version;
-      const snapshot = cache.set(key, resourcesFor(mesh, proxy), { changedAt, notes: translationNotes(mesh, proxy) });
+      const snapshot = cache.set(key, resourcesFor(mesh, proxy), { changedAt, notes: translationNotes(mesh, proxy, { workloadCertificates: secured !== undefined }) });
       if (snapshot.version !== before) {
         log(`${proxy.nodeId}: snapshot ${snapshot.version} (content ${snapshot.contentVersion})`);
         for (const note of snapshot.notes) log(`${proxy.nodeId}: ${note}`);

@@ -100,4 +100,10 @@ export interface TranslationContext {
   /** The JSON Web Key Set the control plane fetched for a RequestAuthentication `jwksUri`, if it has one (without it,
    * tokens of that issuer are refused, as istiod does when a fetch fails). */
   jwks?(uri: string): string | undefined;
+  /** The trust domain of workload identities (`spiffe://<trustDomain>/ns/<ns>/sa/<sa>`); default `cluster.local`. */
+  trustDomain?: string;
+  /** Whether proxies have a workload certificate: SDS secrets `default` and `ROOTCA` from the agent beside them
+   * (cluster `sds-grpc`). True unless the control plane runs with --plaintext (no CA, no agents), where mutual TLS
+   * cannot happen: auto mTLS is off, and whatever requires mTLS (STRICT, ISTIO_MUTUAL) refuses traffic instead. */
+  workloadCertificates?: boolean;
 }

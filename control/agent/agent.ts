@@ -5,16 +5,12 @@
 // (0700): whoever can reach sds.sock can read the workload's key, exactly as with istio-agent's socket.
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { AGENT_SDS_SOCKET, AGENT_XDS_SOCKET, bootstrap, type BootstrapOptions } from "../bootstrap/bootstrap.js";
+import { AGENT_SDS_SOCKET, AGENT_XDS_SOCKET, bootstrap, type BootstrapOptions, ROOT_SECRET, WORKLOAD_SECRET } from "../bootstrap/bootstrap.js";
 import { emptyResources, TypeUrl } from "../resources.js";
 import { SnapshotCache } from "../snapshots/cache.js";
 import { XdsServer } from "../xds/server.js";
 import { type CertificateClientOptions, controlPlaneCredentials, renewalDelayMs, requestCertificate, type WorkloadCertificate } from "./certificates.js";
 import { XdsProxy } from "./xds-proxy.js";
-
-/** Istio's SDS resource names: the workload certificate and the root the mesh's peers are checked against. */
-export const WORKLOAD_SECRET = "default";
-export const ROOT_SECRET = "ROOTCA";
 
 export interface AgentOptions extends CertificateClientOptions {
   /** The agent's folder (sockets, bootstrap); made with mode 0700. */

@@ -37,6 +37,10 @@ export const XDS_CLUSTER = "skiff-xds";
 /** Istio's name for the cluster of the agent's SDS server, which translation names in `sds_config` for the
  * workload certificate (`default`) and the mesh root (`ROOTCA`). */
 export const SDS_CLUSTER = "sds-grpc";
+/** Istio's SDS resource names, which the agent serves and translation asks for: the workload certificate and the
+ * root the mesh's peers are checked against. */
+export const WORKLOAD_SECRET = "default";
+export const ROOT_SECRET = "ROOTCA";
 export const AGENT_XDS_SOCKET = "xds.sock";
 export const AGENT_SDS_SOCKET = "sds.sock";
 

@@ -3,10 +3,14 @@
 // module that must load), without binding ports. The xDS resources are folded into one static bootstrap: EDS
 // clusters get their endpoints inline, RDS its route configuration inline, ECDS filters their config inline, SDS
 // certificates become static secrets, and Wasm code the control plane would serve is read from the module's file.
+// The workload certificate the agent serves by SDS stays dynamic: the bootstrap gets the agent's `sds-grpc` cluster
+// (a socket nobody listens on: validation connects nowhere) and a node, so Envoy checks those configs as it would run
+// them.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { bootstrap, SDS_CLUSTER } from "../bootstrap/bootstrap.js";
 import { type ProxyResources, TypeUrl } from "../resources.js";
 
 type Json = Record<string, any>; // Envoy JSON, reshaped in place: typing it field by field would only restate it.
@@ -14,7 +18,8 @@ type Json = Record<string, any>; // Envoy JSON, reshaped in place: typing it fie
 export interface FoldOptions {
   /** The file of a Wasm module by its sha256 (the code Envoy would fetch from the control plane). */
   moduleFile(sha256: string): string | undefined;
-  /** Leave TLS out (transport sockets and their secrets), e.g. for placeholder certificate files. */
+  /** Leave TLS from certificate files out (transport sockets with such secrets, and the secrets), e.g. for placeholder
+   * files. TLS with the agent's certificate stays. */
   withoutTls?: boolean;
 }
 
@@ -29,7 +34,7 @@ export async function validateWithEnvoy(envoyPath: string, resources: ProxyResou
   const dir = mkdtempSync(join(tmpdir(), "skiff-envoy-validate-"));
   try {
     const path = join(dir, "bootstrap.json");
-    writeFileSync(path, JSON.stringify(foldIntoBootstrap(resources, options)));
+    writeFileSync(path, JSON.stringify({ ...foldIntoBootstrap(resources, options), node: { id: "skiff-validate", cluster: "skiff-validate" } }));
     const { code, output } = await run(envoyPath, ["--mode", "validate", "-c", path, "--log-level", "error", "--disable-hot-restart"]);
     const ok = code === 0 && output.includes("OK");
     return { ok, message: ok ? "" : refusal(output) };
@@ -54,16 +59,36 @@ export function foldIntoBootstrap(resources: ProxyResources, options: FoldOption
   const listeners = resources[TypeUrl.Listener].map((resource) => {
     const listener = structuredClone(resource.body) as Json;
     for (const chain of [...(listener.filter_chains ?? []), ...(listener.default_filter_chain ? [listener.default_filter_chain] : [])]) {
-      if (options.withoutTls) delete chain.transport_socket;
-      else if (chain.transport_socket) staticSecretRefs(chain.transport_socket);
+      if (chain.transport_socket) {
+        if (options.withoutTls && usesFileSecrets(chain.transport_socket)) delete chain.transport_socket;
+        else staticSecretRefs(chain.transport_socket);
+      }
       for (const filter of chain.filters ?? []) foldFilter(filter, routes, extensionConfigs);
     }
     for (const filter of listener.listener_filters ?? []) inlineDiscovered(filter, extensionConfigs);
     return listener;
   });
-  if (!options.withoutTls) for (const cluster of clusters) if (cluster.transport_socket) staticSecretRefs(cluster.transport_socket);
+  for (const cluster of clusters) {
+    if (cluster.transport_socket) {
+      if (options.withoutTls && usesFileSecrets(cluster.transport_socket)) delete cluster.transport_socket;
+      else staticSecretRefs(cluster.transport_socket);
+    }
+    for (const match of cluster.transport_socket_matches ?? []) staticSecretRefs(match);
+  }
   const secrets = options.withoutTls ? [] : resources[TypeUrl.Secret].map((secret) => secret.body);
+  if (!clusters.some((cluster) => cluster.name === SDS_CLUSTER)) clusters.push(agentSdsCluster());
   return { static_resources: { clusters, listeners, secrets } };
+}
+
+/** The agent's SDS cluster as `skiff bootstrap --agent-dir` makes it, on a socket path nobody listens on. */
+function agentSdsCluster(): Json {
+  const { static_resources } = bootstrap({ nodeId: "skiff-validate", role: "sidecar", agentDir: "/nonexistent/skiff-validate", adminPort: 0 }) as { static_resources: { clusters: Json[] } };
+  return static_resources.clusters.find((cluster) => cluster.name === SDS_CLUSTER)!;
+}
+
+/** Whether a transport socket's secrets come by ADS (certificate files, which may be placeholders), not from the agent. */
+function usesFileSecrets(socket: Json): boolean {
+  return JSON.stringify(socket).includes('"ads":{}');
 }
 
 function foldFilter(filter: Json, routes: Map<string, unknown>, extensionConfigs: Map<string, Json>): void {
@@ -96,12 +121,12 @@ function localCode(typedConfig: Json, options: FoldOptions): Json {
   return typedConfig;
 }
 
-/** SDS over ADS becomes a reference to the static secret of that name. */
+/** SDS over ADS becomes a reference to the static secret of that name (the agent's SDS stays as it is). */
 function staticSecretRefs(node: unknown): void {
   if (Array.isArray(node)) node.forEach(staticSecretRefs);
   else if (node && typeof node === "object") {
     const object = node as Json;
-    if (object.sds_config && typeof object.name === "string") delete object.sds_config;
+    if (object.sds_config?.ads && typeof object.name === "string") delete object.sds_config;
     Object.values(object).forEach(staticSecretRefs);
   }
 }

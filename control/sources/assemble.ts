@@ -80,6 +80,7 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
     WorkloadEntry: mesh.workloadEntries,
     WasmPlugin: mesh.wasmPlugins,
     TrafficExtension: mesh.trafficExtensions,
+    PeerAuthentication: mesh.peerAuthentications,
     EnvoyFilter: mesh.envoyFilters,
     AuthorizationPolicy: mesh.authorizationPolicies,
     RequestAuthentication: mesh.requestAuthentications,
@@ -90,6 +91,7 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
     if (parsed.meshConfig?.outboundTrafficPolicy) mesh.outboundTrafficPolicy = parsed.meshConfig.outboundTrafficPolicy.mode;
     if (parsed.meshConfig?.rootNamespace) mesh.rootNamespace = parsed.meshConfig.rootNamespace;
     if (parsed.meshConfig?.localityLbSetting) mesh.localityLbSetting = parsed.meshConfig.localityLbSetting;
+    if (parsed.meshConfig?.enableAutoMtls !== undefined) mesh.enableAutoMtls = parsed.meshConfig.enableAutoMtls;
     mesh.installation.push(...(parsed.installation ?? []));
     for (const resource of parsed.resources) {
       const id = `${resource.kind} ${resource.namespace}/${resource.name}`;

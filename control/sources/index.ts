@@ -9,7 +9,7 @@ import { type ParsedFile, parseFile } from "./parse.js";
 export type { ConfigError, MeshConfig } from "./model.js";
 export { formatConfigError, moduleSha256, wasmModules } from "./model.js";
 export type { ModuleFile, ModuleImage, ModuleSource } from "./model.js";
-export { type CredentialFiles, credentialFiles, DEFAULT_NAMESPACE, MESH_CONFIG_FILE, pullSecretFile, wasmModulePath } from "./parse.js";
+export { clientTlsFiles, type CredentialFiles, credentialFiles, DEFAULT_NAMESPACE, MESH_CONFIG_FILE, pullSecretFile, wasmModulePath } from "./parse.js";
 export { DEBOUNCE } from "./debounce.js";
 export type { MeshCheck } from "./assemble.js";
 

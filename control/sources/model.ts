@@ -4,6 +4,7 @@ import type {
   authorizationPolicySpec,
   destinationRuleSpec,
   requestAuthenticationSpec,
+  peerAuthenticationSpec,
   envoyFilterSpec,
   gatewaySpec,
   Kind,
@@ -67,6 +68,7 @@ export type TrafficExtension = Resource<z.infer<typeof trafficExtensionSpec>>;
 export type EnvoyFilter = Resource<z.infer<typeof envoyFilterSpec>>;
 export type AuthorizationPolicy = Resource<z.infer<typeof authorizationPolicySpec>>;
 export type RequestAuthentication = Resource<z.infer<typeof requestAuthenticationSpec>>;
+export type PeerAuthentication = Resource<z.infer<typeof peerAuthenticationSpec>>;
 export type Sidecar = Resource<z.infer<typeof sidecarSpec>>;
 
 /** Istio's outboundTrafficPolicy: ALLOW_ANY (the default) passes traffic to hosts outside the registry on to where
@@ -86,6 +88,8 @@ export interface MeshConfig {
   envoyFilters: EnvoyFilter[];
   authorizationPolicies: AuthorizationPolicy[];
   requestAuthentications: RequestAuthentication[];
+  /** In load order (file by file): where Istio takes the oldest of several, Skiff takes the first. */
+  peerAuthentications: PeerAuthentication[];
   sidecars: Sidecar[];
   /** From meshconfig.yaml; default ALLOW_ANY, as in Istio. A Sidecar resource may set its own. */
   outboundTrafficPolicy: OutboundTrafficPolicy;
@@ -95,6 +99,9 @@ export interface MeshConfig {
   /** From meshconfig.yaml: locality load balancing for services whose DestinationRule sets none. Unset means Istio's
    * default `{ enabled: true }`: failover by locality wherever outlier detection is on (translate/locality.ts). */
   localityLbSetting?: LocalityLbSetting;
+  /** From meshconfig.yaml, default true as in Istio: a client sidecar uses mutual TLS to the endpoints that have a
+   * sidecar (and plain text to the others) when no DestinationRule sets `tls`. */
+  enableAutoMtls: boolean;
   /** From Kubernetes only: the TLS Secrets that Gateways' `credentialName` names, by `<namespace>/<name>` (a gateway
    * finds its credential in its own namespace, as in Istio). Absent in the folder mode, where `credentialName` names
    * files of the config folder. Never logged: it holds private keys. */
@@ -161,9 +168,11 @@ export function emptyMesh(dir: string): MeshConfig {
     envoyFilters: [],
     authorizationPolicies: [],
     requestAuthentications: [],
+    peerAuthentications: [],
     sidecars: [],
     outboundTrafficPolicy: "ALLOW_ANY",
     rootNamespace: "istio-system",
+    enableAutoMtls: true,
     installation: [],
   };
 }

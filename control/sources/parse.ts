@@ -10,7 +10,7 @@ import type { ConfigError, InstallationResource, ModuleSource, Resource } from "
 import { parseImageReference } from "../modules/oci.js";
 import { ResourceEncodingError } from "../protos/encode.js";
 import { decodeMessage } from "../protos/merge.js";
-import { type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, PATCH_MESSAGE, resourceEnvelope, SKIFF_ANNOTATION_PREFIX, SKIFF_ANNOTATIONS } from "./schema/index.js";
+import { type ClientTls, type DestinationRuleSpec, type envoyFilterSpec, type GatewayServer, type gatewaySpec, type Kind, KINDS, meshConfigSchema, PATCH_MESSAGE, resourceEnvelope, SKIFF_ANNOTATION_PREFIX, SKIFF_ANNOTATIONS } from "./schema/index.js";
 
 type GatewaySpec = z.infer<typeof gatewaySpec>;
 type EnvoyFilterSpec = z.infer<typeof envoyFilterSpec>;
@@ -164,6 +164,10 @@ export function parseObject(value: unknown, origin: ObjectOrigin): { resource?: 
     const problems = checkGatewayTls(dir, parsed.data as GatewaySpec, origin.credentials ?? "files");
     if (problems.length > 0) return fail(problems);
   }
+  if (kind === "DestinationRule") {
+    const problems = checkDestinationRuleTls(dir, parsed.data as DestinationRuleSpec, origin.credentials ?? "files");
+    if (problems.length > 0) return fail(problems);
+  }
   if (kind === "EnvoyFilter") {
     const problems = checkEnvoyFilter(parsed.data as EnvoyFilterSpec, metadata.namespace);
     if (problems.length > 0) return fail(problems);
@@ -216,6 +220,44 @@ export function credentialFiles(dir: string, tls: NonNullable<GatewayServer["tls
     privateKey: at(tls.privateKey ?? ""),
     ...(CLIENT_VERIFYING.includes(tls.mode ?? "") ? { caCertificates: at(tls.caCertificates ?? "") } : {}),
   };
+}
+
+/** The files of a DestinationRule's client TLS (SIMPLE, MUTUAL): `clientCertificate` / `privateKey` /
+ * `caCertificates`, or for `credentialName: NAME` those of `credentials/NAME/{tls.crt,tls.key,ca.crt}`; relative paths
+ * against the config folder. Only what the settings name. */
+export function clientTlsFiles(dir: string, tls: ClientTls): { certificate?: string; privateKey?: string; caCertificates?: string } {
+  const at = (path: string | undefined) => (path === undefined ? undefined : isAbsolute(path) ? path : resolve(dir, path));
+  if (tls.credentialName) {
+    const folder = resolve(dir, "credentials", tls.credentialName);
+    return {
+      ...(tls.mode === "MUTUAL" ? { certificate: join(folder, "tls.crt"), privateKey: join(folder, "tls.key") } : {}),
+      ...(tls.insecureSkipVerify ? {} : { caCertificates: join(folder, "ca.crt") }),
+    };
+  }
+  return {
+    ...(tls.mode === "MUTUAL" ? { certificate: at(tls.clientCertificate), privateKey: at(tls.privateKey) } : {}),
+    ...(tls.insecureSkipVerify ? {} : { caCertificates: at(tls.caCertificates) }),
+  };
+}
+
+/** Every file a DestinationRule's SIMPLE or MUTUAL settings name must exist (Envoy would refuse the cluster). */
+function checkDestinationRuleTls(dir: string, spec: DestinationRuleSpec, credentials: "files" | "secrets"): Array<{ field: string; message: string }> {
+  const policies: Array<[string, DestinationRuleSpec["trafficPolicy"]]> = [
+    ["spec.trafficPolicy", spec.trafficPolicy],
+    ...(spec.subsets ?? []).map((subset, index): [string, DestinationRuleSpec["trafficPolicy"]] => [`spec.subsets[${index}].trafficPolicy`, subset.trafficPolicy]),
+  ];
+  const problems: Array<{ field: string; message: string }> = [];
+  for (const [at, policy] of policies) {
+    const tls = policy?.tls;
+    if (tls?.mode !== "SIMPLE" && tls?.mode !== "MUTUAL") continue;
+    // From Kubernetes a credentialName names a Secret, not files (sidecars do not read those yet).
+    if (tls.credentialName && credentials === "secrets") continue;
+    const fields = { certificate: "clientCertificate", privateKey: "privateKey", caCertificates: "caCertificates" } as const;
+    for (const [name, path] of Object.entries(clientTlsFiles(dir, tls)) as Array<[keyof typeof fields, string | undefined]>) {
+      if (path && !existsSync(path)) problems.push({ field: `${at}.tls.${tls.credentialName ? "credentialName" : fields[name]}`, message: `file ${path} does not exist` });
+    }
+  }
+  return problems;
 }
 
 function checkGatewayTls(dir: string, spec: GatewaySpec, credentials: "files" | "secrets"): Array<{ field: string; message: string }> {

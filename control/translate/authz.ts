@@ -31,7 +31,7 @@ export const JWT_PAYLOAD = "payload";
 export function workloadPolicies<T extends { namespace: string; spec: { selector?: { matchLabels: Record<string, string> } } }>(
   policies: T[],
   mesh: MeshConfig,
-  proxy: ProxyIdentity,
+  proxy: Pick<ProxyIdentity, "namespace" | "labels">,
 ): T[] {
   return policies.filter(
     (policy) =>

@@ -7,6 +7,7 @@ import type { XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, BLACKHOLE_CLUSTER, clusterName, duration, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER, typed } from "./envoy.js";
 import { type LocalityEndpoint, type LocalityPolicy, localityLbEndpoints, localityPolicy, localityWeighted } from "./locality.js";
 import type { Registry, Service, ServicePort } from "./registry.js";
+import { upstreamTls } from "./upstream-tls.js";
 import { type LegacyLoadBalancing, OVERRIDE_HOST_ANNOTATION, overrideHostPolicy } from "./override-host.js";
 
 const MAX_UINT32 = 4_294_967_295;
@@ -15,18 +16,30 @@ const HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOp
 export interface ClusterOutput {
   clusters: XdsResource[];
   endpoints: XdsResource[];
+  /** File secrets the clusters' TLS names (DestinationRule SIMPLE, MUTUAL). */
+  secrets: XdsResource[];
+  /** Clusters that refuse their traffic, and why (ISTIO_MUTUAL without workload certificates). */
+  refused: Array<{ cluster: string; why: string }>;
+}
+
+/** What the clusters' TLS depends on beyond the mesh and the registry (upstream-tls.ts). */
+export interface ClusterSecurity {
+  trustDomain: string;
+  /** False without workload certificates (--plaintext). */
+  certificates: boolean;
 }
 
 /** The clusters of `services` (those the proxy's scope gives it), and BlackHoleCluster. */
-export function buildClusters(mesh: MeshConfig, registry: Registry, services: Service[]): ClusterOutput {
-  const out: ClusterOutput = { clusters: [], endpoints: [] };
+export function buildClusters(mesh: MeshConfig, registry: Registry, services: Service[], security: ClusterSecurity): ClusterOutput {
+  const out: ClusterOutput = { clusters: [], endpoints: [], secrets: [], refused: [] };
   for (const service of services) {
     const rule = registry.destinationRule(service);
     const overrideHeader = rule?.annotations?.[OVERRIDE_HOST_ANNOTATION];
+    const context = { mesh, registry, security, service, ruleHasWorkloadSelector: rule?.spec.workloadSelector !== undefined };
     for (const port of service.entry.spec.ports) {
-      addCluster(out, mesh, registry, service, port, undefined, {}, rule?.spec.trafficPolicy, overrideHeader);
+      addCluster(out, context, port, undefined, {}, rule?.spec.trafficPolicy, overrideHeader);
       for (const subset of rule?.spec.subsets ?? []) {
-        addCluster(out, mesh, registry, service, port, subset.name, subset.labels, mergePolicies(rule?.spec.trafficPolicy, subset.trafficPolicy), overrideHeader);
+        addCluster(out, context, port, subset.name, subset.labels, mergePolicies(rule?.spec.trafficPolicy, subset.trafficPolicy), overrideHeader);
       }
     }
   }
@@ -65,11 +78,17 @@ export function mergePolicies(base: TrafficPolicy | undefined, subset: TrafficPo
   return { ...base, ...Object.fromEntries(Object.entries(subset).filter(([, value]) => value !== undefined)) };
 }
 
+interface ClusterContext {
+  mesh: MeshConfig;
+  registry: Registry;
+  security: ClusterSecurity;
+  service: Service;
+  ruleHasWorkloadSelector: boolean;
+}
+
 function addCluster(
   out: ClusterOutput,
-  mesh: MeshConfig,
-  registry: Registry,
-  service: Service,
+  { mesh, registry, security, service, ruleHasWorkloadSelector }: ClusterContext,
   port: ServicePort & { protocol: string },
   subset: string | undefined,
   labels: Record<string, string>,
@@ -100,7 +119,31 @@ function addCluster(
   // common_lb_config"): the override-host fallback carries it instead.
   if (weighted && !overridden) common.locality_weighted_lb_config = {};
   if (Object.keys(common).length > 0) cluster.common_lb_config = common;
-  const protocolOptions = httpProtocolOptions(port.protocol, policy);
+  const http2 = port.protocol === "HTTP2" || port.protocol === "GRPC";
+  const tls = upstreamTls({
+    mesh,
+    registry,
+    service,
+    clusterName: name,
+    originalDestination: cluster.type === "ORIGINAL_DST",
+    http2,
+    tls: policy?.tls,
+    ruleHasWorkloadSelector,
+    sidecar: registry.viewer?.role !== "gateway",
+    trustDomain: security.trustDomain,
+    certificates: security.certificates,
+  });
+  if (tls.refused) {
+    // Fail closed: no endpoints, so every request to it fails (503), rather than plain text where mTLS was asked for.
+    out.refused.push({ cluster: name, why: tls.refused });
+    out.endpoints = out.endpoints.filter((endpoint) => endpoint.name !== name);
+    out.clusters.push({ name, body: { name, type: "STATIC", connect_timeout: cluster.connect_timeout } });
+    return;
+  }
+  Object.assign(cluster, tls.cluster);
+  out.secrets.push(...tls.secrets.filter((secret) => !out.secrets.some((known) => known.name === secret.name)));
+  const isHttp = port.protocol === "HTTP" || http2;
+  const protocolOptions = httpProtocolOptions(port.protocol, policy, isHttp ? tls.httpOptions : undefined);
   if (protocolOptions) cluster.typed_extension_protocol_options = { [HTTP_PROTOCOL_OPTIONS]: protocolOptions };
   out.clusters.push({ name, body: cluster });
 }
@@ -192,15 +235,17 @@ function outlierDetection(policy: TrafficPolicy | undefined): Record<string, unk
   return out;
 }
 
-function httpProtocolOptions(protocol: string, policy: TrafficPolicy | undefined): Record<string, unknown> | undefined {
+/** `upstream`: upstream_http_protocol_options (TLS origination's auto_sni). */
+function httpProtocolOptions(protocol: string, policy: TrafficPolicy | undefined, upstream?: Record<string, unknown>): Record<string, unknown> | undefined {
   const http = policy?.connectionPool?.http;
   const common: Record<string, unknown> = {};
   if (http?.idleTimeout) common.idle_timeout = duration(http.idleTimeout);
   if (http?.maxRequestsPerConnection) common.max_requests_per_connection = http.maxRequestsPerConnection;
   const http2 = protocol === "HTTP2" || protocol === "GRPC";
-  if (!http2 && Object.keys(common).length === 0) return undefined;
+  if (!http2 && Object.keys(common).length === 0 && !upstream) return undefined;
   return typed(HTTP_PROTOCOL_OPTIONS, {
     ...(Object.keys(common).length > 0 ? { common_http_protocol_options: common } : {}),
+    ...(upstream ? { upstream_http_protocol_options: upstream } : {}),
     explicit_http_config: http2 ? { http2_protocol_options: {} } : { http_protocol_options: {} },
   });
 }

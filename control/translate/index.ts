@@ -12,7 +12,9 @@ import { buildSidecarInbound } from "./sidecar-inbound.js";
 import { buildSidecarOutbound } from "./sidecar-outbound.js";
 import { buildExtensions } from "./extensions.js";
 import { workloadHttpFilters } from "./http-filters.js";
-import { workloadPolicies } from "./authz.js";
+import { rbacNetworkFilters, workloadPolicies } from "./authz.js";
+import { inboundMtls, modeForPort } from "./peer-authentication.js";
+import { DEFAULT_TRUST_DOMAIN } from "../ca/spiffe.js";
 
 export type { PatchEffect } from "./envoyfilter/index.js";
 
@@ -26,23 +28,30 @@ export function translateWithEffects(mesh: MeshConfig, context: TranslationConte
   const wasm = buildExtensions(mesh, context);
   const proxy = context.proxy;
   const resources = emptyResources();
+  const security = { trustDomain: context.trustDomain ?? DEFAULT_TRUST_DOMAIN, certificates: context.workloadCertificates ?? true };
   if (proxy.role === "gateway") {
     const { listeners, routes, secrets } = buildGatewayListeners(mesh, registry, proxy, workloadHttpFilters(mesh, context, wasm));
-    const { clusters, endpoints } = buildClusters(mesh, registry, gatewayServices(registry, gatewayVirtualServices(mesh, proxy)));
+    const { clusters, endpoints, secrets: clusterSecrets } = buildClusters(mesh, registry, gatewayServices(registry, gatewayVirtualServices(mesh, proxy)), security);
     resources[TypeUrl.Cluster] = clusters;
     resources[TypeUrl.ClusterLoadAssignment] = endpoints;
-    resources[TypeUrl.Secret] = secrets;
+    resources[TypeUrl.Secret] = [...secrets, ...clusterSecrets.filter((secret) => !secrets.some((known) => known.name === secret.name))];
     resources[TypeUrl.Listener] = wasm.restrict(listeners);
     resources[TypeUrl.RouteConfiguration] = routes;
   } else {
     const scope = sidecarScope(mesh, registry, proxy);
     const outbound = buildSidecarOutbound(registry, scope, proxy, wasm.httpFilters);
     // Outbound the workload's own calls pass its Wasm plugins; inbound also its authentication and authorization.
-    const inbound = buildSidecarInbound(registry, scope, proxy, workloadHttpFilters(mesh, context, wasm));
-    const { clusters, endpoints } = buildClusters(mesh, registry, scope.services);
+    const inbound = buildSidecarInbound(registry, scope, proxy, workloadHttpFilters(mesh, context, wasm), {
+      mtls: inboundMtls(mesh, proxy),
+      certificates: security.certificates,
+      trustDomain: security.trustDomain,
+      tcpFilters: rbacNetworkFilters(workloadPolicies(mesh.authorizationPolicies, mesh, proxy)),
+    });
+    const { clusters, endpoints, secrets } = buildClusters(mesh, registry, scope.services, security);
     // Istio's order: outbound clusters, BlackHoleCluster, PassthroughCluster, then the inbound ones.
     resources[TypeUrl.Cluster] = [...clusters, passthroughCluster(PASSTHROUGH_CLUSTER), ...inbound.clusters];
     resources[TypeUrl.ClusterLoadAssignment] = endpoints;
+    resources[TypeUrl.Secret] = secrets;
     resources[TypeUrl.Listener] = wasm.restrict([...outbound.listeners, ...inbound.listeners]);
     resources[TypeUrl.RouteConfiguration] = outbound.routes;
   }
@@ -53,8 +62,9 @@ export function translateWithEffects(mesh: MeshConfig, context: TranslationConte
 
 /** What a user should know about a proxy's translation that the resources do not say: the control plane logs these
  * and the status view (`skiff proxy-status`) shows them beside the proxy. */
-export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity): string[] {
+export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity, context: Pick<TranslationContext, "workloadCertificates"> = {}): string[] {
   const notes: string[] = [];
+  if (context.workloadCertificates === false) notes.push(...withoutCertificatesNotes(mesh, proxy));
   if (proxy.role === "gateway" && selectedGateways(mesh, proxy).length === 0) {
     const selectors = mesh.gateways.map((gateway) => `${gateway.namespace}/${gateway.name} selects ${labelText(gateway.spec.selector)}`);
     notes.push(
@@ -77,7 +87,11 @@ export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity): string
   if (proxy.role === "sidecar") {
     const scope = sidecarScope(mesh, new Registry(mesh, proxy), proxy);
     if (scope.interception === "NONE" && !scope.sidecar?.spec.ingress?.length) {
-      const policies = [...workloadPolicies(mesh.authorizationPolicies, mesh, proxy), ...workloadPolicies(mesh.requestAuthentications, mesh, proxy)];
+      const policies = [
+        ...workloadPolicies(mesh.authorizationPolicies, mesh, proxy),
+        ...workloadPolicies(mesh.requestAuthentications, mesh, proxy),
+        ...workloadPolicies(mesh.peerAuthentications, mesh, proxy),
+      ];
       for (const policy of policies) {
         notes.push(
           `${policy.kind} ${policy.namespace}/${policy.name} applies to this workload's inbound traffic; this sidecar runs without traffic ` +
@@ -98,6 +112,31 @@ export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity): string
           "which only a sidecar that captures traffic knows; this sidecar runs without capture (INTERCEPTION_MODE NONE), so it gets no listener for it",
       );
     }
+  }
+  return notes;
+}
+
+/** Where mutual TLS is required but the proxy has no workload certificate (a control plane in --plaintext mode):
+ * STRICT inbound ports refuse every connection, ISTIO_MUTUAL clusters every request. */
+function withoutCertificatesNotes(mesh: MeshConfig, proxy: ProxyIdentity): string[] {
+  const notes: string[] = [];
+  const why = "this proxy has no workload certificate (the control plane runs with --plaintext, without a CA)";
+  const registry = new Registry(mesh, proxy);
+  if (proxy.role === "sidecar") {
+    const mtls = inboundMtls(mesh, proxy);
+    const decided = mtls.policies.map((policy) => `PeerAuthentication ${policy.namespace}/${policy.name}`).join(", ");
+    const strictPorts = registry.instancesOf(proxy.ips).map((instance) => instance.targetPort).filter((port) => modeForPort(mtls, port) === "STRICT");
+    if (mtls.mode === "STRICT" || strictPorts.length > 0) {
+      const ports = [...new Set(strictPorts)].sort((a, b) => a - b);
+      notes.push(`mutual TLS is STRICT (${decided}) ${ports.length > 0 ? `on port(s) ${ports.join(", ")}` : "for this workload"}, but ${why}: those connections are refused, never accepted in plain text`);
+    }
+  }
+  const services = proxy.role === "gateway" ? gatewayServices(registry, gatewayVirtualServices(mesh, proxy)) : sidecarScope(mesh, registry, proxy).services;
+  for (const service of services) {
+    const rule = registry.destinationRule(service);
+    const modes = [rule?.spec.trafficPolicy?.tls?.mode, ...(rule?.spec.subsets ?? []).map((subset) => subset.trafficPolicy?.tls?.mode)];
+    if (!modes.includes("ISTIO_MUTUAL")) continue;
+    notes.push(`DestinationRule ${rule!.namespace}/${rule!.name} asks for ISTIO_MUTUAL to ${service.host}, but ${why}: its clusters fail every request (503) rather than send plain text`);
   }
   return notes;
 }

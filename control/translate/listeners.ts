@@ -20,8 +20,9 @@ export const TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy";
 
 /** The HTTP connection manager. `route` is an RDS route configuration name, or an inline route configuration (the
  * sidecar's inbound chains, as Istio builds them). `gateway`: a gateway trusts no forwarded addresses and uses the
- * connection's (use_remote_address). */
-export function httpConnectionManager(statPrefix: string, route: string | Record<string, unknown>, httpFilters: Record<string, unknown>[], gateway: boolean) {
+ * connection's (use_remote_address). `fields`: more HttpConnectionManager fields (the inbound side's client
+ * certificate header). */
+export function httpConnectionManager(statPrefix: string, route: string | Record<string, unknown>, httpFilters: Record<string, unknown>[], gateway: boolean, fields: Record<string, unknown> = {}) {
   return typed("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", {
     stat_prefix: statPrefix,
     ...(typeof route === "string" ? { rds: { config_source: ADS_CONFIG_SOURCE, route_config_name: route } } : { route_config: route }),
@@ -29,6 +30,7 @@ export function httpConnectionManager(statPrefix: string, route: string | Record
     use_remote_address: gateway,
     normalize_path: true,
     merge_slashes: true,
+    ...fields,
   });
 }
 
@@ -37,8 +39,9 @@ export function httpConnectionManagerFilter(
   route: string | Record<string, unknown>,
   httpFilters: Record<string, unknown>[],
   gateway: boolean,
+  fields: Record<string, unknown> = {},
 ): Record<string, unknown> {
-  return { name: HCM_NAME, typed_config: httpConnectionManager(statPrefix, route, httpFilters, gateway) };
+  return { name: HCM_NAME, typed_config: httpConnectionManager(statPrefix, route, httpFilters, gateway, fields) };
 }
 
 /** tcp_proxy to one cluster, or to several by weight (Istio's buildOutboundNetworkFilters). */

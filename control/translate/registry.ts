@@ -138,6 +138,16 @@ export class Registry {
   }
 
   /** The workloads behind one ServiceEntry for one of its hosts (Istio's convertServiceEntryToInstances). */
+  /** Every workload of `service`, from all its entries: who may answer for it (service accounts, tlsMode). */
+  workloadsOf(service: Service): WorkloadEntrySpec[] {
+    return service.entries.flatMap((entry) => this.workloads(entry, service.host));
+  }
+
+  /** A workload's TLS mode: `istio` when it has a sidecar (Istio's getTLSModeFromWorkloadEntry). */
+  tlsMode(workload: WorkloadEntrySpec): string {
+    return workloadTlsMode(workload);
+  }
+
   private workloads(entry: ServiceEntry, host: string): WorkloadEntrySpec[] {
     if (entry.spec.workloadSelector) {
       const selector = entry.spec.workloadSelector.labels;
@@ -179,10 +189,16 @@ export class Registry {
  * Istio's mutual TLS, as istiod marks endpoints (util.AppendLbEndpointMetadata): clusters choose their transport
  * socket by that mark. */
 function lbEndpoint(workload: WorkloadEntrySpec, port: number): Record<string, unknown> {
-  const tlsMode = workload.labels?.["security.istio.io/tlsMode"] ?? (workload.serviceAccount ? "istio" : undefined);
+  const tlsMode = workloadTlsMode(workload);
   return {
     endpoint: { address: { socket_address: { address: workload.address, port_value: port } } },
     load_balancing_weight: workload.weight ?? 1,
-    ...(tlsMode && tlsMode !== "disabled" ? { metadata: { filter_metadata: { "envoy.transport_socket_match": { tlsMode } } } } : {}),
+    ...(tlsMode !== "disabled" ? { metadata: { filter_metadata: { "envoy.transport_socket_match": { tlsMode } } } } : {}),
   };
+}
+
+/** The `security.istio.io/tlsMode` label if set, else `istio` for a workload with a service account, else
+ * `disabled` (getTLSModeFromWorkloadEntry). */
+function workloadTlsMode(workload: WorkloadEntrySpec): string {
+  return workload.labels?.["security.istio.io/tlsMode"] ?? (workload.serviceAccount ? "istio" : "disabled");
 }

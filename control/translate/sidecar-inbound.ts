@@ -11,14 +11,41 @@
 // 15006 itself is dropped. Without capture (NONE) there is inbound only for Sidecar `ingress` ports, each a listener
 // bound on the pod's address (or `bind`), to the ingress's `defaultEndpoint`.
 //
-// The place security hooks in: `inboundChains()` builds each port's filter chains (plaintext only today: transport
-// `raw_buffer`); mTLS chains, the TLS inspector and RBAC filters belong there.
+// Security (listener_inbound.go inboundChainForOpts, buildInboundPassthroughChains): each port's chains, and the
+// pass-through chains, are those of its PeerAuthentication mode (peer-authentication.ts): plain text, mesh mTLS
+// terminated with the agent's certificate, or both; TCP chains run the AuthorizationPolicy's network RBAC filters
+// before tcp_proxy, HTTP chains its HTTP filters (`httpFilters`); the inbound HTTP connection managers pass the
+// verified client identity on in x-forwarded-client-cert. The TLS and HTTP inspectors are enabled per port from what
+// the chains match (populateListenerFilters).
 import type { ProxyIdentity, XdsResource } from "../resources.js";
 import { circuitBreakerThreshold, INBOUND_PASSTHROUGH_SOURCE, passthroughCluster } from "./clusters.js";
 import { BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, inboundClusterName, socketAddress, typed } from "./envoy.js";
-import { HTTP_INSPECTOR, httpConnectionManagerFilter, listenerName, ORIGINAL_DST, PLAINTEXT_HTTP_ALPNS, tcpProxyFilter, WILDCARD } from "./listeners.js";
+import { HTTP_INSPECTOR, httpConnectionManagerFilter, listenerName, ORIGINAL_DST, TLS_INSPECTOR, tcpProxyFilter, WILDCARD } from "./listeners.js";
+import {
+  INBOUND_XFCC,
+  type InboundChainOption,
+  inboundChainOptions,
+  type InboundMode,
+  type InboundMtls,
+  inboundTlsTransportSocket,
+  type ListenerProtocol,
+  modeForPort,
+} from "./peer-authentication.js";
 import type { Registry } from "./registry.js";
 import type { SidecarScope } from "./scope.js";
+
+type Json = Record<string, unknown>;
+
+/** What the inbound side enforces: the workload's mutual TLS, and its AuthorizationPolicy on TCP chains. */
+export interface InboundSecurity {
+  mtls: InboundMtls;
+  /** False without workload certificates (--plaintext): chains that would terminate mesh mTLS are left out, so a
+   * STRICT port refuses every connection. */
+  certificates: boolean;
+  trustDomain: string;
+  /** Network filters before tcp_proxy on TCP chains (RBAC). */
+  tcpFilters: Json[];
+}
 
 /** Istio's ProxyInboundListenPort: where istio-init redirects inbound TCP. */
 export const INBOUND_CAPTURE_PORT = 15006;
@@ -46,21 +73,27 @@ export interface InboundOutput {
 const HTTP_PROTOCOLS = new Set(["HTTP", "HTTP2", "GRPC"]);
 const HTTP2_PROTOCOLS = new Set(["HTTP2", "GRPC"]);
 
-export function buildSidecarInbound(registry: Registry, scope: SidecarScope, proxy: ProxyIdentity, httpFilters: Record<string, unknown>[]): InboundOutput {
+export function buildSidecarInbound(
+  registry: Registry,
+  scope: SidecarScope,
+  proxy: ProxyIdentity,
+  httpFilters: Record<string, unknown>[],
+  security: InboundSecurity,
+): InboundOutput {
   const ports = inboundPorts(registry, scope, proxy);
   const out: InboundOutput = { listeners: [], clusters: [] };
   const virtualChains: Record<string, unknown>[] = [];
   for (const port of ports) {
-    const chains = inboundChains(port, httpFilters);
+    const chains = inboundChains(port, httpFilters, security);
     if (port.bindToPort) {
       const name = listenerName(port.port, port.bind);
-      out.listeners.push({ name, body: { name, address: socketAddress(port.bind, port.port), traffic_direction: "INBOUND", continue_on_listener_filters_timeout: true, filter_chains: chains } });
+      out.listeners.push({ name, body: inboundListener(name, port.bind, port.port, true, chains) });
     } else {
       virtualChains.push(...chains);
     }
     out.clusters.push(inboundCluster(port));
   }
-  if (scope.interception === "REDIRECT") out.listeners.unshift(virtualInbound(ports.filter((port) => !port.bindToPort), virtualChains, httpFilters));
+  if (scope.interception === "REDIRECT") out.listeners.unshift(virtualInbound(ports, virtualChains, httpFilters, security));
   out.clusters.push(passthroughCluster(INBOUND_PASSTHROUGH_CLUSTER));
   return out;
 }
@@ -107,14 +140,57 @@ function inboundPorts(registry: Registry, scope: SidecarScope, proxy: ProxyIdent
   return [...byPort.values()].sort((a, b) => a.port - b.port);
 }
 
-/** A port's filter chains: plaintext HTTP to an HTTP connection manager, anything else to a tcp_proxy. */
-function inboundChains(port: InboundPort, httpFilters: Record<string, unknown>[]): Record<string, unknown>[] {
+/** A port's filter chains, one per option of its mTLS mode: HTTP ports to an HTTP connection manager with the inline
+ * route to the app, anything else to a tcp_proxy (Istio's inboundChainForOpts). */
+function inboundChains(port: InboundPort, httpFilters: Record<string, unknown>[], security: InboundSecurity): Record<string, unknown>[] {
   const name = listenerName(port.port, port.bind);
   const cluster = inboundClusterName(port.port);
-  const match = { destination_port: port.port, transport_protocol: "raw_buffer" };
-  if (!HTTP_PROTOCOLS.has(port.protocol)) return [{ name, filter_chain_match: match, filters: [tcpProxyFilter(cluster, cluster)] }];
+  const protocol: ListenerProtocol = HTTP_PROTOCOLS.has(port.protocol) ? "http" : "tcp";
   const route = inboundRouteConfiguration(cluster, `inbound|http|${port.servicePort}`, `${port.host}:${port.servicePort}/*`, !port.protocol.startsWith("GRPC"));
-  return [{ name, filter_chain_match: match, filters: [httpConnectionManagerFilter(`inbound_${name}`, route, httpFilters, false)] }];
+  return chainsForMode(security, modeForPort(security.mtls, port.port), protocol, port.port, (option) => ({
+    name,
+    filters:
+      option.protocol === "http"
+        ? [httpConnectionManagerFilter(`inbound_${name}`, route, httpFilters, false, INBOUND_XFCC)]
+        : [...security.tcpFilters, tcpProxyFilter(cluster, cluster)],
+  }));
+}
+
+/** The chains of `mode` for `protocol` on `port` (0: any port), each with its name and filters from `chain`: the
+ * match and transport socket are the option's; without workload certificates, those that terminate mTLS are left
+ * out. */
+function chainsForMode(
+  security: InboundSecurity,
+  mode: InboundMode,
+  protocol: ListenerProtocol | "auto",
+  port: number,
+  chain: (option: InboundChainOption) => { name: string; filters: Json[] },
+): Json[] {
+  return inboundChainOptions(mode, protocol)
+    .filter((option) => security.certificates || !option.tls)
+    .map((option) => {
+      const { name, filters } = chain(option);
+      return {
+        name,
+        filter_chain_match: { ...(port > 0 ? { destination_port: port } : {}), ...option.match },
+        filters,
+        ...(option.tls ? { transport_socket: inboundTlsTransportSocket(option.protocol, security.trustDomain) } : {}),
+      };
+    });
+}
+
+/** An inbound listener: virtualInbound (not bound, from capture) or a port of its own (bound). */
+function inboundListener(name: string, address: string, port: number, bindToPort: boolean, chains: Json[]): Json {
+  return {
+    name,
+    address: socketAddress(address, port),
+    traffic_direction: "INBOUND",
+    continue_on_listener_filters_timeout: true,
+    listener_filters: listenerFilters(chains, bindToPort),
+    // Istio's protocolDetectionTimeout, 0 (none) by default: the inspectors wait for the first bytes.
+    listener_filters_timeout: "0s",
+    filter_chains: chains,
+  };
 }
 
 /** Istio's inbound route configuration: everything to the one local cluster, no timeout, and the inbound default
@@ -145,42 +221,67 @@ function inboundRouteConfiguration(cluster: string, virtualHost: string, operati
   };
 }
 
-/** Istio's virtualInbound: the ports' chains, the pass-through chains for other ports (HTTP found by the HTTP
- * inspector, which is off for the ports that have chains of their own), and a blackhole for 15006 itself. */
-function virtualInbound(ports: InboundPort[], chains: Record<string, unknown>[], httpFilters: Record<string, unknown>[]): XdsResource {
+/** Istio's virtualInbound: a blackhole for 15006 itself, the pass-through chains for ports without chains of their
+ * own (in the workload's mTLS mode, and per port for `portLevelMtls` ports no service declares: ForPassthrough), and
+ * the ports' chains. */
+function virtualInbound(ports: InboundPort[], chains: Json[], httpFilters: Json[], security: InboundSecurity): XdsResource {
   const name = "virtualInbound";
   const passthroughRoute = inboundRouteConfiguration(INBOUND_PASSTHROUGH_CLUSTER, "inbound|http|0", ":0/*", true);
-  const ownPorts = [INBOUND_CAPTURE_PORT, ...ports.map((port) => port.port)].sort((a, b) => a - b);
-  const ranges = ownPorts.map((port) => ({ destination_port_range: { start: port, end: port + 1 } }));
-  return {
-    name,
-    body: {
-      name,
-      address: socketAddress(WILDCARD, INBOUND_CAPTURE_PORT),
-      traffic_direction: "INBOUND",
-      continue_on_listener_filters_timeout: true,
-      listener_filters: [ORIGINAL_DST, { ...HTTP_INSPECTOR, filter_disabled: ranges.length === 1 ? ranges[0] : { or_match: { rules: ranges } } }],
-      listener_filters_timeout: "0s",
-      filter_chains: [
-        {
-          name: "virtualInbound-blackhole",
-          filter_chain_match: { destination_port: INBOUND_CAPTURE_PORT },
-          filters: [tcpProxyFilter(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)],
-        },
-        {
-          name: "virtualInbound-catchall-http",
-          filter_chain_match: { transport_protocol: "raw_buffer", application_protocols: PLAINTEXT_HTTP_ALPNS },
-          filters: [httpConnectionManagerFilter(INBOUND_PASSTHROUGH_CLUSTER, passthroughRoute, httpFilters, false)],
-        },
-        {
-          name: "virtualInbound",
-          filter_chain_match: { transport_protocol: "raw_buffer" },
-          filters: [tcpProxyFilter(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
-        },
-        ...chains,
-      ],
-    },
-  };
+  const passthrough = (mode: InboundMode, port: number) =>
+    chainsForMode(security, mode, "auto", port, (option) =>
+      option.protocol === "http"
+        ? { name: "virtualInbound-catchall-http", filters: [httpConnectionManagerFilter(INBOUND_PASSTHROUGH_CLUSTER, passthroughRoute, httpFilters, false, INBOUND_XFCC)] }
+        : { name: "virtualInbound", filters: [...security.tcpFilters, tcpProxyFilter(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
+    );
+  // needPerPortPassthroughFilterChain: a port-level setting for a port that has no chain of its own (all inbound ports
+  // have one: those of the Sidecar's ingress, else the services').
+  const ownPorts = new Set(ports.map((port) => port.port));
+  const extraPorts = [...security.mtls.perPort.keys()].filter((port) => !ownPorts.has(port)).sort((a, b) => a - b);
+  const allChains = [
+    { name: "virtualInbound-blackhole", filter_chain_match: { destination_port: INBOUND_CAPTURE_PORT }, filters: [tcpProxyFilter(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)] },
+    ...passthrough(security.mtls.mode, 0),
+    ...extraPorts.flatMap((port) => passthrough(modeForPort(security.mtls, port), port)),
+    ...chains,
+  ];
+  return { name, body: inboundListener(name, WILDCARD, INBOUND_CAPTURE_PORT, false, allChains) };
+}
+
+/** Istio's populateListenerFilters: original_dst on virtualInbound; the TLS inspector where a chain matches TLS, the
+ * HTTP inspector where one matches plain-text HTTP ALPNs, each enabled or disabled per destination port (port 0: the
+ * chains for any port). */
+function listenerFilters(chains: Json[], bindToPort: boolean): Json[] {
+  const inspectors = new Map<number, { tls: boolean; http: boolean }>();
+  for (const chain of chains) {
+    const match = (chain.filter_chain_match ?? {}) as { destination_port?: number; transport_protocol?: string; application_protocols?: string[] };
+    const port = match.destination_port ?? 0;
+    const current = inspectors.get(port) ?? { tls: false, http: false };
+    inspectors.set(port, {
+      tls: current.tls || match.transport_protocol === "tls",
+      http: current.http || (match.application_protocols ?? []).some((alpn) => alpn === "http/1.1" || alpn === "h2c"),
+    });
+  }
+  const out: Json[] = bindToPort ? [] : [ORIGINAL_DST];
+  const ports = (want: boolean, kind: "tls" | "http") => [...inspectors].filter(([port, i]) => port !== 0 && i[kind] === want).map(([port]) => port).sort((a, b) => a - b);
+  if ([...inspectors.values()].some((i) => i.tls)) {
+    // buildTLSInspector: on by default when the any-port chains need it (then off where a port's chains do not),
+    // else only on the ports that need it.
+    const defaultOn = inspectors.get(0)?.tls ?? false;
+    const exceptions = ports(!defaultOn, "tls");
+    if (exceptions.length === 0) out.push(TLS_INSPECTOR);
+    else out.push({ ...TLS_INSPECTOR, filter_disabled: defaultOn ? portsPredicate(exceptions) : { not_match: portsPredicate(exceptions) } });
+  }
+  if ([...inspectors.values()].some((i) => i.http)) {
+    // buildHTTPInspector: off on every port (0 included) whose chains do not need it.
+    const off = [...inspectors].filter(([, i]) => !i.http).map(([port]) => port).sort((a, b) => a - b);
+    out.push(off.length === 0 ? HTTP_INSPECTOR : { ...HTTP_INSPECTOR, filter_disabled: portsPredicate(off) });
+  }
+  return out;
+}
+
+/** Istio's listenerPredicateExcludePorts: matches connections to these ports. */
+function portsPredicate(ports: number[]): Json {
+  const ranges = ports.map((port) => ({ destination_port_range: { start: port, end: port + 1 } }));
+  return ranges.length === 1 ? ranges[0]! : { or_match: { rules: ranges } };
 }
 
 /** `inbound|<port>||`: to the connection's original destination from 127.0.0.6, or to the Sidecar ingress's

@@ -17,6 +17,8 @@ export function meshWarnings(mesh: MeshConfig): ConfigError[] {
     ...mergedEntryWarnings(mesh, registry),
     ...pendingFieldWarnings(mesh),
     ...localityWarnings(mesh, registry),
+    ...peerAuthenticationWarnings(mesh),
+    ...clientTlsWarnings(mesh),
     ...overrideHostWarnings(mesh, registry),
   ];
 }
@@ -66,6 +68,52 @@ function localityWarnings(mesh: MeshConfig, registry: Registry): ConfigError[] {
     });
   }
   return warnings;
+}
+
+/** PeerAuthentications Istio ignores: a second mesh- or namespace-wide one in a namespace (Istio keeps the oldest,
+ * Skiff the first in load order), a second workload one selecting the same labels, and selectors in the root
+ * namespace (ComposePeerAuthentication looks at workload policies outside it only). */
+function peerAuthenticationWarnings(mesh: MeshConfig): ConfigError[] {
+  const warnings: ConfigError[] = [];
+  const seen = new Map<string, string>();
+  for (const policy of mesh.peerAuthentications) {
+    const resource = `PeerAuthentication ${policy.namespace}/${policy.name}`;
+    const labels = policy.spec.selector?.matchLabels ?? {};
+    const selected = Object.keys(labels).length > 0;
+    if (selected && policy.namespace === mesh.rootNamespace) {
+      warnings.push({ file: policy.file, resource, field: "spec.selector", message: `a PeerAuthentication with a selector in the root namespace (${mesh.rootNamespace}) applies to no workload (Istio ignores it): put it in the workloads' namespace` });
+      continue;
+    }
+    const key = `${policy.namespace} ${selected ? JSON.stringify(Object.entries(labels).sort()) : ""}`;
+    const first = seen.get(key);
+    if (first) {
+      const level = selected ? "with the same selector" : policy.namespace === mesh.rootNamespace ? "mesh-wide" : "namespace-wide";
+      warnings.push({ file: policy.file, resource, message: `another PeerAuthentication ${level} in ${policy.namespace} comes first (${first}); Istio uses only the oldest, Skiff the first in load order, so this one has no effect` });
+    } else seen.set(key, policy.name);
+  }
+  return warnings;
+}
+
+/** DestinationRule TLS that Istio drops: a credentialName for SIMPLE or MUTUAL in a rule without workloadSelector is
+ * looked up on gateways only; sidecars then send plain text (cluster_tls.go buildUpstreamClusterTLSContext). */
+function clientTlsWarnings(mesh: MeshConfig): ConfigError[] {
+  return mesh.destinationRules.flatMap((rule) => {
+    if (rule.spec.workloadSelector) return [];
+    const policies = [
+      ["spec.trafficPolicy.tls", rule.spec.trafficPolicy?.tls] as const,
+      ...(rule.spec.subsets ?? []).map((subset, index) => [`spec.subsets[${index}].trafficPolicy.tls`, subset.trafficPolicy?.tls] as const),
+    ];
+    return policies.flatMap(([field, tls]) =>
+      tls?.credentialName && (tls.mode === "SIMPLE" || tls.mode === "MUTUAL")
+        ? [{
+            file: rule.file,
+            resource: `DestinationRule ${rule.namespace}/${rule.name}`,
+            field: `${field}.credentialName`,
+            message: "credentialName is used by gateways only unless the rule has a workloadSelector: sidecars send this traffic in plain text, as Istio's do; use certificate files, or a workloadSelector",
+          }]
+        : [],
+    );
+  });
 }
 
 function installationWarnings(mesh: MeshConfig): ConfigError[] {
@@ -159,14 +207,6 @@ function pendingFieldWarnings(mesh: MeshConfig): ConfigError[] {
   const warnings: ConfigError[] = [];
   for (const entry of mesh.serviceEntries) {
     const resource = `ServiceEntry ${entry.namespace}/${entry.name}`;
-    if (entry.spec.location) {
-      warnings.push({
-        file: entry.file,
-        resource,
-        field: "spec.location",
-        message: "decides in Istio whether mutual TLS applies and how metrics label the service; Skiff does neither yet, so it has no effect for now",
-      });
-    }
     entry.spec.endpoints?.forEach((endpoint, index) => {
       if (endpoint.network) warnings.push({ file: entry.file, resource, field: `spec.endpoints[${index}].network`, message: NETWORK });
     });

@@ -85,6 +85,23 @@ for (const delta of [false, true]) {
       expect((await sendMany(port, { count: 20 })).byStatus).toEqual({ 200: 20 });
     });
 
+    it("warms a changed cluster whose endpoints did not change (they are sent again) and serves with it", async () => {
+      // To Envoy a changed EDS cluster is a new one that warms until endpoints arrive for it: without them again, it
+      // stays warming, the old cluster keeps serving, and the CDS update is never acknowledged.
+      cache.set("gw-1", meshResources({ clusters: { green: [green.port] }, routeTo: "green" }));
+      await expect.poll(async () => (await send(port)).headers["x-upstream"], { timeout: 20_000 }).toBe("green");
+      await expect.poll(() => xds.status()[0]?.types.Cluster?.status, { timeout: 20_000 }).toBe("SYNCED");
+      const modified = (await envoy.stat("cluster_manager.cluster_modified")) ?? 0;
+      const changed = meshResources({ clusters: { green: [green.port] }, routeTo: "green" });
+      changed[TypeUrl.Cluster].find((cluster) => cluster.name === "green")!.body.connect_timeout = "2s";
+      cache.set("gw-1", changed);
+      await expect.poll(async () => await envoy.stat("cluster_manager.cluster_modified"), { timeout: 20_000 }).toBeGreaterThan(modified);
+      await expect.poll(async () => await envoy.stat("cluster_manager.warming_clusters"), { timeout: 20_000 }).toBe(0);
+      await expect.poll(() => xds.status()[0]?.types.Cluster?.status, { timeout: 20_000 }).toBe("SYNCED");
+      expect(await envoy.admin("/config_dump?resource=dynamic_active_clusters")).toContain('"connect_timeout": "2s"');
+      expect((await send(port)).headers["x-upstream"]).toBe("green");
+    });
+
     it("keeps serving while the control plane is down, and resyncs when it is back on the same port", async () => {
       const port0 = xds.port;
       await xds.stop();

@@ -13,9 +13,13 @@ const simpleWeb: ProxyIdentity = { nodeId: "simple-web", role: "sidecar", labels
 /** A sidecar in a pod with capture (REDIRECT, Istio's default): the webapp pod at 198.18.0.2. */
 export const capturedWebapp: ProxyIdentity = { nodeId: "webapp-pod", role: "sidecar", labels: { app: "webapp" }, namespace: "default", ips: ["198.18.0.2"], interceptionMode: "REDIRECT" };
 
+/** The reviews workload of `mesh-mtls`: PeerAuthentication, DestinationRule tls and auto-mTLS as it sees them. */
+const capturedReviews: ProxyIdentity = { nodeId: "reviews-pod", role: "sidecar", labels: { app: "reviews" }, namespace: "shop", serviceAccount: "reviews", ips: ["198.18.0.5"], interceptionMode: "REDIRECT" };
+
 export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["locality", { ...capturedWebapp, locality: { region: "r1", zone: "z1", subZone: "s1" } }],
   ["sidecar-capture", capturedWebapp],
+  ["mesh-mtls", capturedReviews],
   ["gateway-hosts", gateway],
   ["gateway-l4", gateway],
   ["mesh-routing", webapp],

@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import { formatConfigError, loadConfigDir } from "../../control/sources/index.js";
 import { meshWarnings } from "../../control/translate/warnings.js";
 import { translate, translationNotes } from "../../control/translate/index.js";
-import { type ProxyIdentity, type ProxyResources, TypeUrl } from "../../control/resources.js";
+import { type ProxyIdentity, type ProxyResources, type TranslationContext, TypeUrl } from "../../control/resources.js";
 import { testContext } from "./cases.js";
 
 const folders: string[] = [];
@@ -31,9 +31,10 @@ export function configFolder(files: Record<string, string>, options: { namespace
     messages: loaded.errors.map(formatConfigError),
     /** Warnings as `skiff validate` prints them. */
     warnings: () => meshWarnings(loaded.mesh).map(formatConfigError),
-    translate: (proxy: ProxyIdentity) => byName(translate(loaded.mesh, testContext(dir, proxy))),
+    /** `context`: what differs from a secured control plane's (e.g. `{ workloadCertificates: false }`: --plaintext). */
+    translate: (proxy: ProxyIdentity, context: Partial<TranslationContext> = {}) => byName(translate(loaded.mesh, { ...testContext(dir, proxy), ...context })),
     /** What the control plane logs and proxy-status shows about this proxy's translation. */
-    notes: (proxy: ProxyIdentity) => translationNotes(loaded.mesh, proxy),
+    notes: (proxy: ProxyIdentity, context: Pick<TranslationContext, "workloadCertificates"> = {}) => translationNotes(loaded.mesh, proxy, context),
   };
 }
 

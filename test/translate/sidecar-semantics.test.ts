@@ -47,9 +47,14 @@ describe("interception modes", () => {
     expect(out.listeners.get("0.0.0.0_80")).toMatchObject({ bind_to_port: false, address: { socket_address: { address: "0.0.0.0", port_value: 80 } } });
     expect(out.listeners.get("virtualOutbound")).toMatchObject({ use_original_dst: true, address: { socket_address: { port_value: 15001 } } });
     expect(out.listeners.get("virtualInbound")).toMatchObject({ address: { socket_address: { port_value: 15006 } }, traffic_direction: "INBOUND" });
-    // The inbound side: the app's port of the service whose endpoint is this pod, as its own cluster.
+    // The inbound side: the app's port of the service whose endpoint is this pod, as its own cluster. Without a
+    // PeerAuthentication the mode is PERMISSIVE: each chain twice or thrice, mTLS beside plain text (security tests).
     const chains = (out.listeners.get("virtualInbound")!.filter_chains as Body[]).map((chain) => chain.name);
-    expect(chains).toEqual(["virtualInbound-blackhole", "virtualInbound-catchall-http", "virtualInbound", "0.0.0.0_8080"]);
+    expect(chains).toEqual([
+      "virtualInbound-blackhole",
+      ...["virtualInbound-catchall-http", "virtualInbound-catchall-http", "virtualInbound", "virtualInbound", "virtualInbound"],
+      ...["0.0.0.0_8080", "0.0.0.0_8080"],
+    ]);
     expect(out.clusters.get("inbound|8080||")).toMatchObject({ type: "ORIGINAL_DST", upstream_bind_config: { source_address: { address: "127.0.0.6" } } });
   });
 

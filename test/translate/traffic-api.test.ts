@@ -233,12 +233,18 @@ describe("case 10: a destination port the service does not have", () => {
 });
 
 describe("case 8: ServiceEntry location", () => {
-  it("is accepted with a warning that it has no effect until mutual TLS and metrics exist", () => {
-    const config = configFolder({ "se.yaml": catalogEntry.replace("spec:\n", "spec:\n  location: MESH_EXTERNAL\n") });
-    expect(config.messages).toEqual([]);
-    expect(config.warnings()).toEqual([
-      "se.yaml: ServiceEntry shop/catalog: spec.location: decides in Istio whether mutual TLS applies and how metrics label the service; Skiff does neither yet, so it has no effect for now",
-    ]);
+  it("MESH_INTERNAL turns auto mTLS on for the service's endpoints with a sidecar; MESH_EXTERNAL, Istio's default, does not", () => {
+    const withSidecar = catalogEntry.replace("ports: { http: 9000 } }", "ports: { http: 9000 }, serviceAccount: catalog }");
+    const matches = (location: string) => {
+      const config = configFolder({ "se.yaml": withSidecar.replace("spec:\n", location ? `spec:\n  location: ${location}\n` : "spec:\n") });
+      expect(config.messages).toEqual([]);
+      expect(config.warnings()).toEqual([]);
+      const cluster = config.translate(sidecarProxy()).clusters.get("outbound|3000||catalog.shop.svc.cluster.local")!;
+      return (cluster.transport_socket_matches as Array<{ name: string }> | undefined)?.map((m) => m.name);
+    };
+    expect(matches("MESH_INTERNAL")).toEqual(["tlsMode-istio", "tlsMode-disabled"]);
+    expect(matches("MESH_EXTERNAL")).toBeUndefined();
+    expect(matches("")).toBeUndefined();
   });
 });
 

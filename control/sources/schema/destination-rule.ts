@@ -170,3 +170,4 @@ export const destinationRuleSpec = z
       context.addIssue({ code: "custom", path: ["exportTo"], message: 'a rule with a workloadSelector applies only in its own namespace, so exportTo can only be ["."] (Istio refuses others)' });
     }
   });
+export type DestinationRuleSpec = z.infer<typeof destinationRuleSpec>;

@@ -14,6 +14,7 @@ import { virtualServiceSpec } from "./virtual-service.js";
 import { wasmPluginSpec } from "./wasm-plugin.js";
 import { authorizationPolicySpec } from "./authorization-policy.js";
 import { requestAuthenticationSpec } from "./request-authentication.js";
+import { peerAuthenticationSpec } from "./peer-authentication.js";
 
 export * from "./annotations.js";
 export * from "./common.js";
@@ -28,6 +29,7 @@ export * from "./virtual-service.js";
 export * from "./wasm-plugin.js";
 export * from "./authorization-policy.js";
 export * from "./request-authentication.js";
+export * from "./peer-authentication.js";
 
 export const KINDS = {
   Gateway: { group: "networking.istio.io", versions: ["v1alpha3", "v1beta1", "v1"], spec: gatewaySpec },
@@ -41,6 +43,7 @@ export const KINDS = {
   AuthorizationPolicy: { group: "security.istio.io", versions: ["v1beta1", "v1"], spec: authorizationPolicySpec },
   RequestAuthentication: { group: "security.istio.io", versions: ["v1beta1", "v1"], spec: requestAuthenticationSpec },
   TrafficExtension: { group: "extensions.istio.io", versions: ["v1alpha1"], spec: trafficExtensionSpec },
+  PeerAuthentication: { group: "security.istio.io", versions: ["v1beta1", "v1"], spec: peerAuthenticationSpec },
 } as const;
 
 export type Kind = keyof typeof KINDS;

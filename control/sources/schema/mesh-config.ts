@@ -10,4 +10,6 @@ export const meshConfigSchema = z.strictObject({
   rootNamespace: dnsLabel.optional(),
   /** The mesh-wide locality load balancing; a DestinationRule's own replaces it. Istio's default: `{ enabled: true }`. */
   localityLbSetting: localityLbSetting.optional(),
+  /** Auto mTLS (default true): clients use mutual TLS to endpoints with a sidecar when no DestinationRule sets `tls`. */
+  enableAutoMtls: z.boolean().optional(),
 });

@@ -37,7 +37,11 @@ export const serviceEntrySpec = z
         }),
       )
       .min(1),
+    /** Unset is MESH_EXTERNAL, Istio's zero value: no auto mTLS to the service. */
     location: z.enum(["MESH_EXTERNAL", "MESH_INTERNAL"]).optional(),
+    /** Identities allowed to serve the service (SPIFFE IDs or other SANs), beside its endpoints' service accounts: what
+     * a client's mutual TLS checks the server's certificate against. */
+    subjectAltNames: z.array(z.string().min(1)).optional(),
     // Istio's default is NONE: traffic goes on to the address the application dialed.
     resolution: z.enum(["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"]).default("NONE"),
     endpoints: z.array(workloadEntrySpec).optional(),

@@ -1,0 +1,33 @@
+// PeerAuthentication (security.istio.io): the spec schema. Which mutual TLS a workload's inbound side accepts
+// (istio.io/latest/docs/reference/config/security/peer_authentication/). Validation as Istio's
+// (pkg/config/validation: ValidatePeerAuthentication): port-level settings only with a workload selector, at least one
+// port when the map is there, ports 1..65535.
+import { z } from "zod";
+import { matchLabelsSelector } from "./common.js";
+
+export const MUTUAL_TLS_MODES = ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"] as const;
+export type MutualTlsMode = (typeof MUTUAL_TLS_MODES)[number];
+
+const mutualTls = z.strictObject({ mode: z.enum(MUTUAL_TLS_MODES).default("UNSET") });
+
+export const peerAuthenticationSpec = z
+  .strictObject({
+    selector: matchLabelsSelector.optional(),
+    mtls: mutualTls.optional(),
+    /** Keyed by the workload's port (the port its app listens on), as YAML writes it: `8080: { mode: DISABLE }`. */
+    portLevelMtls: z
+      .record(
+        z.string().regex(/^\d+$/, "a port number").refine((port) => Number(port) >= 1 && Number(port) <= 65535, "a port number in 1..65535"),
+        mutualTls,
+      )
+      .optional(),
+  })
+  .superRefine((spec, context) => {
+    if (spec.portLevelMtls === undefined) return;
+    if (Object.keys(spec.selector?.matchLabels ?? {}).length === 0) {
+      context.addIssue({ code: "custom", path: ["portLevelMtls"], message: "a mesh- or namespace-wide PeerAuthentication (no selector) cannot have portLevelMtls (Istio refuses it): add a selector" });
+    } else if (Object.keys(spec.portLevelMtls).length === 0) {
+      context.addIssue({ code: "custom", path: ["portLevelMtls"], message: "portLevelMtls, if present, needs at least one port (Istio refuses an empty map)" });
+    }
+  });
+export type PeerAuthenticationSpec = z.infer<typeof peerAuthenticationSpec>;
