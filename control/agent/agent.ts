@@ -3,7 +3,7 @@
 // (`default`, `ROOTCA`), replaces both before they expire without restarting Envoy, and relays Envoy's xDS over
 // mTLS (xds-proxy.ts). Its folder holds the two sockets and the bootstrap, and is private to the agent's user
 // (0700): whoever can reach sds.sock can read the workload's key, exactly as with istio-agent's socket.
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AGENT_SDS_SOCKET, AGENT_XDS_SOCKET, bootstrap, type BootstrapOptions, ROOT_SECRET, WORKLOAD_SECRET } from "../bootstrap/bootstrap.js";
 import { emptyResources, TypeUrl } from "../resources.js";
@@ -68,10 +68,12 @@ export class Agent {
     return bootstrap({ ...this.options.node, ...extra, namespace: this.options.namespace, serviceAccount: this.options.serviceAccount, agentDir: this.options.dir, adminPort });
   }
 
-  /** Writes the bootstrap into the agent's folder; returns its path. */
+  /** Writes the bootstrap into the agent's folder (whole or not at all: whoever waits for the file never reads half of
+   * it); returns its path. */
   writeBootstrap(adminPort: number): string {
     const path = join(this.options.dir, "envoy.json");
-    writeFileSync(path, JSON.stringify(this.bootstrap(adminPort), null, 2), { mode: 0o600 });
+    writeFileSync(`${path}.tmp`, JSON.stringify(this.bootstrap(adminPort), null, 2), { mode: 0o600 });
+    renameSync(`${path}.tmp`, path);
     return path;
   }
 

@@ -59,7 +59,7 @@ export class PodAgent implements Stoppable {
 
 /** Starts the agent in `pod` (identity: the pod's namespace and `serviceAccount`) against a secured control plane, then
  * the pod's Envoy on the agent's bootstrap (node id as `pod.sidecarBootstrap` makes it). */
-export async function startSecuredSidecar(pod: TestPod, controlPlane: MeshControlPlane, options: { serviceAccount: string; certTtlSeconds?: number }): Promise<SecuredSidecar> {
+export async function startSecuredSidecar(pod: TestPod, controlPlane: MeshControlPlane, options: { serviceAccount: string; certTtlSeconds?: number; concurrency?: number }): Promise<SecuredSidecar> {
   const { ca, tokens } = controlPlane.controlPlane;
   if (!ca || !tokens) throw new Error("startSecuredSidecar needs a control plane started with `security: { dataDir }`");
   const { namespace, labels, address } = pod.record;
@@ -98,6 +98,12 @@ export async function startSecuredSidecar(pod: TestPod, controlPlane: MeshContro
     if (!agent.running) throw new Error(`the agent of pod ${pod.name} exited: ${agent.logTail()}`);
     return existsSync(bootstrapFile);
   }, `the agent of pod ${pod.name} wrote its bootstrap`, 60_000);
-  const envoy = await pod.startSidecar({ bootstrap: JSON.parse(readFileSync(bootstrapFile, "utf8")) as Record<string, unknown> });
+  // Ready only once it has its listeners, which wait for the certificate by SDS: on a loaded machine that takes the
+  // control plane, the agent and Envoy each a turn, so allow more than a plain Envoy's start.
+  const envoy = await pod.startSidecar({
+    bootstrap: JSON.parse(readFileSync(bootstrapFile, "utf8")) as Record<string, unknown>,
+    concurrency: options.concurrency,
+    readyTimeoutMs: 120_000,
+  });
   return { envoy, agent, identity: `spiffe://${ca.trustDomain}/ns/${namespace}/sa/${options.serviceAccount}` };
 }

@@ -4,32 +4,15 @@
 // tasks "Authorization on Ingress Gateway", "JWT Authentication"), quoted beside it. JWTs are RS256, made here with
 // Node's crypto; their key set is served by a test server (jwksUri, fetched by the control plane) or inline (jwks).
 import { Agent, createServer, type Server } from "node:http";
-import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { send } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";
 import { startUpstream, type Upstream } from "../harness/upstream.js";
+import { signer } from "./jwt.js";
 import { eventually, freePort, GATEWAY, gatewayRoute, type Mesh, serviceEntry, startMesh } from "../scenarios/mesh.js";
 
 const HOST = "catalog.example.com";
 const ISSUER = "https://issuer.example.com";
-
-interface Signer {
-  jwks: string;
-  token(claims: Record<string, unknown>): string;
-}
-
-function signer(kid: string): Signer {
-  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-  const jwk = { ...publicKey.export({ format: "jwk" }), kid, alg: "RS256", use: "sig" };
-  return { jwks: JSON.stringify({ keys: [jwk] }), token: (claims) => jwt(privateKey, kid, claims) };
-}
-
-function jwt(key: KeyObject, kid: string, claims: Record<string, unknown>): string {
-  const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  const input = `${encode({ alg: "RS256", typ: "JWT", kid })}.${encode({ iss: ISSUER, exp: Math.floor(Date.now() / 1000) + 3600, ...claims })}`;
-  return `${input}.${sign("sha256", Buffer.from(input), key).toString("base64url")}`;
-}
 
 const policy = (name: string, spec: string, namespace = "default") => `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -44,8 +27,8 @@ describeE2E("authorization on the ingress gateway", () => {
   let jwksServer: Server;
   let jwksUri: string;
   let port: number;
-  const issuer = signer("k1");
-  const stranger = signer("k2");
+  const issuer = signer("k1", ISSUER);
+  const stranger = signer("k2", ISSUER);
 
   // A new connection per request: a listener update leaves open connections on the previous filters until they close.
   const fresh = new Agent({ keepAlive: false });
