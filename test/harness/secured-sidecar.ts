@@ -4,9 +4,10 @@
 // mTLS; then Envoy in the pod on the bootstrap the agent wrote. The agent's own connection to the control plane is
 // uid 1337's, so the pod's capture rules leave it alone. Both are stopped with the mesh.
 import { type ChildProcess, spawn } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { componentPath } from "../../control/components/build.js";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { PROXY_UID } from "../../control/mesh/capture.js";
 import { podCommand } from "../../control/mesh/mesh.js";
@@ -89,7 +90,8 @@ export async function startSecuredSidecar(pod: TestPod, controlPlane: MeshContro
     "--no-envoy",
   ];
   const [binary, ...args] = podCommand(pod.netns, command, PROXY_UID);
-  const child = spawn(binary, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, [CHILD_MARKER]: testRunId() } });
+  const env = { ...process.env, SKIFF_COMPONENTS_DIR: readableComponents(dir), [CHILD_MARKER]: testRunId() };
+  const child = spawn(binary, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"], env });
   const agent = new PodAgent(child, dir, pod.name);
   track(agent);
   pod.mesh.adopt(agent);
@@ -106,4 +108,15 @@ export async function startSecuredSidecar(pod: TestPod, controlPlane: MeshContro
     readyTimeoutMs: 120_000,
   });
   return { envoy, agent, identity: `spiffe://${ca.trustDomain}/ns/${namespace}/sa/${options.serviceAccount}` };
+}
+
+/** The agent decodes Envoy's requests with the Envoy API descriptor set (control/protos/registry.ts). As uid 1337 it
+ * cannot read a components folder under /root (a shared SKIFF_COMPONENTS_DIR), so it gets a copy in its own folder. */
+function readableComponents(dir: string): string {
+  const descriptors = componentPath("descriptors");
+  const root = join(dir, "components");
+  const copy = join(root, basename(dirname(descriptors)));
+  mkdirSync(copy, { recursive: true });
+  copyFileSync(descriptors, join(copy, basename(descriptors)));
+  return root;
 }
