@@ -7,6 +7,7 @@ import { PROJECT_ROOT } from "../control/envoy-binary/locate.js";
 import type { CompareOptions } from "./lib/compare.js";
 import { benchSession, ensureAptTool, loadAverage, machineFacts } from "./lib/session.js";
 import { runCost } from "./cost/run.js";
+import { runSoak } from "./soak/run.js";
 import { runFilters } from "./filters/run.js";
 import { runInstructions } from "./sdk-vs-peer/instructions.js";
 import { runSdkVsPeer } from "./sdk-vs-peer/run.js";
@@ -14,12 +15,13 @@ import { runSidecars } from "./sidecars/run.js";
 import { hasNetAdmin } from "../control/mesh/host.js";
 import { writeResultsSection } from "./lib/results.js";
 
-const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters", "cost", "sidecars"] as const;
+const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters", "cost", "soak", "sidecars"] as const;
 const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
   "sdk-vs-peer": "SDK vs peer (issue 3, item 7): size, guest time, inside Envoy",
   instructions: "SDK vs peer: instructions per request (valgrind)",
   filters: "Filters (issue 4): latency added and one-worker capacity, against no filter and Envoy's native features",
   cost: "Cost against the floor (issue 10): Envoy CPU and Envoy instructions per request, the SDK and every filter",
+  soak: "Soak of the build targets (issue 10): every filter, release and small, at maximum rate for minutes",
   sidecars: "Two sidecars (issue 8, item 8): their instructions per request, and the latency they add between two pods at a fixed rate",
 };
 
@@ -37,7 +39,8 @@ const guestOptions = values.quick ? { rounds: 2, requestsPerRound: 10_000 } : { 
 const sidecarOptions = values.quick
   ? { rounds: 1, rate: 500, durationMs: 1500, instructions: { warmupRequests: 50, requests: 100, windows: 1, concurrency: 4, idleS: 2 } }
   : { rounds: Number(values.rounds ?? 8), rate: 1000, durationMs: 3000, instructions: { warmupRequests: 100, requests: 300, windows: 3, concurrency: 4, idleS: 5 } };
-const instructionOptions = values.quick ? { warmupS: 3, windowS: 3, windows: 1 } : { warmupS: 10, windowS: 6, windows: 2 };
+const soakOptions = values.quick ? { warmupS: 3, durationS: 6, sampleS: 3 } : { warmupS: 10, durationS: 90, sampleS: 15 };
+const instructionOptions = values.quick ? { warmupRequests: 200, windowRequests: 300, windows: 1 } : { warmupRequests: 1500, windowRequests: 1500, windows: 3 };
 
 function log(line: string): void {
   console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -46,7 +49,7 @@ function log(line: string): void {
 await benchSession(async () => {
   if (which.includes("sdk-vs-peer") || which.includes("filters")) ensureAptTool("wrk", "wrk", log);
   if (which.includes("instructions") || which.includes("cost") || which.includes("sidecars")) ensureAptTool("valgrind", "valgrind", log);
-  if (which.includes("cost")) ensureAptTool("wrk", "wrk", log);
+  if (which.includes("cost") || which.includes("soak")) ensureAptTool("wrk", "wrk", log);
   for (const name of which) {
     const facts = machineFacts();
     const command = `npm run bench -- ${name}${values.quick ? " --quick" : ""}${values.rounds ? ` --rounds ${values.rounds}` : ""}`;
@@ -55,6 +58,7 @@ await benchSession(async () => {
       name === "sdk-vs-peer" ? await runSdkVsPeer(envoyOptions, guestOptions, log)
       : name === "instructions" ? await runInstructions(log)
       : name === "cost" ? await runCost(envoyOptions, instructionOptions, log)
+      : name === "soak" ? await runSoak(soakOptions, log)
       : name === "sidecars" ? await runSidecars(sidecarOptions, log)
       : await runFilters(envoyOptions, log);
     const header = [
@@ -64,7 +68,7 @@ await benchSession(async () => {
       `Machine: ${facts.nproc} CPUs (${facts.cpuModel}), load average (1/5/15 min) at start ${facts.loadAverage}, at end ${loadAverage()} ` +
         `(other engineers' test runs share the two cores); Envoy ${facts.envoy}, --concurrency 1, pinned to CPU 0; ` +
         `load generators, upstream Envoy and Node on CPU 1; Node ${facts.node}; ${facts.wrk}. Git commit ${gitHead()}.`,
-      name === "instructions" ? "" :
+      name === "instructions" || name === "soak" ? "" :
       name === "sidecars" ? `${sidecarOptions.rounds} rounds, each variant per round: ${sidecarOptions.durationMs / 1000} s at ${sidecarOptions.rate} req/s (open loop from the client pod, 8+ keep-alive connections); both sidecars on CPU 0, the load generator and the server app on CPU 1; every process of the run at nice ${getPriority()}.` :
         `Envoy runs: ${envoyOptions.rounds} rounds, each variant per round: ${envoyOptions.latencyDurationMs / 1000} s at ${envoyOptions.rate} req/s (open loop, 8+ keep-alive connections), then ${envoyOptions.maxRateDurationS} s of wrk -t1 -c${envoyOptions.maxRateConnections}.`,
       "",

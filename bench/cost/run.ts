@@ -92,7 +92,7 @@ export async function runCost(envoyOptions: CompareOptions, instructionOptions: 
     ...rows,
     "",
     `CPU time per request: median of ${envoyOptions.rounds} interleaved rounds of ${envoyOptions.maxRateDurationS} s of wrk -t1 -c${envoyOptions.maxRateConnections} per variant; half-range over rounds up to ±${cpuNoise.toFixed(0)}%. ` +
-      `Instructions: Envoy under valgrind --tool=callgrind, counting only during ${instructionOptions.windows} windows of ${instructionOptions.windowS} s of wrk -c4 after ${instructionOptions.warmupS} s of warm-up, idle instructions (timers) measured per variant and taken off.`,
+      `Instructions: Envoy under valgrind --tool=callgrind, counting only during ${instructionOptions.windows} windows of at least ${instructionOptions.windowRequests} requests (wrk -c4) after ${instructionOptions.warmupRequests} requests of warm-up, idle instructions (timers) measured per variant and taken off.`,
     "",
     "The CPU-time runs in full (latency at a fixed rate, and the maximum rate):",
     "",

@@ -145,7 +145,7 @@ export const BENCHES: FilterBench[] = [
     // Envoy's router can take x-envoy-expected-rq-timeout-ms as the timeout itself (respect_expected_rq_timeout),
     // but neither rejects an expired request nor propagates the budget: no equivalent to set beside it.
     native: null,
-    variant: { requestHeaders: { "x-envoy-expected-rq-timeout-ms": "5000" } },
+    variant: { requestHeaders: { "x-skiff-timeout-ms": "5000" } },
     configuration: { maxTimeout: "15s" },
     note: "Every request carries a 5 s budget (the common path: read, shortened route timeout, budget propagated); none expires.",
   },

@@ -1,9 +1,10 @@
 // Envoy's instructions per request, counted by valgrind's callgrind in the Envoy process itself: a figure the other
 // processes on the shared cores cannot move (wall-clock CPU per request moved 2x between days here). Envoy runs
 // under callgrind with counting off while it starts and warms up (connections, Wasm VMs, V8's tier-up); then, per
-// window, counting is zeroed, wrk drives it for a few seconds, and the dump's total over wrk's completed requests is
-// the cost of a request. What Envoy spends idle in a window (timers, stats flushes) is measured in a window without
-// load and taken off in proportion to the time. Two windows of the same Envoy agree within about 0.1% here.
+// window, counting is zeroed, wrk drives it until enough requests are answered, and the dump's total over wrk's
+// completed requests is the cost of a request. What Envoy spends idle in a window (timers, stats flushes) is measured
+// in a window without load and taken off in proportion to the time. Windows of one Envoy agree within 1-2% on a quiet
+// machine; timing moves them more under load (see load()).
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -17,10 +18,10 @@ import { wrk } from "./wrk.js";
 const run = promisify(execFile);
 
 export interface InstructionOptions {
-  /** wrk seconds before counting starts. */
-  warmupS: number;
-  /** wrk seconds per counted window. */
-  windowS: number;
+  /** Requests before counting starts (V8 compiles and tiers up the module meanwhile). */
+  warmupRequests: number;
+  /** Requests per counted window, at least. */
+  windowRequests: number;
   windows: number;
   log?: (line: string) => void;
 }
@@ -73,6 +74,22 @@ export async function countedWindow(pid: number, dir: string, during: () => Prom
   throw new Error(`no callgrind dump appeared in ${dir}`);
 }
 
+/** Drives Envoy with wrk, in 3 s runs, until `requests` have been answered; returns how many were. Under valgrind
+ * Envoy answers 50-100x slower than natively, and slower still when the machine is busy, so counts, not durations,
+ * make the windows alike. Four connections keep the slowed Envoy busy: with one, at load average 40, each request waited
+ * on three processes' turns for a CPU and Envoy answered about ten a second. How many requests one wake-up serves
+ * still depends on the other processes' timing, which moves the count per request between windows (by up to 10% at
+ * load average 35), hence three windows and their median. */
+async function load(port: number, spec: VariantSpec, requests: number): Promise<number> {
+  let completed = 0;
+  while (completed < requests) {
+    const result = await wrk(port, { durationS: 3, connections: 4, headers: spec.requestHeaders, timeoutS: 60 });
+    if (result.errors > 0) throw new Error(`${spec.name}: ${result.errors} failed requests under callgrind`);
+    completed += result.requests;
+  }
+  return completed;
+}
+
 /** Envoy's instructions per request for one variant, under callgrind, pinned to the Envoy CPU. */
 export async function envoyInstructions(spec: VariantSpec, upstreamPort: number, options: InstructionOptions): Promise<InstructionResult> {
   const log = options.log ?? (() => {});
@@ -87,18 +104,16 @@ export async function envoyInstructions(spec: VariantSpec, upstreamPort: number,
   try {
     pin(envoy.pid, ENVOY_CPU);
     const port = await envoy.listenerPort();
-    await wrk(port, { durationS: options.warmupS, connections: 4, headers: spec.requestHeaders });
+    await load(port, spec, options.warmupRequests);
     await callgrindControl(envoy.pid, "-i", "on");
-    const idle = await countedWindow(envoy.pid, dir, () => sleep(options.windowS * 1000));
+    const idle = await countedWindow(envoy.pid, dir, () => sleep(5000));
     const idlePerSecond = idle.instructions / idle.seconds;
     const perRequest: number[] = [];
     const requests: number[] = [];
     for (let i = 0; i < options.windows; i++) {
       let completed = 0;
       const window = await countedWindow(envoy.pid, dir, async () => {
-        const result = await wrk(port, { durationS: options.windowS, connections: 4, headers: spec.requestHeaders });
-        if (result.errors > 0) throw new Error(`${spec.name}: ${result.errors} failed requests under callgrind`);
-        completed = result.requests;
+        completed = await load(port, spec, options.windowRequests);
       });
       perRequest.push((window.instructions - idlePerSecond * window.seconds) / completed);
       requests.push(completed);

@@ -14,11 +14,11 @@ export interface WrkResult {
   errors: number;
 }
 
-export async function wrk(port: number, options: { durationS: number; connections: number; headers?: Record<string, string> }): Promise<WrkResult> {
+export async function wrk(port: number, options: { durationS: number; connections: number; headers?: Record<string, string>; timeoutS?: number }): Promise<WrkResult> {
   const headerArgs = Object.entries({ "x-user-id": "user-4711", "x-cohort": "internal", ...options.headers }).flatMap(([k, v]) => ["-H", `${k}: ${v}`]);
   const { stdout } = await run(
     "taskset",
-    ["-c", String(LOAD_CPU), "wrk", "-t1", `-c${options.connections}`, `-d${options.durationS}s`, ...headerArgs, `http://127.0.0.1:${port}/`],
+    ["-c", String(LOAD_CPU), "wrk", "-t1", `-c${options.connections}`, `-d${options.durationS}s`, `--timeout`, `${options.timeoutS ?? 2}s`, ...headerArgs, `http://127.0.0.1:${port}/`],
     { env: { ...process.env, SKIFF_TEST_CHILD: process.env.SKIFF_TEST_RUN }, timeout: (options.durationS + 30) * 1000 },
   );
   const rate = /Requests\/sec:\s+([\d.]+)/.exec(stdout);

@@ -27,7 +27,7 @@ export class GuestHost {
   private readonly instance: WebAssembly.Instance;
   private readonly memory: WebAssembly.Memory;
   private readonly allocate: (size: number) => number;
-  private readonly exports: Record<string, (...args: number[]) => number>;
+  private readonly exports: Record<string, ((...args: number[]) => number) | undefined>;
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
   private maps: HeaderList[] = [];
@@ -87,17 +87,18 @@ export class GuestHost {
       };
     }
     this.instance = new WebAssembly.Instance(module, imports);
-    this.exports = this.instance.exports as unknown as Record<string, (...args: number[]) => number>;
+    this.exports = this.instance.exports as unknown as Record<string, ((...args: number[]) => number) | undefined>;
     this.memory = this.instance.exports.memory as WebAssembly.Memory;
     // Envoy allocates guest memory through whichever of these the module exports.
     const allocator = this.exports.proxy_on_memory_allocate ?? this.exports.malloc;
     if (!allocator) throw new Error(`${wasmFile} exports no allocator`);
     this.allocate = allocator;
     // Like Envoy: the WASI start function, then the root context, VM start and configure (empty configuration).
+    // A callback the module does not export is skipped, as Envoy skips it.
     (this.exports._initialize ?? this.exports._start)?.();
-    this.exports.proxy_on_context_create(1, 0);
-    if (!this.exports.proxy_on_vm_start(1, 0)) throw new Error("proxy_on_vm_start returned false");
-    if (!this.exports.proxy_on_configure(1, 0)) throw new Error("proxy_on_configure returned false");
+    this.exports.proxy_on_context_create?.(1, 0);
+    if (!(this.exports.proxy_on_vm_start?.(1, 0) ?? 1)) throw new Error("proxy_on_vm_start returned false");
+    if (!(this.exports.proxy_on_configure?.(1, 0) ?? 1)) throw new Error("proxy_on_configure returned false");
   }
 
   /** One HTTP stream, callback by callback as Envoy makes them for a GET answered 200; returns the response map. */
@@ -106,12 +107,12 @@ export class GuestHost {
     const response = responseHeaders.slice();
     this.maps[MAP_REQUEST_HEADERS] = requestHeaders;
     this.maps[MAP_RESPONSE_HEADERS] = response;
-    this.exports.proxy_on_context_create(id, 1);
-    this.exports.proxy_on_request_headers(id, requestHeaders.length, 1);
-    this.exports.proxy_on_response_headers(id, response.length, 0);
-    this.exports.proxy_on_log(id);
-    this.exports.proxy_on_done(id);
-    this.exports.proxy_on_delete(id);
+    this.exports.proxy_on_context_create?.(id, 1);
+    this.exports.proxy_on_request_headers?.(id, requestHeaders.length, 1);
+    this.exports.proxy_on_response_headers?.(id, response.length, 0);
+    this.exports.proxy_on_log?.(id);
+    this.exports.proxy_on_done?.(id);
+    this.exports.proxy_on_delete?.(id);
     return response;
   }
 

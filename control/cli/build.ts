@@ -18,7 +18,7 @@ export interface BuiltFilter {
 }
 
 /** Builds the named filters of a project (all when none is named); throws a CompileError for the first that fails. */
-export async function buildFilters(project: string, names: string[] = [], target = "release"): Promise<BuiltFilter[]> {
+export async function buildFilters(project: string, names: string[] = [], target?: string): Promise<BuiltFilter[]> {
   const { compileFilter, projectFilters } = await sdk();
   if (!existsSync(join(project, "asconfig.json"))) {
     throw new Error(`${project} has no asconfig.json: create a filter with \`skiff new filter <name>\`, which writes one`);
@@ -45,7 +45,7 @@ function report(built: BuiltFilter[], project: string): void {
 
 /** Rebuilds on change until interrupted: a filter's own folder rebuilds that filter; asconfig.json, or a change
  * outside any filter's folder, rebuilds all of them. Changes are gathered for 100 ms, so a save is one build. */
-async function watchFilters(project: string, names: string[], target: string): Promise<void> {
+async function watchFilters(project: string, names: string[], target: string | undefined): Promise<void> {
   const pending = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
   let building = Promise.resolve();
@@ -88,9 +88,9 @@ async function watchFilters(project: string, names: string[], target: string): P
 export const buildCommand = new Command("build")
   .description("compile the project's filters (filters/<name>/index.ts) to build/filters/<name>.wasm with the SDK preset")
   .argument("[names...]", "only these filters (default: all)")
-  .option("--target <target>", "a target of the preset: release (default), small or debug", "release")
+  .option("--target <target>", "a target of the preset: small (default), release or debug; another target than the default goes to build/filters/<name>.<target>.wasm")
   .option("--watch", "then rebuild a filter whenever its files change")
-  .action(async (names: string[], options: { target: string; watch?: boolean }) => {
+  .action(async (names: string[], options: { target?: string; watch?: boolean }) => {
     const project = projectDir();
     report(await buildFilters(project, names, options.target), project);
     if (options.watch) await watchFilters(project, names, options.target);

@@ -68,7 +68,7 @@ interface RunOptions {
   adminPort: number;
   config: string;
   concurrency: number;
-  target: string;
+  target?: string;
   build: boolean;
   printBootstrap?: boolean;
   logLevel?: string;
@@ -76,7 +76,8 @@ interface RunOptions {
 
 async function runFilter(name: string, options: RunOptions): Promise<void> {
   const project = projectDir();
-  let module = join(project, "build", "filters", options.target === "release" ? `${name}.wasm` : `${name}.${options.target}.wasm`);
+  const { filterModule } = await import("@skiff/proxy-wasm/compile");
+  let module = join(project, filterModule(name, options.target));
   if (options.build) module = (await buildFilters(project, [name], options.target))[0].module;
   else if (!existsSync(module)) throw new Error(`${module} does not exist: build it (skiff build ${name}) or drop --no-build`);
   const bootstrap = localBootstrap({
@@ -138,7 +139,7 @@ export const runCommand = new Command("run")
     if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a positive integer");
     return n;
   }, 1)
-  .option("--target <target>", "a target of the SDK preset: release (default), small or debug", "release")
+  .option("--target <target>", "a target of the SDK preset: small (default), release or debug")
   .option("--no-build", "run the module already in build/filters/ without building it")
   .option("--print-bootstrap", "print the Envoy bootstrap (YAML) and exit, to run it with func-e or any Envoy")
   .option("--log-level <level>", "Envoy's log level (default: warn, and info for the filter's own log lines)")

@@ -132,7 +132,7 @@ npx skiff run ${name} --upstream 127.0.0.1:8080 --config '{"greeting":"hi"}'   #
 `;
 }
 
-/** The project's compiler configuration: the SDK preset (targets release, small, debug). */
+/** The project's compiler configuration: the SDK preset (targets small, the default of skiff build; release; debug). */
 export const ASCONFIG = `{
   "extends": "@skiff/proxy-wasm/asconfig.json"
 }

@@ -2,8 +2,13 @@
 // the single `b3` header ({traceid}-{spanid}[-{sampling}[-{parentspanid}]], or a sampling decision alone) or the
 // `x-b3-*` headers. Like OpenTelemetry's B3 propagator, the single header wins when both are present. Ids must be
 // lower-case hex of the right length (trace 16 or 32, span 16) and not all zeros; anything else is malformed.
-import { HeaderMap } from "@skiff/proxy-wasm";
+import { HeaderNames } from "@skiff/proxy-wasm";
 import { isB3Id } from "./ids";
+
+/** Every header the filter reads, fetched with one host call (HeaderMap.getEach): most requests carry none of the
+ * B3 ones, and asking for each would cost a host call apiece. TRACE_HEADERS[i] is read into values[i]. */
+export const TRACE_HEADERS = new HeaderNames(["b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "x-request-id"]);
+export const REQUEST_ID = 6;
 
 export enum Incoming {
   /** No trace context at all. */
@@ -32,21 +37,22 @@ export class IncomingTrace {
   /** For the debug log: which part was malformed. */
   problem: string = "";
 
-  read(headers: HeaderMap): IncomingTrace {
+  /** Reads the trace context from the values of TRACE_HEADERS. */
+  read(values: Array<string | null>): IncomingTrace {
     this.kind = Incoming.None;
     this.traceId = "";
     this.spanId = "";
     this.sampled = -1;
     this.debug = false;
     this.problem = "";
-    const single = headers.get("b3");
+    const single = unchecked(values[0]);
     // With the single header the x-b3 ids are not read: it wins, and the filter rewrites both. The other x-b3
-    // headers are looked up either way, to remove them if they go stale.
-    const traceId = single === null ? headers.get("x-b3-traceid") : null;
-    const spanId = single === null ? headers.get("x-b3-spanid") : null;
-    const parent = headers.get("x-b3-parentspanid");
-    const sampled = headers.get("x-b3-sampled");
-    const flags = headers.get("x-b3-flags");
+    // headers are looked at either way, to remove them if they go stale.
+    const traceId = single === null ? unchecked(values[1]) : null;
+    const spanId = single === null ? unchecked(values[2]) : null;
+    const parent = unchecked(values[3]);
+    const sampled = unchecked(values[4]);
+    const flags = unchecked(values[5]);
     this.hadSingle = single !== null;
     this.hadParent = parent !== null;
     this.hadSampled = sampled !== null;

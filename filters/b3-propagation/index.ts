@@ -4,7 +4,7 @@
 // span; a malformed one is replaced by a new trace and counted. See README.md.
 import { ConfigReader, Counter, HeadersAction, HttpContext, LogLevel, RootContext, log, logEnabled, randomU64, registerRootContext } from "@skiff/proxy-wasm";
 import { newSpanId, newTraceId, newUuid4 } from "./ids";
-import { Incoming, IncomingTrace } from "./incoming";
+import { Incoming, IncomingTrace, REQUEST_ID, TRACE_HEADERS } from "./incoming";
 export * from "@skiff/proxy-wasm/dispatcher";
 
 /** Sampling resolution: the rate is kept in parts per million. */
@@ -63,16 +63,17 @@ class B3Propagation extends HttpContext {
   onRequestHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
     const root = this.plugin;
     const headers = this.request.headers;
+    const values = headers.getEach(TRACE_HEADERS);
 
     if (root.generateRequestId) {
-      const requestId = headers.get("x-request-id");
+      const requestId = unchecked(values[REQUEST_ID]);
       if (requestId === null || requestId.length == 0) {
         headers.set("x-request-id", newUuid4());
         root.requestIdGenerated.increment();
       }
     }
 
-    const trace = incoming.read(headers);
+    const trace = incoming.read(values);
     let traceId: string;
     let parentSpanId = "";
     let sampled: bool;

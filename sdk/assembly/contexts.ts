@@ -1,6 +1,7 @@
 // The API a filter author writes against: a root context per plugin, an HTTP or TCP context per stream. Every
 // callback has a no-op default, so a filter overrides only what it needs. Read this file to learn the SDK.
 import * as host from "./hostcalls";
+import { HeaderNames } from "./hostcalls";
 import { UNARY_CALLOUT, registerCallout } from "./registry";
 import {
   BufferType, DataAction, GrpcStatus, Header, HeadersAction, MapType, MetricType, NetworkAction, PeerType,
@@ -27,6 +28,10 @@ export class HeaderMap {
     return new HeaderValue(status, status == WasmResult.Ok ? host.headerValue : "");
   }
   has(name: string): bool { return host.hasHeader(this.type, name); }
+  /** The first value of each of `names` (null when absent), in their order, read with one host call for the whole
+   * map instead of one per name: cheaper than get() once a filter reads several headers, most of them usually
+   * absent. Make the HeaderNames once, at load. */
+  getEach(names: HeaderNames): Array<string | null> { return host.getHeaderValues(this.type, names); }
   /** Sets `name` to `value`, replacing any existing values. */
   set(name: string, value: string): WasmResult { return host.replaceHeader(this.type, name, value); }
   /** Adds a value, keeping existing ones. */

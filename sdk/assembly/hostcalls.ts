@@ -167,6 +167,64 @@ export function removeHeader(map: MapType, name: string): WasmResult {
   return <WasmResult>raw.proxy_remove_header_map_value(map, key, encodedA);
 }
 
+/** Header names for getHeaderValues, UTF-8 encoded once, back to back, with A-Z lower-cased (header names are
+ * ASCII; Envoy's maps hold them in lower case). */
+export class HeaderNames {
+  readonly count: i32;
+  readonly encoded: ArrayBuffer;
+  /** Where each name starts in `encoded`; the last entry is the end. */
+  readonly offsets: StaticArray<u32>;
+  constructor(names: string[]) {
+    this.count = names.length;
+    this.encoded = String.UTF8.encode(names.join(""));
+    this.offsets = new StaticArray<u32>(names.length + 1);
+    let at: u32 = 0;
+    for (let i = 0; i < names.length; i++) {
+      unchecked((this.offsets[i] = at));
+      at += <u32>String.UTF8.byteLength(names[i]);
+    }
+    unchecked((this.offsets[names.length] = at));
+    const base = changetype<usize>(this.encoded);
+    for (let i: usize = 0; i < <usize>at; i++) {
+      const c = load<u8>(base + i);
+      if (c >= 0x41 && c <= 0x5a) store<u8>(base + i, c + 0x20);
+    }
+  }
+}
+
+/** The first value of each of `names` (null when absent), read with one host call for the whole map: the pairs are
+ * scanned where the host put them and only the values asked for are decoded. Null for all when the map is not
+ * readable now. */
+export function getHeaderValues(map: MapType, names: HeaderNames): Array<string | null> {
+  const values = new Array<string | null>(names.count);
+  clearReturn();
+  if (raw.proxy_get_header_map_pairs(map, RETURN_DATA, RETURN_SIZE) != WasmResult.Ok) return values;
+  const data = load<usize>(RETURN_DATA);
+  if (data == 0) return values;
+  const size = load<usize>(RETURN_SIZE);
+  const count = size >= 4 ? load<u32>(data) : 0;
+  const wanted = changetype<usize>(names.encoded);
+  let sizes = data + 4;
+  let strings = data + 4 + <usize>count * 8;
+  let missing = names.count;
+  for (let i: u32 = 0; i < count && missing > 0; i++) {
+    const nameLength = load<u32>(sizes);
+    const valueLength = load<u32>(sizes, 4);
+    sizes += 8;
+    for (let j = 0; j < names.count; j++) {
+      const from = unchecked(names.offsets[j]);
+      if (unchecked(names.offsets[j + 1]) - from != nameLength || unchecked(values[j]) !== null) continue;
+      if (memory.compare(strings, wanted + from, nameLength) != 0) continue;
+      unchecked((values[j] = String.UTF8.decodeUnsafe(strings + nameLength + 1, valueLength)));
+      missing--;
+      break;
+    }
+    strings += <usize>nameLength + 1 + <usize>valueLength + 1;
+  }
+  heap.free(data);
+  return values;
+}
+
 export function getHeaderMapSize(map: MapType): usize {
   if (raw.proxy_get_header_map_size(map, RETURN_EXTRA) != WasmResult.Ok) return 0;
   return load<usize>(RETURN_EXTRA);

@@ -107,6 +107,13 @@ describe("HTTP headers", () => {
     expect(stream.responseHeaders.get("x-remove-absent-status")).toBe(String(WasmResult.Ok));
   });
 
+  it("reads several headers with one host call: the first value of each, null for absent ones, names in any case", async () => {
+    const vm = await Emulator.load(probe);
+    const stream = vm.http();
+    stream.sendRequestHeaders([...Object.entries(GET), ["x-probe", "each"], ["x-one", "1"], ["x-two", "2"], ["x-repeated", "first"], ["x-repeated", "second"]]);
+    expect(stream.requestHeaders.get("x-each")).toBe("1|2|<null>|first");
+  });
+
   it("replaces the whole map, and reports its size in bytes as Envoy does", async () => {
     const vm = await Emulator.load(probe);
     const stream = vm.http();

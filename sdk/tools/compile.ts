@@ -5,6 +5,12 @@ import asc from "assemblyscript/asc";
 import { existsSync, readdirSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
 
+/** The preset's target a build uses unless told otherwise: `small` (AssemblyScript's minimal runtime, the SDK
+ * collecting every 64 finished contexts, shrink level 2). Under half the bytes of `release` (incremental runtime,
+ * -O3) and within a third of the peer SDK's module, for the same Envoy instructions per request, and its memory stayed
+ * flat through the soak (bench/RESULTS.md, "Cost against the floor" and "Soak of the build targets"). */
+export const DEFAULT_TARGET = "small";
+
 export interface CompileOptions {
   /** The AssemblyScript entry file, absolute or relative to `baseDir`. */
   entry: string;
@@ -12,7 +18,7 @@ export interface CompileOptions {
   outFile: string;
   /** The asconfig.json to compile with (it extends the SDK preset). */
   config: string;
-  /** A target of the preset: `release` (the default), `small` or `debug`. */
+  /** A target of the preset: `small` (DEFAULT_TARGET), `release` or `debug`. */
   target?: string;
   /** The project folder: relative paths start there, and packages are found in its node_modules. */
   baseDir: string;
@@ -34,7 +40,7 @@ export async function compileFilter(options: CompileOptions): Promise<string> {
   const sink = { write: (text: string) => ((output += text), true) } as never;
   const { error } = await asc.main(
     [
-      toBase(options.entry), "--config", resolve(baseDir, options.config), "--target", options.target ?? "release",
+      toBase(options.entry), "--config", resolve(baseDir, options.config), "--target", options.target ?? DEFAULT_TARGET,
       "--outFile", toBase(options.outFile), "--baseDir", baseDir, "--noColors",
     ],
     { stdout: sink, stderr: sink },
@@ -47,12 +53,12 @@ export interface FilterSource {
   name: string;
   /** filters/<name>/index.ts, relative to the project. */
   entry: string;
-  /** build/filters/<name>.wasm (or <name>.<target>.wasm for a target other than release), relative to the project. */
+  /** build/filters/<name>.wasm (or <name>.<target>.wasm for a target other than the default), relative to the project. */
   outFile: string;
 }
 
 /** The filters of a project, by name: every folder of filters/ with an index.ts. */
-export function projectFilters(projectDir: string, target = "release"): FilterSource[] {
+export function projectFilters(projectDir: string, target = DEFAULT_TARGET): FilterSource[] {
   const filtersDir = join(projectDir, "filters");
   if (!existsSync(filtersDir)) return [];
   return readdirSync(filtersDir, { withFileTypes: true })
@@ -62,6 +68,12 @@ export function projectFilters(projectDir: string, target = "release"): FilterSo
     .map((name) => ({
       name,
       entry: join("filters", name, "index.ts"),
-      outFile: join("build", "filters", target === "release" ? `${name}.wasm` : `${name}.${target}.wasm`),
+      outFile: filterModule(name, target),
     }));
+}
+
+/** Where a filter's module of a target goes, relative to the project: build/filters/<name>.wasm for the default
+ * target, build/filters/<name>.<target>.wasm for another. */
+export function filterModule(name: string, target = DEFAULT_TARGET): string {
+  return join("build", "filters", target === DEFAULT_TARGET ? `${name}.wasm` : `${name}.${target}.wasm`);
 }

@@ -50,7 +50,11 @@ const PACKAGES = [
   },
   {
     folder: "sdk",
-    files: () => [...sources(join(PROJECT_ROOT, "sdk", "testing"), () => false), join(PROJECT_ROOT, "sdk", "tools", "compile.ts")],
+    files: () => [
+      ...sources(join(PROJECT_ROOT, "sdk", "testing"), () => false),
+      join(PROJECT_ROOT, "sdk", "tools", "compile.ts"),
+      join(PROJECT_ROOT, "sdk", "transform", "exports.js"),
+    ],
   },
 ];
 

@@ -105,7 +105,7 @@ describeE2E("a filter author's workflow, from the packed tarballs", () => {
     const sdk = tarballs["@skiff/proxy-wasm"].files;
     expect(sdk).toEqual(expect.arrayContaining([
       "package.json", "README.md", "asconfig.json", "index.ts", "dispatcher.ts", "assembly/contexts.ts",
-      "dist/testing/index.js", "dist/testing/index.d.ts", "dist/tools/compile.js",
+      "dist/testing/index.js", "dist/testing/index.d.ts", "dist/tools/compile.js", "transform/exports.js",
     ]));
     const skiff = tarballs.skiff.files;
     expect(skiff).toEqual(expect.arrayContaining(["package.json", "README.md", "bin/skiff.js", "dist/cli/main.js", "dist/index.js", "dist/index.d.ts"]));

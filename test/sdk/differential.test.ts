@@ -33,6 +33,11 @@ const scenarios: Scenario[] = [
   { name: "a header the filter reads", request: { headers: { "x-probe-echo": "x-client", "x-client": "yes" } }, upstreamHeaders: ["x-probe-seen"] },
   { name: "a missing header reads as null", request: { headers: { "x-probe-echo": "x-absent" } }, upstreamHeaders: ["x-probe-seen"] },
   {
+    name: "several headers read at once: first values, absent ones null",
+    request: { headers: { "x-probe": "each", "x-one": "1", "x-two": "2", "x-repeated": "first" } },
+    upstreamHeaders: ["x-each"],
+  },
+  {
     name: "headers added, replaced and removed",
     request: { headers: { "x-probe": "mutate", "x-remove-me": "1", "x-replaced": "old" } },
     upstreamHeaders: ["x-added", "x-replaced", "x-remove-me"],
