@@ -6,6 +6,7 @@ import { validateWithEnvoy } from "./envoy-binary/validate.js";
 import { type ConfigError, formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
 import type { KubernetesSourceOptions } from "./sources/kubernetes/index.js";
 import { checkTranslation } from "./translate/check.js";
+import { configDiff } from "./translate/config-diff.js";
 import { translate, translationNotes } from "./translate/index.js";
 import { meshWarnings } from "./translate/warnings.js";
 import { inlineServedModules } from "./modules/inline.js";
@@ -112,6 +113,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       "/metrics": () => metrics.text(),
       // Snapshots are keyed by snapshotKey (node id and identity): the page names a proxy by its node id.
       "/debug/config_dump": (query) => configDump(cache, query.get("proxy"), [...proxies].find(([, proxy]) => proxy.nodeId === query.get("proxy"))?.[0]),
+      // What the EnvoyFilters and extensions applying to a connected proxy change (`skiff proxy-config diff`).
+      "/debug/config_diff": (query) => {
+        const nodeId = query.get("proxy");
+        if (!nodeId) return jsonPage({ error: "name a proxy: /debug/config_diff?proxy=<node id>" }, 400);
+        const proxy = [...proxies.values()].find((candidate) => candidate.nodeId === nodeId);
+        if (!proxy || !mesh) return jsonPage({ error: `no connected proxy ${nodeId}` }, 404);
+        return jsonPage({ proxy: nodeId, changes: configDiff(mesh, contextFor(mesh, proxy)) });
+      },
     },
     onModuleFetch: (found) => metrics.moduleFetched(found),
   });
@@ -134,25 +143,25 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     translations = new Map();
     for (const [key, proxy] of proxies) update(key, proxy);
   }, log);
+  const contextFor = (current: MeshConfig, proxy: ProxyIdentity): TranslationContext => ({
+    proxy,
+    moduleCluster: { name: MODULE_CLUSTER, host: modules.host, port: modules.port },
+    module: (url, owner) => {
+      if (!url.startsWith("oci://")) return modules.addFile(wasmModulePath(current.dir, url));
+      const pulled = owner ? remote.module(owner) : undefined;
+      return pulled && modules.add(pulled.bytes);
+    },
+    jwks: (uri) => jwks.get(uri),
+    trustDomain: secured?.ca.trustDomain,
+    // Proxies of a secured control plane come through their agent, which serves them their certificate by SDS.
+    workloadCertificates: secured !== undefined,
+  });
   const resourcesFor = (current: MeshConfig, proxy: ProxyIdentity): ProxyResources => {
     const kind = translationKey(proxy);
     let resources = translations.get(kind);
     if (!resources) {
       const start = process.hrtime.bigint();
-      const context: TranslationContext = {
-        proxy,
-        moduleCluster: { name: MODULE_CLUSTER, host: modules.host, port: modules.port },
-        module: (url, owner) => {
-          if (!url.startsWith("oci://")) return modules.addFile(wasmModulePath(current.dir, url));
-          const pulled = owner ? remote.module(owner) : undefined;
-          return pulled && modules.add(pulled.bytes);
-        },
-        jwks: (uri) => jwks.get(uri),
-        trustDomain: secured?.ca.trustDomain,
-        // Proxies of a secured control plane come through their agent, which serves them their certificate by SDS.
-        workloadCertificates: secured !== undefined,
-      };
-      resources = inlineServedModules(translate(current, context), modules);
+      resources = inlineServedModules(translate(current, contextFor(current, proxy)), modules);
       translations.set(kind, resources);
       metrics.translated(proxy.role, Number(process.hrtime.bigint() - start) / 1e9);
     }

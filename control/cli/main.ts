@@ -11,6 +11,7 @@ import { caCommand } from "./ca.js";
 import { agentCommand } from "./agent.js";
 import { DEFAULT_TRUST_DOMAIN } from "../ca/spiffe.js";
 import { printProxyStatus } from "./proxy-status.js";
+import { proxyConfigDiffCommand } from "./proxy-config-diff.js";
 import { meshCommand } from "./mesh.js";
 import { MeshPermissionError } from "../mesh/host.js";
 import { buildCommand } from "./build.js";
@@ -95,6 +96,8 @@ program
   .option("--http-port <port>", "the control plane's HTTP port", port, 18080)
   .option("--host <address>", "the control plane's address (its --listen)", "127.0.0.1")
   .action((options: { httpPort: number; host: string }) => printProxyStatus(options.httpPort, options.host));
+
+program.addCommand(new Command("proxy-config").description("inspect one proxy's configuration").addCommand(proxyConfigDiffCommand()));
 
 program
   .command("bootstrap")
