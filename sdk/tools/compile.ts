@@ -7,8 +7,8 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 
 /** The preset's target a build uses unless told otherwise: `small` (AssemblyScript's minimal runtime, the SDK
  * collecting every 64 finished contexts, shrink level 2). Under half the bytes of `release` (incremental runtime,
- * -O3) and within a third of the peer SDK's module, for the same Envoy instructions per request, and its memory stayed
- * flat through the soak (bench/RESULTS.md, "Cost against the floor" and "Soak of the build targets"). */
+ * -O3) and within a third of the peer SDK's module, for at most 3% more Envoy instructions per request, and its memory
+ * stayed flat through the soak (bench/RESULTS.md, "Cost against the floor" and "Soak of the build targets"). */
 export const DEFAULT_TARGET = "small";
 
 export interface CompileOptions {
