@@ -15,15 +15,16 @@ export const peerAuthenticationSpec = z
     selector: matchLabelsSelector.optional(),
     mtls: mutualTls.optional(),
     /** Keyed by the workload's port (the port its app listens on), as YAML writes it: `8080: { mode: DISABLE }`. */
-    portLevelMtls: z
-      .record(
-        z.string().regex(/^\d+$/, "a port number").refine((port) => Number(port) >= 1 && Number(port) <= 65535, "a port number in 1..65535"),
-        mutualTls,
-      )
-      .optional(),
+    portLevelMtls: z.record(z.string(), mutualTls).optional(),
   })
   .superRefine((spec, context) => {
     if (spec.portLevelMtls === undefined) return;
+    // Checked here rather than on the record's key schema, whose failure zod reports only as "Invalid key in record".
+    for (const port of Object.keys(spec.portLevelMtls)) {
+      if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+        context.addIssue({ code: "custom", path: ["portLevelMtls", port], message: "a port number in 1..65535" });
+      }
+    }
     if (Object.keys(spec.selector?.matchLabels ?? {}).length === 0) {
       context.addIssue({ code: "custom", path: ["portLevelMtls"], message: "a mesh- or namespace-wide PeerAuthentication (no selector) cannot have portLevelMtls (Istio refuses it): add a selector" });
     } else if (Object.keys(spec.portLevelMtls).length === 0) {
