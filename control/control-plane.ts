@@ -1,10 +1,11 @@
 // The control plane: Istio resources from a folder or a Kubernetes API server (sources) -> Envoy resources per proxy (translate) -> encoded,
 // versioned snapshots (snapshots) -> ADS streams (xds). Data flows one way; Wasm modules are served over HTTP.
 import { EnvoyFilterGate } from "./envoy-check.js";
-import { EnvoyNotFoundError, locateEnvoy } from "./envoy-binary/locate.js";
+import { EnvoyNotFoundError, locateEnvoy, PROJECT_ROOT } from "./envoy-binary/locate.js";
 import { validateWithEnvoy } from "./envoy-binary/validate.js";
 import { type ConfigError, formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
 import type { KubernetesSourceOptions } from "./sources/kubernetes/index.js";
+import { join } from "node:path";
 import { checkTranslation } from "./translate/check.js";
 import { configDiff } from "./translate/config-diff.js";
 import { translate, translationNotes } from "./translate/index.js";
@@ -72,6 +73,9 @@ export interface ControlPlane {
   metrics: ControlPlaneMetrics;
   stop(): Promise<void>;
 }
+
+/** Istio's standard metrics come from this filter (`npm run build` makes it); without it, proxies get none. */
+const ISTIO_STATS_MODULE = join(PROJECT_ROOT, "build", "filters", "istio-stats.wasm");
 
 /** The Envoy cluster through which proxies fetch modules (translation emits it when a WasmPlugin applies). */
 const MODULE_CLUSTER = "skiff-modules";
@@ -155,6 +159,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     trustDomain: secured?.ca.trustDomain,
     // Proxies of a secured control plane come through their agent, which serves them their certificate by SDS.
     workloadCertificates: secured !== undefined,
+    statsModule: modules.addFile(ISTIO_STATS_MODULE),
   });
   const resourcesFor = (current: MeshConfig, proxy: ProxyIdentity): ProxyResources => {
     const kind = translationKey(proxy);

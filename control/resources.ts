@@ -106,4 +106,7 @@ export interface TranslationContext {
    * (cluster `sds-grpc`). True unless the control plane runs with --plaintext (no CA, no agents), where mutual TLS
    * cannot happen: auto mTLS is off, and whatever requires mTLS (STRICT, ISTIO_MUTUAL) refuses traffic instead. */
   workloadCertificates?: boolean;
+  /** The istio-stats filter's module (build/filters/istio-stats.wasm), served like WasmPlugin modules; without it
+   * no proxy gets Istio's standard metrics. */
+  statsModule?: ServedModule;
 }

@@ -60,6 +60,29 @@ function grpcCluster(name: string, ...addresses: Record<string, unknown>[]): Rec
   };
 }
 
+/** The labels of Istio's standard metrics, which the istio-stats filter writes into each metric's name as
+ * `label=.=value;.;` (Istio's format). A bootstrap-only setting (stats_config) turns each back into a tag, so that
+ * /stats/prometheus shows `istio_requests_total{reporter="source",...}` as Istio's proxies do: the regexes are those
+ * of Istio's bootstrap (tools/packaging/common/envoy_bootstrap.json in istio/istio). */
+export const ISTIO_METRIC_LABELS = [
+  "reporter",
+  "source_workload", "source_workload_namespace", "source_principal", "source_app", "source_version",
+  "source_canonical_service", "source_canonical_revision", "source_cluster",
+  "destination_workload", "destination_workload_namespace", "destination_principal", "destination_app", "destination_version",
+  "destination_service", "destination_service_name", "destination_service_namespace",
+  "destination_canonical_service", "destination_canonical_revision", "destination_cluster",
+  "request_protocol", "response_code", "grpc_response_status", "response_flags", "connection_security_policy",
+] as const;
+
+/** The bootstrap's `stats_config` for Istio's metric names. */
+export function istioStatsConfig(): { stats_tags: Array<{ tag_name: string; regex: string }> } {
+  return { stats_tags: ISTIO_METRIC_LABELS.map((label) => ({
+    tag_name: label,
+    // response_code keeps Envoy's own default extraction (`_rq_200`), which a custom tag of that name replaces.
+    regex: label === "response_code" ? "(response_code=\\.=(.+?);\\.;)|_rq(_(\\d{3}))$" : `(${label}=\\.=(.*?);\\.;)`,
+  })) };
+}
+
 export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
   const ads = { ads: {}, resource_api_version: "V3" };
   return {
@@ -94,6 +117,7 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
           ]
         : [grpcCluster(XDS_CLUSTER, ...xdsAddresses(options).map(({ host, port }) => ({ socket_address: { address: host, port_value: port } })))],
     },
+    stats_config: istioStatsConfig(),
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: options.adminPort } } },
   };
 }

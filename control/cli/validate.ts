@@ -24,7 +24,7 @@ export async function runValidate(dir: string, options: { namespace?: string } =
   const warnings = [...meshWarnings(mesh), ...checkEnvoyFilters(mesh).warnings];
   for (const error of errors) console.error(`error: ${formatConfigError(error)}`);
   for (const warning of warnings) console.error(`warning: ${formatConfigError(warning)}`);
-  const count = mesh.gateways.length + mesh.virtualServices.length + mesh.destinationRules.length + mesh.serviceEntries.length + mesh.wasmPlugins.length + mesh.trafficExtensions.length + mesh.envoyFilters.length;
+  const count = mesh.gateways.length + mesh.virtualServices.length + mesh.destinationRules.length + mesh.serviceEntries.length + mesh.wasmPlugins.length + mesh.trafficExtensions.length + mesh.envoyFilters.length + mesh.telemetries.length;
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   console.log(`${dir}: ${count} resources valid, ${plural(errors.length, "error")}, ${plural(warnings.length, "warning")}`);
   if (errors.length > 0) process.exitCode = 1;

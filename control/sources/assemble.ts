@@ -1,7 +1,9 @@
 // Parsed units (the files of a config folder, the objects of a Kubernetes API server) -> one MeshConfig. A unit is all
 // or nothing, and a unit that turns bad keeps its last good version, so a typo never takes routes away.
-import { type ConfigError, emptyMesh, formatConfigError, type MeshConfig, type Resource } from "./model.js";
-import type { ParsedFile } from "./parse.js";
+import type { z } from "zod";
+import { type ConfigError, emptyMesh, formatConfigError, type MeshConfig, type MeshTelemetry, type Resource } from "./model.js";
+import { MESH_CONFIG_FILE, type ParsedFile } from "./parse.js";
+import type { meshConfigSchema } from "./schema/index.js";
 
 /** Checks of the assembled mesh that need more than one unit, or more than the sources know (the callers pass
  * control/translate's: patched results must encode). An error counts as one of its `file`, which then contributes
@@ -85,6 +87,7 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
     AuthorizationPolicy: mesh.authorizationPolicies,
     RequestAuthentication: mesh.requestAuthentications,
     Sidecar: mesh.sidecars,
+    Telemetry: mesh.telemetries,
   };
   for (const [file, parsed] of files) {
     errors.push(...parsed.errors);
@@ -93,6 +96,7 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
     if (parsed.meshConfig?.localityLbSetting) mesh.localityLbSetting = parsed.meshConfig.localityLbSetting;
     if (parsed.meshConfig?.enableAutoMtls !== undefined) mesh.enableAutoMtls = parsed.meshConfig.enableAutoMtls;
     mesh.installation.push(...(parsed.installation ?? []));
+    if (parsed.meshConfig) mesh.telemetry = meshTelemetry(parsed.meshConfig, mesh.telemetry);
     for (const resource of parsed.resources) {
       const id = `${resource.kind} ${resource.namespace}/${resource.name}`;
       const first = seen.get(id);
@@ -104,5 +108,46 @@ function assemble(root: string, files: Map<string, ParsedFile>): { mesh: MeshCon
       lists[resource.kind]!.push(resource);
     }
   }
+  errors.push(...unknownProviders(mesh));
   return { mesh, errors };
+}
+
+function meshTelemetry(config: z.infer<typeof meshConfigSchema>, defaults: MeshTelemetry): MeshTelemetry {
+  const providers = config.extensionProviders ?? [];
+  return {
+    enableTracing: config.enableTracing ?? defaults.enableTracing,
+    defaultSampling: config.defaultConfig?.tracing?.sampling ?? defaults.defaultSampling,
+    defaultProviders: {
+      tracing: config.defaultProviders?.tracing ?? defaults.defaultProviders.tracing,
+      metrics: config.defaultProviders?.metrics ?? defaults.defaultProviders.metrics,
+    },
+    extensionProviders: [...providers, ...defaults.extensionProviders.filter((builtIn) => !providers.some((p) => p.name === builtIn.name))],
+  };
+}
+
+/** Telemetry resources and defaultProviders may only name providers that exist, of the right kind: Istio ignores
+ * the others silently, which is exactly the configuration that does nothing. */
+function unknownProviders(mesh: MeshConfig): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const kindOf = (name: string) => {
+    const provider = mesh.telemetry.extensionProviders.find((p) => p.name === name);
+    return provider?.prometheus ? "metrics" : provider ? "tracing" : undefined;
+  };
+  const check = (name: string, want: "tracing" | "metrics", error: Omit<ConfigError, "message">) => {
+    const kind = kindOf(name);
+    if (kind === undefined) errors.push({ ...error, message: `no extensionProvider named "${name}" in ${MESH_CONFIG_FILE}` });
+    else if (kind !== want) errors.push({ ...error, message: `provider "${name}" is not a ${want} provider` });
+  };
+  for (const want of ["tracing", "metrics"] as const) {
+    mesh.telemetry.defaultProviders[want].forEach((name, index) => check(name, want, { file: MESH_CONFIG_FILE, field: `defaultProviders.${want}[${index}]` }));
+  }
+  for (const telemetry of mesh.telemetries) {
+    const where = { file: telemetry.file, resource: `Telemetry ${telemetry.namespace}/${telemetry.name}` };
+    for (const want of ["tracing", "metrics"] as const) {
+      (telemetry.spec[want] ?? []).forEach((entry, index) =>
+        (entry.providers ?? []).forEach((provider, at) => check(provider.name, want, { ...where, field: `spec.${want}[${index}].providers[${at}].name` })),
+      );
+    }
+  }
+  return errors;
 }

@@ -8,11 +8,13 @@ import type {
   envoyFilterSpec,
   gatewaySpec,
   Kind,
+  ExtensionProvider,
   LocalityLbSetting,
   serviceEntrySpec,
   sidecarSpec,
   trafficExtensionSpec,
   workloadEntrySpec,
+  telemetrySpec,
   virtualServiceSpec,
   wasmPluginSpec,
 } from "./schema/index.js";
@@ -74,6 +76,18 @@ export type Sidecar = Resource<z.infer<typeof sidecarSpec>>;
 /** Istio's outboundTrafficPolicy: ALLOW_ANY (the default) passes traffic to hosts outside the registry on to where
  * it was going; REGISTRY_ONLY refuses it. */
 export type OutboundTrafficPolicy = "ALLOW_ANY" | "REGISTRY_ONLY";
+export type Telemetry = Resource<z.infer<typeof telemetrySpec>>;
+
+/** MeshConfig's telemetry fields (meshconfig.yaml), with Istio's defaults. */
+export interface MeshTelemetry {
+  /** Whether `defaultProviders.tracing` applies (Telemetry resources apply regardless). Default true, as Istio. */
+  enableTracing: boolean;
+  /** `defaultConfig.tracing.sampling`: the sampling percentage when a Telemetry gives none (Istio: 1). */
+  defaultSampling: number;
+  defaultProviders: { tracing: string[]; metrics: string[] };
+  /** `extensionProviders`, plus Istio's built-in `prometheus` when not redefined. */
+  extensionProviders: ExtensionProvider[];
+}
 
 export interface MeshConfig {
   /** The config folder, absolute; WasmPlugin file urls are relative to it. */
@@ -93,6 +107,9 @@ export interface MeshConfig {
   sidecars: Sidecar[];
   /** From meshconfig.yaml; default ALLOW_ANY, as in Istio. A Sidecar resource may set its own. */
   outboundTrafficPolicy: OutboundTrafficPolicy;
+  telemetries: Telemetry[];
+  /** From meshconfig.yaml. */
+  telemetry: MeshTelemetry;
   /** From meshconfig.yaml, default `istio-system` as in Istio: EnvoyFilters there apply in every namespace, and
    * PeerAuthentication, AuthorizationPolicy and RequestAuthentication there apply mesh-wide. */
   rootNamespace: string;
@@ -171,6 +188,14 @@ export function emptyMesh(dir: string): MeshConfig {
     peerAuthentications: [],
     sidecars: [],
     outboundTrafficPolicy: "ALLOW_ANY",
+    telemetries: [],
+    telemetry: {
+      enableTracing: true,
+      defaultSampling: 1,
+      // Istio's default profile turns on Prometheus metrics for every proxy (meshConfig.defaultProviders.metrics).
+      defaultProviders: { tracing: [], metrics: ["prometheus"] },
+      extensionProviders: [{ name: "prometheus", prometheus: {} }],
+    },
     rootNamespace: "istio-system",
     enableAutoMtls: true,
     installation: [],

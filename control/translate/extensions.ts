@@ -86,23 +86,56 @@ export function buildExtensions(mesh: MeshConfig, context: TranslationContext): 
       continue;
     }
     const wasm = extension.wasm!;
-    out.httpFilters.push({ name, config_discovery: { config_source: ADS_CONFIG_SOURCE, type_urls: [WASM_FILTER_TYPE, RBAC_FILTER_TYPE].map((type) => `type.googleapis.com/${type}`) } });
+    out.httpFilters.push(discoveredFilter(name, [WASM_FILTER_TYPE, RBAC_FILTER_TYPE]));
     const typedConfig = wasm.module ? typed(WASM_FILTER_TYPE, { config: wasmConfig(extension, wasm.module, context) }) : standIn(wasm.spec.failStrategy);
     out.extensionConfigs.push({ name, body: { name, typed_config: typedConfig } });
   }
-  if (extensions.some((extension) => extension.wasm?.module)) {
-    const { name, host, port } = context.moduleCluster;
-    out.moduleCluster = {
-      name,
-      body: {
-        name,
-        type: "STATIC",
-        connect_timeout: "5s",
-        load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(host, port) } }] }] },
-      },
-    };
-  }
+  if (extensions.some((extension) => extension.wasm?.module)) out.moduleCluster = moduleCluster(context);
   return out;
+}
+
+/** The cluster through which proxies fetch modules from the control plane's module server. */
+export function moduleCluster(context: TranslationContext): XdsResource {
+  const { name, host, port } = context.moduleCluster;
+  return {
+    name,
+    body: {
+      name,
+      type: "STATIC",
+      connect_timeout: "5s",
+      load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(host, port) } }] }] },
+    },
+  };
+}
+
+function discoveredFilter(name: string, types: string[]): Record<string, unknown> {
+  return { name, config_discovery: { config_source: ADS_CONFIG_SOURCE, type_urls: types.map((type) => `type.googleapis.com/${type}`) } };
+}
+
+/** A Wasm HTTP filter of the control plane's own (not a user's extension, e.g. istio-stats): filter `name` whose
+ * configuration (a TypedExtensionConfig of the same name) comes by ECDS, the module served and pinned by sha256. */
+export function wasmHttpFilter(
+  name: string,
+  context: TranslationContext,
+  options: { module: ServedModule; failurePolicy: (typeof FAILURE_POLICY)[keyof typeof FAILURE_POLICY]; configuration?: unknown },
+): { httpFilter: Record<string, unknown>; extensionConfig: XdsResource } {
+  const config = {
+    name,
+    vm_config: { vm_id: name, runtime: "envoy.wasm.runtime.v8", code: remoteCode(options.module, context) },
+    failure_policy: options.failurePolicy,
+    ...(options.configuration !== undefined ? { configuration: typed("google.protobuf.StringValue", { value: JSON.stringify(options.configuration) }) } : {}),
+  };
+  return { httpFilter: discoveredFilter(name, [WASM_FILTER_TYPE]), extensionConfig: { name, body: { name, typed_config: typed(WASM_FILTER_TYPE, { config }) } } };
+}
+
+function remoteCode(module: ServedModule, context: TranslationContext): Record<string, unknown> {
+  return {
+    remote: {
+      http_uri: { uri: module.uri, cluster: context.moduleCluster.name, timeout: "10s" },
+      sha256: module.sha256,
+      retry_policy: { num_retries: 3 },
+    },
+  };
 }
 
 /** WasmPlugins whose `selector.matchLabels` the proxy has; namespaces do not scope them (a documented difference
@@ -161,13 +194,7 @@ function wasmConfig(extension: Extension, module: ServedModule, context: Transla
       // of whichever module loaded first (seen in the demo: cohort-router's config reached b3-propagation).
       vm_id: extension.id,
       runtime: "envoy.wasm.runtime.v8",
-      code: {
-        remote: {
-          http_uri: { uri: module.uri, cluster: context.moduleCluster.name, timeout: "10s" },
-          sha256: module.sha256,
-          retry_policy: { num_retries: 3 },
-        },
-      },
+      code: remoteCode(module, context),
       ...(env.length > 0
         ? {
             environment_variables: {

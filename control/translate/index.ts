@@ -1,7 +1,7 @@
 // Istio resources -> the Envoy resources of one proxy. Pure: the same mesh and context give the same resources,
 // which is what the golden tests in test/translate/ rely on.
 import type { MeshConfig } from "../sources/index.js";
-import { emptyResources, type ProxyIdentity, type ProxyResources, type TranslationContext, TypeUrl } from "../resources.js";
+import { emptyResources, type ProxyIdentity, type ProxyResources, type TranslationContext, TypeUrl, type XdsResource } from "../resources.js";
 import { buildClusters, passthroughCluster } from "./clusters.js";
 import { PASSTHROUGH_CLUSTER } from "./envoy.js";
 import { applyEnvoyFilters, type PatchEffect } from "./envoyfilter/index.js";
@@ -10,7 +10,8 @@ import { Registry } from "./registry.js";
 import { gatewayServices, sidecarScope } from "./scope.js";
 import { buildSidecarInbound } from "./sidecar-inbound.js";
 import { buildSidecarOutbound } from "./sidecar-outbound.js";
-import { buildExtensions } from "./extensions.js";
+import { buildExtensions, moduleCluster } from "./extensions.js";
+import { buildTelemetry } from "./telemetry.js";
 import { workloadHttpFilters } from "./http-filters.js";
 import { rbacNetworkFilters, workloadPolicies } from "./authz.js";
 import { inboundMtls, modeForPort } from "./peer-authentication.js";
@@ -29,14 +30,15 @@ export function translateWithEffects(mesh: MeshConfig, context: TranslationConte
   const proxy = context.proxy;
   const resources = emptyResources();
   const security = { trustDomain: context.trustDomain ?? DEFAULT_TRUST_DOMAIN, certificates: context.workloadCertificates ?? true };
+  let listeners: XdsResource[];
   if (proxy.role === "gateway") {
-    const { listeners, routes, secrets } = buildGatewayListeners(mesh, registry, proxy, workloadHttpFilters(mesh, context, wasm));
+    const gateway = buildGatewayListeners(mesh, registry, proxy, workloadHttpFilters(mesh, context, wasm));
     const { clusters, endpoints, secrets: clusterSecrets } = buildClusters(mesh, registry, gatewayServices(registry, gatewayVirtualServices(mesh, proxy)), security);
     resources[TypeUrl.Cluster] = clusters;
     resources[TypeUrl.ClusterLoadAssignment] = endpoints;
-    resources[TypeUrl.Secret] = [...secrets, ...clusterSecrets.filter((secret) => !secrets.some((known) => known.name === secret.name))];
-    resources[TypeUrl.Listener] = wasm.restrict(listeners);
-    resources[TypeUrl.RouteConfiguration] = routes;
+    resources[TypeUrl.Secret] = [...gateway.secrets, ...clusterSecrets.filter((secret) => !gateway.secrets.some((known) => known.name === secret.name))];
+    resources[TypeUrl.RouteConfiguration] = gateway.routes;
+    listeners = gateway.listeners;
   } else {
     const scope = sidecarScope(mesh, registry, proxy);
     const outbound = buildSidecarOutbound(registry, scope, proxy, wasm.httpFilters);
@@ -52,11 +54,16 @@ export function translateWithEffects(mesh: MeshConfig, context: TranslationConte
     resources[TypeUrl.Cluster] = [...clusters, passthroughCluster(PASSTHROUGH_CLUSTER), ...inbound.clusters];
     resources[TypeUrl.ClusterLoadAssignment] = endpoints;
     resources[TypeUrl.Secret] = secrets;
-    resources[TypeUrl.Listener] = wasm.restrict([...outbound.listeners, ...inbound.listeners]);
     resources[TypeUrl.RouteConfiguration] = outbound.routes;
+    listeners = [...outbound.listeners, ...inbound.listeners];
   }
-  if (wasm.moduleCluster) resources[TypeUrl.Cluster].push(wasm.moduleCluster);
-  resources[TypeUrl.ExtensionConfig] = wasm.extensionConfigs;
+  // Metrics and tracing go into every HTTP connection manager the listeners hold, whoever built them.
+  const telemetry = buildTelemetry(mesh, registry, context, wasm.restrict(listeners), new Set(resources[TypeUrl.Cluster].map((cluster) => cluster.name)));
+  resources[TypeUrl.Listener] = telemetry.listeners;
+  resources[TypeUrl.Cluster].push(...telemetry.clusters);
+  const moduleServer = wasm.moduleCluster ?? (telemetry.usesModules ? moduleCluster(context) : undefined);
+  if (moduleServer) resources[TypeUrl.Cluster].push(moduleServer);
+  resources[TypeUrl.ExtensionConfig] = [...telemetry.extensionConfigs, ...wasm.extensionConfigs];
   return applyEnvoyFilters(mesh, proxy, resources);
 }
 

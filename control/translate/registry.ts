@@ -129,7 +129,7 @@ export class Registry {
         .map((workload) => {
           const locality = workloadLocality(workload);
           return {
-            lbEndpoint: lbEndpoint(workload, workload.ports?.[entryPort.name] ?? entryPort.targetPort ?? entryPort.number),
+            lbEndpoint: lbEndpoint(workload, workload.ports?.[entryPort.name] ?? entryPort.targetPort ?? entryPort.number, istioWorkload(service.host, entry.namespace, workload.labels ?? {})),
             ...(locality ? { locality } : {}),
             labels: withTopologyLabels(workload.labels, locality),
           };
@@ -185,16 +185,36 @@ export class Registry {
   }
 }
 
-/** An Envoy LbEndpoint. A workload with a service account (or the `security.istio.io/tlsMode` label) is marked for
- * Istio's mutual TLS, as istiod marks endpoints (util.AppendLbEndpointMetadata): clusters choose their transport
- * socket by that mark. */
-function lbEndpoint(workload: WorkloadEntrySpec, port: number): Record<string, unknown> {
+/** An Envoy LbEndpoint with istiod's endpoint metadata (pilot/pkg/networking/util AppendLbEndpointMetadata):
+ * `istio.workload` (which the istio-stats filter reads for the labels of a destination without a sidecar) and, for a
+ * workload with a service account (or the `security.istio.io/tlsMode` label), the mark for Istio's mutual TLS, by
+ * which clusters choose their transport socket. */
+function lbEndpoint(workload: WorkloadEntrySpec, port: number, istio: string): Record<string, unknown> {
   const tlsMode = workloadTlsMode(workload);
   return {
     endpoint: { address: { socket_address: { address: workload.address, port_value: port } } },
     load_balancing_weight: workload.weight ?? 1,
-    ...(tlsMode !== "disabled" ? { metadata: { filter_metadata: { "envoy.transport_socket_match": { tlsMode } } } } : {}),
+    metadata: {
+      filter_metadata: {
+        istio: { workload: istio },
+        ...(tlsMode !== "disabled" ? { "envoy.transport_socket_match": { tlsMode } } : {}),
+      },
+    },
   };
+}
+
+/** istiod's `istio.workload` value, "workload;namespace;canonical service;canonical revision;cluster": canonical
+ * service and revision from Istio's labels, else app and version; without an app label, the service's short name. */
+function istioWorkload(host: string, namespace: string, labels: Record<string, string>): string {
+  const app = labels["service.istio.io/canonical-name"] ?? labels.app ?? host.split(".")[0]!;
+  const revision = labels["service.istio.io/canonical-revision"] ?? labels.version ?? "latest";
+  return `${workloadName(app, labels.version)};${namespace};${app};${revision};Kubernetes`;
+}
+
+/** A workload's name from its app and version, as a Deployment `<app>-<version>` is usually named; proxies and
+ * endpoints are named alike, so the metrics of both sides of a request agree. */
+export function workloadName(app: string, version: string | undefined): string {
+  return version ? `${app}-${version}` : app;
 }
 
 /** The `security.istio.io/tlsMode` label if set, else `istio` for a workload with a service account, else

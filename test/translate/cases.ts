@@ -12,6 +12,9 @@ const simpleWeb: ProxyIdentity = { nodeId: "simple-web", role: "sidecar", labels
 
 /** A sidecar in a pod with capture (REDIRECT, Istio's default): the webapp pod at 198.18.0.2. */
 export const capturedWebapp: ProxyIdentity = { nodeId: "webapp-pod", role: "sidecar", labels: { app: "webapp" }, namespace: "default", ips: ["198.18.0.2"], interceptionMode: "REDIRECT" };
+// The shop's workloads in pods with capture, so that both sides (inbound, outbound) carry telemetry.
+const shopWebapp: ProxyIdentity = { nodeId: "webapp", role: "sidecar", labels: { app: "webapp", version: "v1" }, namespace: "shop", ips: ["198.18.0.4"], interceptionMode: "REDIRECT" };
+const shopCatalog: ProxyIdentity = { nodeId: "catalog", role: "sidecar", labels: { app: "catalog", version: "v1" }, namespace: "shop", ips: ["198.18.0.5"], interceptionMode: "REDIRECT" };
 
 /** The reviews workload of `mesh-mtls`: PeerAuthentication, DestinationRule tls and auto-mTLS as it sees them. */
 const capturedReviews: ProxyIdentity = { nodeId: "reviews-pod", role: "sidecar", labels: { app: "reviews" }, namespace: "shop", serviceAccount: "reviews", ips: ["198.18.0.5"], interceptionMode: "REDIRECT" };
@@ -32,6 +35,9 @@ export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["envoyfilter-clusters", { ...webapp, namespace: "shop" }],
   ["traffic-extensions", gateway],
   ["override-host", webapp],
+  ["telemetry", gateway],
+  ["telemetry", shopWebapp],
+  ["telemetry", shopCatalog],
 ];
 
 /** What the control plane would pass: modules served from 127.0.0.1:15080 as /modules/<sha256>.wasm. */
@@ -46,6 +52,8 @@ export function testContext(dir: string, proxy: ProxyIdentity): TranslationConte
       const sha256 = createHash("sha256").update(bytes).digest("hex");
       return { uri: `http://127.0.0.1:15080/modules/${sha256}.wasm`, sha256, size: bytes.length };
     },
+    // A stand-in: the goldens do not change each time the istio-stats filter is rebuilt.
+    statsModule: { uri: `http://127.0.0.1:15080/modules/${"0".repeat(64)}.wasm`, sha256: "0".repeat(64), size: 1 },
   };
 }
 

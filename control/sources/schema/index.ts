@@ -10,6 +10,7 @@ import { gatewaySpec } from "./gateway.js";
 import { serviceEntrySpec, workloadEntrySpec } from "./service-entry.js";
 import { sidecarSpec } from "./sidecar.js";
 import { trafficExtensionSpec } from "./traffic-extension.js";
+import { telemetrySpec } from "./telemetry.js";
 import { virtualServiceSpec } from "./virtual-service.js";
 import { wasmPluginSpec } from "./wasm-plugin.js";
 import { authorizationPolicySpec } from "./authorization-policy.js";
@@ -25,6 +26,7 @@ export * from "./mesh-config.js";
 export * from "./service-entry.js";
 export * from "./sidecar.js";
 export * from "./traffic-extension.js";
+export * from "./telemetry.js";
 export * from "./virtual-service.js";
 export * from "./wasm-plugin.js";
 export * from "./authorization-policy.js";
@@ -44,6 +46,7 @@ export const KINDS = {
   RequestAuthentication: { group: "security.istio.io", versions: ["v1beta1", "v1"], spec: requestAuthenticationSpec },
   TrafficExtension: { group: "extensions.istio.io", versions: ["v1alpha1"], spec: trafficExtensionSpec },
   PeerAuthentication: { group: "security.istio.io", versions: ["v1beta1", "v1"], spec: peerAuthenticationSpec },
+  Telemetry: { group: "telemetry.istio.io", versions: ["v1alpha1", "v1"], spec: telemetrySpec },
 } as const;
 
 export type Kind = keyof typeof KINDS;

@@ -1,0 +1,262 @@
+// istio-stats in the host emulator: Istio's metric names and labels for the source (outbound sidecar, gateway) and
+// the destination (inbound sidecar), the metadata exchange headers in Istio's format (checked by decoding them with
+// a real protobuf library), the endpoint-metadata fallback for a peer without a sidecar, response flags, gRPC status,
+// request and response sizes, and the TCP metrics. test/observability/istio-stats.test.ts runs it in Envoy.
+import { fromBinary, toBinary, fromJson } from "@bufbuild/protobuf";
+import { StructSchema } from "@bufbuild/protobuf/wkt";
+import { describe, expect, it } from "vitest";
+import { Emulator } from "../../sdk/testing/index.js";
+
+const WASM = "build/filters/istio-stats.wasm";
+const CATALOG_V2 = { workload: "catalog-v2", namespace: "shop", app: "catalog", version: "v2" };
+const WEBAPP = { workload: "webapp", namespace: "shop", app: "webapp", version: "v1" };
+
+async function load(config: object): Promise<Emulator> {
+  const vm = await Emulator.load(WASM, { pluginConfig: config, logLevel: "info" });
+  expect(vm.configAccepted, vm.logMessages("error").join("\n")).toBe(true);
+  return vm;
+}
+
+/** Istio's encoding of a node's metadata: base64 of a serialized google.protobuf.Struct. */
+function peerHeader(peer: { workload: string; namespace: string; app: string; version: string }): string {
+  const struct = fromJson(StructSchema, {
+    NAMESPACE: peer.namespace,
+    WORKLOAD_NAME: peer.workload,
+    CLUSTER_ID: "Kubernetes",
+    MESH_ID: "cluster.local",
+    LABELS: { app: peer.app, version: peer.version, "security.istio.io/tlsMode": "istio" },
+    PLATFORM_METADATA: {},
+  });
+  return Buffer.from(toBinary(StructSchema, struct)).toString("base64");
+}
+
+function varint(value: number): number[] {
+  const out: number[] = [];
+  while (value >= 0x80) {
+    out.push((value & 0x7f) | 0x80);
+    value >>>= 7;
+  }
+  return [...out, value];
+}
+
+/** envoy.config.core.v3.Metadata { filter_metadata = 1 (map<string, Struct>) } with istiod's endpoint entry. */
+function endpointMetadata(workload: string): Uint8Array {
+  const struct = toBinary(StructSchema, fromJson(StructSchema, { workload }));
+  const entry = [0x0a, ...varint(5), ...Buffer.from("istio"), 0x12, ...varint(struct.length), ...struct];
+  return Uint8Array.from([0x0a, ...varint(entry.length), ...entry]);
+}
+
+interface IstioMetric {
+  metric: string;
+  labels: Record<string, string>;
+  name: string;
+}
+
+/** The metrics the filter defined, read back the way Envoy's stats_tags regexes read them. */
+function istioMetrics(vm: Emulator, metric: string): IstioMetric[] {
+  return vm.metrics
+    .names()
+    .filter((name) => name.endsWith(`;.;${metric}`))
+    .map((name) => {
+      const labels: Record<string, string> = {};
+      for (const part of name.split(";.;").slice(0, -1)) {
+        const [key, value] = part.split("=.=");
+        labels[key!] = value!;
+      }
+      return { metric, labels, name };
+    });
+}
+
+function only(vm: Emulator, metric: string): IstioMetric {
+  const found = istioMetrics(vm, metric);
+  expect(found, `one ${metric}`).toHaveLength(1);
+  return found[0]!;
+}
+
+describe("istio-stats configuration", () => {
+  it("rejects an unknown reporter or field, naming it", async () => {
+    for (const [config, message] of [
+      [{ reporter: "sideways" }, "reporter"],
+      [{ workloadName: "x" }, "workloadName: unknown field"],
+    ] as const) {
+      const vm = await Emulator.load(WASM, { pluginConfig: config, logLevel: "info" });
+      expect(vm.configAccepted).toBe(false);
+      expect(vm.logMessages("error")[0]).toContain(`istio-stats: configuration rejected: ${message}`);
+    }
+  });
+});
+
+describe("istio-stats as the source (outbound sidecar, gateway)", () => {
+  it("sends its metadata in Istio's headers: a base64 google.protobuf.Struct and an id", async () => {
+    const vm = await load({ reporter: "source", ...WEBAPP });
+    const stream = vm.http();
+    stream.sendRequestHeaders({ ":method": "GET", ":path": "/items", ":authority": "catalog" }, { endOfStream: true });
+    expect(stream.requestHeaders.get("x-envoy-peer-metadata-id")).toBe("webapp.shop");
+    const struct = fromBinary(StructSchema, Buffer.from(stream.requestHeaders.get("x-envoy-peer-metadata")!, "base64"));
+    expect(struct.fields.NAMESPACE?.kind).toEqual({ case: "stringValue", value: "shop" });
+    expect(struct.fields.WORKLOAD_NAME?.kind).toEqual({ case: "stringValue", value: "webapp" });
+    const labels = struct.fields.LABELS?.kind.value as { fields: Record<string, { kind: { value: unknown } }> };
+    expect(labels.fields.app?.kind.value).toBe("webapp");
+    expect(labels.fields["service.istio.io/canonical-revision"]?.kind.value).toBe("v1");
+  });
+
+  it("labels istio_requests_total with both sides, the destination from its response headers, which it removes", async () => {
+    const vm = await load({ reporter: "source", ...WEBAPP });
+    const stream = vm.http();
+    stream.setProperty(["xds", "cluster_name"], "outbound|80|version-v2|catalog.shop.svc.cluster.local");
+    stream.setProperty(["request", "total_size"], 120);
+    stream.setProperty(["response", "total_size"], 3456);
+    stream.sendRequestHeaders({ ":method": "GET", ":path": "/items", ":authority": "catalog" }, { endOfStream: true });
+    vm.advance(25);
+    stream.sendResponseHeaders(
+      { ":status": "200", "x-envoy-peer-metadata-id": "catalog-v2.shop", "x-envoy-peer-metadata": peerHeader(CATALOG_V2) },
+      { endOfStream: true },
+    );
+    expect(stream.responseHeaders.has("x-envoy-peer-metadata")).toBe(false);
+    expect(stream.responseHeaders.has("x-envoy-peer-metadata-id")).toBe(false);
+    const requests = only(vm, "istio_requests_total");
+    expect(requests.labels).toEqual({
+      reporter: "source",
+      source_workload: "webapp",
+      source_workload_namespace: "shop",
+      source_principal: "unknown",
+      source_app: "webapp",
+      source_version: "v1",
+      source_canonical_service: "webapp",
+      source_canonical_revision: "v1",
+      source_cluster: "Kubernetes",
+      destination_workload: "catalog-v2",
+      destination_workload_namespace: "shop",
+      destination_principal: "unknown",
+      destination_app: "catalog",
+      destination_version: "v2",
+      destination_service: "catalog.shop.svc.cluster.local",
+      destination_service_name: "catalog",
+      destination_service_namespace: "shop",
+      destination_canonical_service: "catalog",
+      destination_canonical_revision: "v2",
+      destination_cluster: "Kubernetes",
+      request_protocol: "http",
+      connection_security_policy: "unknown",
+      response_code: "200",
+      grpc_response_status: "",
+      response_flags: "-",
+    });
+    expect(vm.metric(requests.name)).toBe(1);
+    const tags = requests.name.slice(0, -"istio_requests_total".length);
+    expect(vm.histogram(`${tags}istio_request_duration_milliseconds`)).toEqual([25]);
+    expect(vm.histogram(`${tags}istio_request_bytes`)).toEqual([120]);
+    expect(vm.histogram(`${tags}istio_response_bytes`)).toEqual([3456]);
+  });
+
+  it("counts requests with the same labels in one series, and another response code in another", async () => {
+    const vm = await load({ reporter: "source", ...WEBAPP });
+    for (const status of ["200", "200", "503"]) {
+      const stream = vm.http();
+      stream.sendRequestHeaders({ ":method": "GET", ":path": "/", ":authority": "catalog:8080" }, { endOfStream: true });
+      stream.sendResponseHeaders({ ":status": status }, { endOfStream: true });
+    }
+    const series = istioMetrics(vm, "istio_requests_total").map((m) => [m.labels.response_code, m.labels.destination_service, vm.metric(m.name)]);
+    expect(series.sort()).toEqual([
+      ["200", "catalog", 2],
+      ["503", "catalog", 1],
+    ]);
+  });
+
+  it("falls back to istiod's endpoint metadata for a destination without a sidecar", async () => {
+    const vm = await load({ reporter: "source", workload: "istio-ingressgateway", namespace: "istio-system", app: "istio-ingressgateway" });
+    const stream = vm.http();
+    stream.setProperty(["xds", "upstream_host_metadata"], endpointMetadata("catalog-v1;shop;catalog;v1;Kubernetes"));
+    stream.sendRequestHeaders({ ":method": "GET", ":path": "/", ":authority": "catalog.istioinaction.io" }, { endOfStream: true });
+    stream.sendResponseHeaders({ ":status": "200" }, { endOfStream: true });
+    expect(only(vm, "istio_requests_total").labels).toMatchObject({
+      source_workload: "istio-ingressgateway",
+      source_version: "unknown",
+      destination_workload: "catalog-v1",
+      destination_app: "catalog",
+      destination_version: "v1",
+      destination_service: "catalog.istioinaction.io",
+    });
+  });
+
+  it("writes Envoy's response flags as Istio does, and gRPC's status from the trailers", async () => {
+    const vm = await load({ reporter: "source", ...WEBAPP });
+    const failed = vm.http();
+    failed.setProperty(["response", "flags"], (1 << 1) | (1 << 5)); // NoHealthyUpstream, UpstreamConnectionFailure
+    failed.sendRequestHeaders({ ":method": "GET", ":path": "/", ":authority": "catalog" }, { endOfStream: true });
+    failed.sendResponseHeaders({ ":status": "503" }, { endOfStream: true });
+    const grpc = vm.http();
+    grpc.sendRequestHeaders({ ":method": "POST", ":path": "/catalog.Items/List", ":authority": "catalog", "content-type": "application/grpc" }, { endOfStream: true });
+    grpc.sendResponseHeaders({ ":status": "200", "content-type": "application/grpc" });
+    grpc.sendResponseTrailers({ "grpc-status": "14" });
+    const byCode = Object.fromEntries(istioMetrics(vm, "istio_requests_total").map((m) => [m.labels.response_code, m.labels]));
+    expect(byCode["503"]).toMatchObject({ response_flags: "UH,UF", request_protocol: "http", grpc_response_status: "" });
+    expect(byCode["200"]).toMatchObject({ response_flags: "-", request_protocol: "grpc", grpc_response_status: "14" });
+  });
+});
+
+describe("istio-stats as the destination (inbound sidecar)", () => {
+  it("reads the source from the request headers, hides them from the app, and answers with its own", async () => {
+    const vm = await load({ reporter: "destination", ...CATALOG_V2 });
+    const stream = vm.http();
+    stream.setProperty(["connection", "mtls"], true);
+    stream.setProperty(["connection", "uri_san_peer_certificate"], "spiffe://cluster.local/ns/shop/sa/webapp");
+    stream.setProperty(["connection", "uri_san_local_certificate"], "spiffe://cluster.local/ns/shop/sa/catalog");
+    stream.sendRequestHeaders(
+      { ":method": "GET", ":path": "/items", ":authority": "catalog", "x-envoy-peer-metadata-id": "webapp.shop", "x-envoy-peer-metadata": peerHeader(WEBAPP) },
+      { endOfStream: true },
+    );
+    expect(stream.requestHeaders.has("x-envoy-peer-metadata")).toBe(false);
+    expect(stream.requestHeaders.has("x-envoy-peer-metadata-id")).toBe(false);
+    stream.sendResponseHeaders({ ":status": "200" }, { endOfStream: true });
+    expect(stream.responseHeaders.get("x-envoy-peer-metadata-id")).toBe("catalog-v2.shop");
+    const answered = fromBinary(StructSchema, Buffer.from(stream.responseHeaders.get("x-envoy-peer-metadata")!, "base64"));
+    expect(answered.fields.WORKLOAD_NAME?.kind.value).toBe("catalog-v2");
+    expect(only(vm, "istio_requests_total").labels).toMatchObject({
+      reporter: "destination",
+      source_workload: "webapp",
+      source_version: "v1",
+      source_principal: "spiffe://cluster.local/ns/shop/sa/webapp",
+      destination_workload: "catalog-v2",
+      destination_version: "v2",
+      destination_principal: "spiffe://cluster.local/ns/shop/sa/catalog",
+      connection_security_policy: "mutual_tls",
+    });
+  });
+
+  it("tells nothing about itself to a client that sent no metadata, and reports it unknown over plain text", async () => {
+    const vm = await load({ reporter: "destination", ...CATALOG_V2 });
+    const stream = vm.http();
+    stream.sendRequestHeaders({ ":method": "GET", ":path": "/", ":authority": "catalog" }, { endOfStream: true });
+    stream.sendResponseHeaders({ ":status": "200" }, { endOfStream: true });
+    expect(stream.responseHeaders.has("x-envoy-peer-metadata")).toBe(false);
+    expect(only(vm, "istio_requests_total").labels).toMatchObject({ source_workload: "unknown", connection_security_policy: "none" });
+  });
+
+  it("ignores a peer header that is not a base64 Struct", async () => {
+    const vm = await load({ reporter: "destination", ...CATALOG_V2 });
+    const stream = vm.http();
+    stream.sendRequestHeaders({ ":method": "GET", ":path": "/", ":authority": "catalog", "x-envoy-peer-metadata": "%%%not base64" }, { endOfStream: true });
+    stream.sendResponseHeaders({ ":status": "200" }, { endOfStream: true });
+    expect(only(vm, "istio_requests_total").labels.source_workload).toBe("unknown");
+  });
+});
+
+describe("istio-stats over TCP", () => {
+  it("counts the connection and its bytes each way when it closes", async () => {
+    const vm = await load({ reporter: "source", ...WEBAPP });
+    const connection = vm.tcp();
+    connection.sendDownstreamData("hello");
+    connection.sendUpstreamData("hello back!");
+    connection.closeDownstream();
+    connection.closeUpstream();
+    const opened = only(vm, "istio_tcp_connections_opened_total");
+    expect(opened.labels).toMatchObject({ reporter: "source", request_protocol: "tcp", source_workload: "webapp" });
+    expect(opened.labels).not.toHaveProperty("response_code");
+    const tags = opened.name.slice(0, -"istio_tcp_connections_opened_total".length);
+    expect(vm.metric(opened.name)).toBe(1);
+    expect(vm.metric(`${tags}istio_tcp_connections_closed_total`)).toBe(1);
+    expect(vm.metric(`${tags}istio_tcp_received_bytes_total`)).toBe(5);
+    expect(vm.metric(`${tags}istio_tcp_sent_bytes_total`)).toBe(11);
+  });
+});
