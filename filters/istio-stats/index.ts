@@ -6,9 +6,9 @@
 import {
   ConfigReader, Counter, DataAction, HeadersAction, Histogram, HttpContext, LogLevel, NetworkAction, PeerType, PropertyPath, RootContext,
   TcpContext, getProperty, getPropertyString, getPropertyU64, log, monotonicNanos, registerRootContext,
-} from "../../sdk/assembly/index";
+} from "@skiff/proxy-wasm";
 import { base64Encode, decodePeerHeader, encodeStruct, Peer, peerFromEndpointMetadata, UNKNOWN, UNKNOWN_PEER } from "./peer";
-export * from "../../sdk/assembly/dispatcher";
+export * from "@skiff/proxy-wasm/dispatcher";
 
 const PEER_ID_HEADER = "x-envoy-peer-metadata-id";
 const PEER_HEADER = "x-envoy-peer-metadata";
@@ -242,6 +242,7 @@ class IstioStatsRoot extends RootContext {
 }
 
 class IstioStatsHttp extends HttpContext {
+  constructor(id: u32, readonly plugin: IstioStatsRoot) { super(id); }
   start: u64 = 0;
   authority: string = "";
   grpc: bool = false;
@@ -253,7 +254,7 @@ class IstioStatsHttp extends HttpContext {
   grpcStatus: string = "";
 
   onRequestHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
-    const root = this.root as IstioStatsRoot;
+    const root = this.plugin;
     this.start = monotonicNanos();
     const headers = this.request.headers;
     const authority = headers.get(":authority");
@@ -278,7 +279,7 @@ class IstioStatsHttp extends HttpContext {
   }
 
   onResponseHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
-    const root = this.root as IstioStatsRoot;
+    const root = this.plugin;
     const headers = this.response.headers;
     const status = headers.get(":status");
     if (status !== null) this.responseCode = status;
@@ -310,7 +311,7 @@ class IstioStatsHttp extends HttpContext {
   }
 
   onLog(): void {
-    const root = this.root as IstioStatsRoot;
+    const root = this.plugin;
     const seen = new Observation();
     root.observeService(seen, this.authority);
     root.observeSecurity(seen);
@@ -336,6 +337,7 @@ class IstioStatsHttp extends HttpContext {
  * periodically; a connection is counted opened and closed at its end here). The peer comes from the upstream
  * endpoint's metadata; Istio's ALPN-based TCP metadata exchange needs mTLS between the sidecars (see README.md). */
 class IstioStatsTcp extends TcpContext {
+  constructor(id: u32, readonly plugin: IstioStatsRoot) { super(id); }
   sent: u64 = 0;
   received: u64 = 0;
   upstream: Peer | null = null;
@@ -348,7 +350,7 @@ class IstioStatsTcp extends TcpContext {
 
   onUpstreamData(dataSize: usize, endOfStream: bool): NetworkAction {
     this.sent += <u64>dataSize;
-    const root = this.root as IstioStatsRoot;
+    const root = this.plugin;
     if (this.upstream === null && root.outbound) this.upstream = root.upstreamPeer();
     return NetworkAction.Continue;
   }
@@ -359,7 +361,7 @@ class IstioStatsTcp extends TcpContext {
   record(): void {
     if (this.recorded) return;
     this.recorded = true;
-    const root = this.root as IstioStatsRoot;
+    const root = this.plugin;
     const seen = new Observation();
     seen.protocol = "tcp";
     root.observeService(seen, "");
