@@ -11,7 +11,8 @@ import { caCommand } from "./ca.js";
 import { agentCommand } from "./agent.js";
 import { DEFAULT_TRUST_DOMAIN } from "../ca/spiffe.js";
 import { printProxyStatus } from "./proxy-status.js";
-import { proxyConfigDiffCommand } from "./proxy-config-diff.js";
+import { proxyConfigCommand } from "./proxy-config.js";
+import { analyzeCommand } from "./analyze.js";
 import { meshCommand } from "./mesh.js";
 import { MeshPermissionError } from "../mesh/host.js";
 import { buildCommand } from "./build.js";
@@ -97,7 +98,6 @@ program
   .option("--host <address>", "the control plane's address (its --listen)", "127.0.0.1")
   .action((options: { httpPort: number; host: string }) => printProxyStatus(options.httpPort, options.host));
 
-program.addCommand(new Command("proxy-config").description("inspect one proxy's configuration").addCommand(proxyConfigDiffCommand()));
 
 program
   .command("bootstrap")
@@ -166,6 +166,8 @@ program
 program.addCommand(meshCommand());
 program.addCommand(caCommand);
 program.addCommand(agentCommand);
+program.addCommand(proxyConfigCommand());
+program.addCommand(analyzeCommand());
 
 program
   .command("validate")

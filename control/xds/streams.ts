@@ -25,6 +25,8 @@ export interface TypeStatus {
 export interface StreamStatus {
   nodeId: string;
   role: ProxyIdentity["role"];
+  /** The workload labels the proxy sent (node.metadata.LABELS), which selectors match (`skiff analyze` reads them). */
+  labels: Record<string, string>;
   protocol: "sotw" | "delta";
   snapshotVersion?: number;
   /** The snapshot's content hash: equal in every replica that serves the same configuration. */
@@ -225,6 +227,7 @@ export abstract class AdsStream {
     return {
       nodeId: this.nodeId,
       role: this.identity?.role ?? "sidecar",
+      labels: this.identity?.labels ?? {},
       protocol: this.protocol,
       snapshotVersion: snapshot?.version,
       contentVersion: snapshot?.contentVersion,
