@@ -3,6 +3,7 @@
 import { stringify } from "yaml";
 import { join } from "node:path";
 import type { InterceptionMode, Locality } from "../resources.js";
+import { workloadOf } from "../translate/telemetry.js";
 
 export interface BootstrapOptions {
   nodeId: string;
@@ -88,7 +89,9 @@ export function bootstrap(options: BootstrapOptions): Record<string, unknown> {
   return {
     node: {
       id: options.nodeId,
-      cluster: options.role,
+      // Istio's service cluster, `<app>.<namespace>`: what Envoy's tracers report as the span's service (Jaeger's
+      // service name), e.g. istio-ingressgateway.istio-system.
+      cluster: `${workloadOf({ nodeId: options.nodeId, role: options.role, labels: options.labels ?? {}, namespace: options.namespace ?? "default", ips: [] }).app}.${options.namespace ?? "default"}`,
       metadata: {
         ROLE: options.role,
         LABELS: options.labels ?? {},

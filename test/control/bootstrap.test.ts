@@ -18,7 +18,8 @@ describe("skiff bootstrap", () => {
     const run = skiff("bootstrap", "--node", "webapp-7", "--role", "sidecar", "--label", "app=webapp", "--label", "version=v2", "--xds-port", "18123", "--admin-port", "9911");
     expect(run.status).toBe(0);
     const bootstrap = parse(run.stdout);
-    expect(bootstrap.node).toEqual({ id: "webapp-7", cluster: "sidecar", metadata: { ROLE: "sidecar", LABELS: { app: "webapp", version: "v2" }, NAMESPACE: "default", INTERCEPTION_MODE: "REDIRECT" } });
+    // node.cluster is Istio's service cluster, <app>.<namespace>: the service name of the proxy's spans.
+    expect(bootstrap.node).toEqual({ id: "webapp-7", cluster: "webapp.default", metadata: { ROLE: "sidecar", LABELS: { app: "webapp", version: "v2" }, NAMESPACE: "default", INTERCEPTION_MODE: "REDIRECT" } });
     expect(bootstrap.dynamic_resources.ads_config).toMatchObject({ api_type: "GRPC", grpc_services: [{ envoy_grpc: { cluster_name: "skiff-xds" } }] });
     expect(bootstrap.dynamic_resources.cds_config).toEqual({ ads: {}, resource_api_version: "V3" });
     expect(bootstrap.dynamic_resources.lds_config).toEqual({ ads: {}, resource_api_version: "V3" });
@@ -32,7 +33,8 @@ describe("skiff bootstrap", () => {
     const run = skiff("bootstrap", "--node", "r", "--role", "sidecar", "--namespace", "shop", "--service-account", "reviews", "--ip", "198.18.0.7", "--locality", "eu/eu-1/rack-3");
     expect(parse(run.stdout).node).toEqual({
       id: "r",
-      cluster: "sidecar",
+      // Without an app label, the node id stands for the app.
+      cluster: "r.shop",
       metadata: { ROLE: "sidecar", LABELS: {}, NAMESPACE: "shop", SERVICE_ACCOUNT: "reviews", INSTANCE_IPS: "198.18.0.7", INTERCEPTION_MODE: "REDIRECT" },
       locality: { region: "eu", zone: "eu-1", sub_zone: "rack-3" },
     });

@@ -293,9 +293,11 @@ describe("ServiceEntry resolution, addresses, exportTo, workloadSelector and end
     expect(endpointsOf(config, "outbound|3000||catalog.shop.svc.cluster.local")).toEqual(["10.0.0.1:9000", "10.0.0.2:9100"]);
     const [first, second] = config.translate(sidecarProxy()).endpoints.get("outbound|3000||catalog.shop.svc.cluster.local")!.endpoints[0].lb_endpoints;
     // A workload with a service account is marked for Istio's mutual TLS, as istiod marks it.
-    expect(first.metadata).toEqual({ filter_metadata: { "envoy.transport_socket_match": { tlsMode: "istio" } } });
+    expect(first.metadata.filter_metadata["envoy.transport_socket_match"]).toEqual({ tlsMode: "istio" });
     expect(second).toMatchObject({ load_balancing_weight: 3 });
-    expect(second.metadata).toBeUndefined();
+    expect(second.metadata.filter_metadata).not.toHaveProperty("envoy.transport_socket_match");
+    // Every endpoint also carries istiod's istio.workload metadata (for istio-stats' destination labels).
+    expect(first.metadata.filter_metadata.istio.workload).toMatch(/;shop;/);
   });
 });
 
