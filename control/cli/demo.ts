@@ -5,6 +5,7 @@
 // with --loopback, they listen on 127.0.0.1 and webapp calls catalog through the gateway. Ctrl-C stops all of it.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,12 +16,13 @@ import { hasNetAdmin } from "../mesh/host.js";
 import { projectDir } from "../project.js";
 import { DEMO_MESH, type MeshDemo, startMeshDemo } from "./demo-mesh.js";
 import { DEMO_PORTS, startDemoServices } from "./demo-services.js";
+import { type DemoObservability, observabilityLines, startDemoObservability } from "./demo-observability.js";
 
 const ADMIN_PORT = 9901;
 const XDS_PORT = 18000;
 const CONTROL_HTTP_PORT = 18080;
 
-export async function runDemo(options: { loopback?: boolean } = {}): Promise<void> {
+export async function runDemo(options: { loopback?: boolean; observability?: boolean } = {}): Promise<void> {
   const root = projectDir();
   if (!existsSync(join(root, "examples", "gateway.yaml"))) {
     throw new Error(`the demo runs in a Skiff checkout (examples/ and build/filters/), not in ${root}: clone the repository, then npm ci && npm run demo`);
@@ -76,15 +78,45 @@ export async function runDemo(options: { loopback?: boolean } = {}): Promise<voi
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
 
+  let observability: DemoObservability | undefined;
   const ready = await Promise.race([waitReady(), exited.then(() => false)]);
-  if (ready) printTryLines(envoyBinary.version, meshDemo);
-  else if (!stopping) console.error("Envoy stopped before it was ready; its log is above.");
+  if (ready) {
+    printTryLines(envoyBinary.version, meshDemo);
+    if (options.observability) {
+      // The control plane's HTTP port is on the mesh's bridge address in the mesh layout, else on 127.0.0.1.
+      observability = await startDemoObservability({ controlPlane: `${xdsHost}:${CONTROL_HTTP_PORT}`, gatewayAdmin: `127.0.0.1:${ADMIN_PORT}` }).catch((error: Error) => {
+        console.error(`--observability: ${error.message}\nThe demo runs without Prometheus and Jaeger.`);
+        return undefined;
+      });
+      if (observability) console.log(observabilityLines(observability, await demoTraceId()));
+    }
+  } else if (!stopping) console.error("Envoy stopped before it was ready; its log is above.");
   const code = await exited;
+  await observability?.stop();
   await stopServices();
   rmSync(dir, { recursive: true, force: true });
   process.removeListener("SIGINT", stop);
   process.removeListener("SIGTERM", stop);
   if (!stopping && code !== 0) process.exitCode = code ?? 1;
+}
+
+/** The trace id of one request through the gateway to webapp (which echoes the B3 headers it got). */
+async function demoTraceId(): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = httpRequest({ host: "127.0.0.1", port: DEMO_PORTS.gateway, path: "/api/catalog", headers: { host: "webapp.istioinaction.io" } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () => {
+        try {
+          resolve((JSON.parse(Buffer.concat(chunks).toString()) as { trace?: Record<string, string> }).trace?.["x-b3-traceid"]);
+        } catch {
+          resolve(undefined);
+        }
+      });
+    });
+    req.on("error", () => resolve(undefined));
+    req.end();
+  });
 }
 
 /** Ready once Envoy has its listeners from the control plane and the gateway port answers. */

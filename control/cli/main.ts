@@ -47,7 +47,8 @@ program
   .command("demo")
   .description("run the coolstore mesh of examples/: control plane, gateway Envoy, demo services in pods with sidecars (Linux, root; else on loopback) (build first: npm run build)")
   .option("--loopback", "the services on 127.0.0.1 without pods or sidecars, even where pods are possible")
-  .action(async (options: { loopback?: boolean }) => (await import("./demo.js")).runDemo(options));
+  .option("--observability", "also start Prometheus and Jaeger (built by `npx skiff components build prometheus jaeger`) and print where to look")
+  .action(async (options: { loopback?: boolean; observability?: boolean }) => (await import("./demo.js")).runDemo(options));
 
 program
   .command("control-plane")

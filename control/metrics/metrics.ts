@@ -90,6 +90,14 @@ export class ControlPlaneMetrics implements Partial<XdsObserver> {
     registers: [this.registry],
   });
 
+  constructor() {
+    // Every type's series exists from the start at 0, so that increase() and rate() see the first push or NACK.
+    for (const type of Object.values(TYPE_LABEL)) {
+      this.pushes.inc({ type }, 0);
+      this.rejects.inc({ type }, 0);
+    }
+  }
+
   connected(proxy: ProxyIdentity, protocol: "sotw" | "delta"): void {
     this.proxies.inc({ mode: protocol, role: proxy.role });
   }

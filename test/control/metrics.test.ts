@@ -2,6 +2,7 @@
 // and rejects a bad one: connected proxies by mode and role, pushes by type, convergence (istiod's
 // pilot_proxy_convergence_time), translation time, NACKs by type (with the reason in proxy-status), config errors by
 // kind. test/observability/prometheus.test.ts asks the same of a real Prometheus.
+import { createServer } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { age, statusTable } from "../../control/cli/proxy-status.js";
 import type { StreamStatus } from "../../control/xds/streams.js";
@@ -11,21 +12,26 @@ import { metricValue, parseMetrics, type Sample } from "../harness/metrics-text.
 import { startUpstream, type Upstream } from "../harness/upstream.js";
 import { eventually, freePort, GATEWAY, gatewayRoute, type Mesh, serviceEntry, startMesh } from "../scenarios/mesh.js";
 
-/** An EnvoyFilter that validates and encodes (a Duration may be negative in protobuf) but that Envoy refuses: the
- * classic source of NACKs in Istio. The control plane here runs without an Envoy to check EnvoyFilter results with
- * (`envoyPath: false`), as on a machine without one, so the filter reaches the proxy (with that check it is refused
- * at load: test/scenarios/envoyfilter.test.ts). */
-const NEGATIVE_TIMEOUT = `apiVersion: networking.istio.io/v1alpha3
-kind: EnvoyFilter
-metadata: { name: broken-timeout, namespace: istio-system }
+/** A second Gateway server on a port another process holds: valid configuration that Envoy refuses when it cannot
+ * bind the listener, the NACK that no validation before the push can rule out. */
+function gatewayOnTakenPort(port: number): string {
+  return `apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata: { name: taken, namespace: shop }
 spec:
-  configPatches:
-  - applyTo: CLUSTER
-    match: { context: GATEWAY }
-    patch:
-      operation: MERGE
-      value: { connect_timeout: -1s }
+  selector: { istio: ingressgateway }
+  servers:
+  - port: { number: ${port}, name: http-taken, protocol: HTTP }
+    hosts: ["taken.example.com"]
 `;
+}
+
+/** Holds a port on 127.0.0.1, as another program would. */
+async function holdPort(): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { port: (server.address() as { port: number }).port, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
 
 describeE2E("control plane metrics at /metrics", () => {
   let blue: Upstream;
@@ -82,17 +88,23 @@ describeE2E("control plane metrics at /metrics", () => {
 
   it("counts a NACK by type, logs Envoy's reason, and shows it in proxy-status with its age", async () => {
     expect(metricValue(await scrape(), "pilot_total_xds_rejects")).toBe(0);
-    mesh.write("broken.yaml", NEGATIVE_TIMEOUT);
-    await expect.poll(async () => metricValue(await scrape(), "pilot_total_xds_rejects", { type: "cds" }), { timeout: 15_000 }).toBe(1);
-    expect(mesh.log.some((line) => /ingressgateway: NACK Cluster .*(Invalid duration|connect_timeout)/.test(line))).toBe(true);
-    const [proxy] = await status();
-    expect(proxy.types.Cluster).toMatchObject({ status: "ERROR" });
-    expect(proxy.types.Cluster?.nackedAt).toBeDefined();
-    const table = statusTable([proxy]);
-    expect(table).toMatch(/ingressgateway CDS rejected version \w+ \d+s ago: .*(Invalid duration|connect_timeout)/);
-    expect(table).toMatch(/ingressgateway\s+gateway\s+sotw\s+[0-9a-f]{16}\s+ERROR.*\d+s ago$/m);
-    // The gateway keeps serving with its last good clusters.
-    expect((await send(gatewayPort, { headers: { host: "catalog.example.com" } })).status).toBe(200);
+    const taken = await holdPort();
+    try {
+      mesh.write("taken.yaml", gatewayOnTakenPort(taken.port));
+      await expect.poll(async () => metricValue(await scrape(), "pilot_total_xds_rejects", { type: "lds" }), { timeout: 15_000 }).toBeGreaterThanOrEqual(1);
+      expect(mesh.log.some((line) => /ingressgateway: NACK Listener .*(cannot bind|Address already in use)/.test(line))).toBe(true);
+      const [proxy] = await status();
+      expect(proxy.types.Listener).toMatchObject({ status: "ERROR" });
+      expect(proxy.types.Listener?.nackedAt).toBeDefined();
+      const table = statusTable([proxy]);
+      expect(table).toMatch(/ingressgateway LDS rejected version \w+ \d+s ago: .*(cannot bind|Address already in use)/);
+      expect(table).toMatch(/ingressgateway\s+gateway\s+sotw\s+[0-9a-f]{16}\s+.*ERROR.*\d+s ago$/m);
+      // The gateway keeps serving with its last good listeners.
+      expect((await send(gatewayPort, { headers: { host: "catalog.example.com" } })).status).toBe(200);
+    } finally {
+      mesh.write("taken.yaml", "");
+      await taken.close();
+    }
   });
 
   it("counts config errors by kind while a file is invalid", async () => {
