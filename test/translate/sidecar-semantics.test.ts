@@ -232,6 +232,7 @@ describe("gateways", () => {
       "gw.yaml": `apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: { name: gw, namespace: istio-system }\nspec:\n  selector: { istio: ingressgateway }\n  servers:\n  - port: { number: 8080, name: http, protocol: HTTP }\n    hosts: ["*"]\n`,
       "vs.yaml": `apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: catalog, namespace: shop }\nspec:\n  hosts: [catalog.example.com]\n  gateways: [istio-system/gw]\n  http:\n  - route: [{ destination: { host: catalog } }]\n    mirror: { host: reviews }\n`,
     }).translate(gatewayProxy());
-    expect(names(out.clusters)).toEqual(["outbound|80||catalog.shop.svc.cluster.local", "outbound|9080||reviews.shop.svc.cluster.local", "BlackHoleCluster"]);
+    // skiff-modules: where the proxy fetches the istio-stats module (Istio's standard metrics are on by default).
+    expect(names(out.clusters)).toEqual(["outbound|80||catalog.shop.svc.cluster.local", "outbound|9080||reviews.shop.svc.cluster.local", "BlackHoleCluster", "skiff-modules"]);
   });
 });
