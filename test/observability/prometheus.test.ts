@@ -10,11 +10,11 @@ import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { startPrometheus } from "../harness/backends.js";
 import { sendMany } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";
-import { type CatalogVersions, eventually, freePort, GATEWAY, type Mesh, serviceEntry, startCatalogVersions, startMesh } from "../scenarios/mesh.js";
+import { type CatalogVersions, eventually, freePort, GATEWAY, type Mesh, startCatalogVersions, startMesh } from "../scenarios/mesh.js";
 
 const HOST = "catalog.example.com";
 
-const gatewayYaml = (port: number) => `apiVersion: networking.istio.io/v1beta1
+const gatewayYaml = (port: number, timeout = "0s") => `apiVersion: networking.istio.io/v1beta1
 kind: Gateway
 metadata: { name: gw, namespace: shop }
 spec:
@@ -33,6 +33,7 @@ spec:
   - route:
     - { destination: { host: catalog, subset: version-v1 }, weight: 90 }
     - { destination: { host: catalog, subset: version-v2 }, weight: 10 }
+    timeout: ${timeout}
 `;
 
 /** A Gateway server on a port another process holds: Envoy cannot bind it and refuses the listener update (NACK). */
@@ -94,7 +95,9 @@ describeE2E("metrics in a real Prometheus", () => {
 
   it("answers a convergence time quantile after a config change", async () => {
     const before = await value("sum(pilot_proxy_convergence_time_count)");
-    mesh.write("reviews.yaml", serviceEntry("reviews", await freePort(), { v1: catalog.v1.port }));
+    // A change the gateway's own configuration sees (its route's timeout): gateways get only what their
+    // VirtualServices reference, so a new service elsewhere would not be pushed to it at all.
+    mesh.write("gateway.yaml", gatewayYaml(gatewayPort, "5s"));
     await eventually(async () => expect(await value("sum(pilot_proxy_convergence_time_count)")).toBeGreaterThan(before), 20_000);
     const p99 = await value("histogram_quantile(0.99, sum by (le) (pilot_proxy_convergence_time_bucket))");
     // The debounce alone takes 100 ms; the gateway answers within a few seconds even on a loaded machine.
