@@ -3,7 +3,7 @@
 import { stringify } from "yaml";
 import { join } from "node:path";
 import type { InterceptionMode, Locality } from "../resources.js";
-import { workloadOf } from "../translate/telemetry.js";
+import { workloadOf } from "../translate/workload.js";
 
 export interface BootstrapOptions {
   nodeId: string;

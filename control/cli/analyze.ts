@@ -3,8 +3,7 @@
 //   Error [IST0101] (VirtualService shop/catalog routes.yaml) Referenced host not found: "catalog2"
 // Exits 1 when there is an Error (istioctl's default --failure-threshold), 0 otherwise.
 import { Command, Option } from "commander";
-import { analyze, type ConnectedProxy, type Level, type Message } from "../analyze/analyze.js";
-import { loadConfigDir } from "../sources/index.js";
+import type { ConnectedProxy, Level, Message } from "../analyze/analyze.js";
 import { port } from "./options.js";
 
 async function connectedProxies(httpPort: number): Promise<ConnectedProxy[] | undefined> {
@@ -28,6 +27,7 @@ export function analyzeCommand(): Command {
     .option("--no-control-plane", "do not ask a running control plane (the Gateway selector check is then skipped)")
     .addOption(new Option("-o, --output <format>", "output format").choices(["log", "json"]).default("log"))
     .action(async (dir: string, options: { httpPort: number; controlPlane: boolean; output: "log" | "json" }) => {
+      const [{ analyze }, { loadConfigDir }] = await Promise.all([import("../analyze/analyze.js"), import("../sources/index.js")]);
       const { mesh, errors } = loadConfigDir(dir);
       const proxies = options.controlPlane ? await connectedProxies(options.httpPort) : undefined;
       const messages = analyze(mesh, errors, proxies);

@@ -18,6 +18,7 @@ import type { ProxyIdentity } from "../resources.js";
 import { DestinationRuleIndex } from "./destination-rules.js";
 import { visibleIn } from "./hosts.js";
 import { type LocalityEndpoint, withTopologyLabels, workloadLocality } from "./locality.js";
+import { workloadName } from "./workload.js";
 
 export interface Service {
   /** The host as the ServiceEntry writes it; cluster names use it. */
@@ -209,12 +210,6 @@ function istioWorkload(host: string, namespace: string, labels: Record<string, s
   const app = labels["service.istio.io/canonical-name"] ?? labels.app ?? host.split(".")[0]!;
   const revision = labels["service.istio.io/canonical-revision"] ?? labels.version ?? "latest";
   return `${workloadName(app, labels.version)};${namespace};${app};${revision};Kubernetes`;
-}
-
-/** A workload's name from its app and version, as a Deployment `<app>-<version>` is usually named; proxies and
- * endpoints are named alike, so the metrics of both sides of a request agree. */
-export function workloadName(app: string, version: string | undefined): string {
-  return version ? `${app}-${version}` : app;
 }
 
 /** The `security.istio.io/tlsMode` label if set, else `istio` for a workload with a service account, else

@@ -12,7 +12,8 @@ import type { CustomTag, ExtensionProvider } from "../sources/schema/index.js";
 import type { Telemetry } from "../sources/model.js";
 import type { ProxyIdentity, TranslationContext, XdsResource } from "../resources.js";
 import { clusterName, typed } from "./envoy.js";
-import { type Registry, workloadName } from "./registry.js";
+import type { Registry } from "./registry.js";
+import { workloadOf } from "./workload.js";
 import { wasmHttpFilter } from "./extensions.js";
 
 const HCM = "envoy.filters.network.http_connection_manager";
@@ -32,12 +33,6 @@ export interface TelemetryOutput {
   listeners: XdsResource[];
 }
 
-/** The name, labels and namespace the metrics and spans give a proxy (istio-stats' configuration). */
-export function workloadOf(proxy: ProxyIdentity): { workload: string; namespace: string; app: string; version: string } {
-  const app = proxy.labels["service.istio.io/canonical-name"] ?? proxy.labels.app ?? (proxy.labels.istio ? `istio-${proxy.labels.istio}` : proxy.nodeId);
-  const version = proxy.labels["service.istio.io/canonical-revision"] ?? proxy.labels.version ?? "unknown";
-  return { workload: workloadName(app, proxy.labels.version), namespace: proxy.namespace, app, version };
-}
 
 /** The Telemetry that decides `field` for a proxy: a workload's (selector matching, same namespace) over its
  * namespace's (no selector) over the root namespace's; within one level, the first by name. */
