@@ -20,7 +20,8 @@ import { newCommand } from "./new.js";
 import { runCommand } from "./run.js";
 import type { InterceptionMode, Locality } from "../resources.js";
 
-const program = new Command("skiff").description("Proxy-wasm filters and an xDS control plane for Envoy").showHelpAfterError();
+// Positional options: an option after a subcommand belongs to it (skiff proxy-config diff PROXY --http-port N).
+const program = new Command("skiff").description("Proxy-wasm filters and an xDS control plane for Envoy").showHelpAfterError().enablePositionalOptions();
 
 const envoy = program.command("envoy").description("find or install the Envoy that Skiff runs");
 

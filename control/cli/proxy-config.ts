@@ -198,7 +198,9 @@ export function proxyConfigCommand(): Command {
     .option("--diff", "with --envoy-admin: list the resources that differ between the control plane and Envoy")
     .addOption(new Option("-o, --output <format>", "output format").choices(["short", "json"]).default("short"))
     // `skiff proxy-config diff PROXY`: what EnvoyFilters and extensions change (commander runs the subcommand when
-    // the first operand names it, this command's action otherwise).
+    // the first operand names it, this command's action otherwise; positional options: an option after `diff` is the
+    // subcommand's, such as its own --http-port).
+    .enablePositionalOptions()
     .addCommand(proxyConfigDiffCommand())
     .action(async (proxy: string, type: string, options: { httpPort: number; envoyAdmin?: string; diff?: boolean; output: "short" | "json" }) => {
       if (type !== "all" && !(type in CONFIG_TYPES)) throw new Error(`unknown type ${type}: expected ${Object.keys(CONFIG_TYPES).join(", ")} or all`);
