@@ -26,6 +26,14 @@ export function loadConfigDir(dir: string, options: SourceOptions = {}): { mesh:
   return assembleValid(root, readFolder(root, options), options.check);
 }
 
+/** loadConfigDir for YAML texts by file name instead of the folder's own files (other files, such as certificates and
+ * modules, are still read from `dir`): for tools that try variations of a config, such as test/translate's guard. */
+export function loadConfigTexts(dir: string, texts: Map<string, string>, options: SourceOptions = {}): { mesh: MeshConfig; errors: ConfigError[] } {
+  const root = resolve(dir);
+  const files = [...texts.keys()].sort();
+  return assembleValid(root, new Map(files.map((file) => [file, parseFile(root, file, texts.get(file)!, options.namespace)])), options.check);
+}
+
 /** Watches `dir` and calls `onChange` with the new mesh after each debounced burst of changes that changes it (and
  * the time, epoch ms, of the burst's first file event: where istiod starts its convergence and debounce clocks), and
  * `onErrors` whenever the list of errors changes (an empty list when they are fixed). An invalid file keeps its last
@@ -116,13 +124,30 @@ export function watchConfigDir(
   return { close: async () => close() };
 }
 
-function readFolder(root: string, options: SourceOptions): Map<string, ParsedFile> {
-  const files = readdirSync(root, { withFileTypes: true })
+/** The YAML files directly in the folder, in name order. */
+function yamlFiles(root: string): string[] {
+  return readdirSync(root, { withFileTypes: true })
     .filter((entry) => entry.isFile() && /\.ya?ml$/.test(entry.name))
     .map((entry) => entry.name)
     .sort();
+}
+
+/** The folder's YAML texts by file name (a file that cannot be read is left out; loadConfigDir reports it). */
+export function readTexts(root: string): Map<string, string> {
+  const texts = new Map<string, string>();
+  for (const file of yamlFiles(root)) {
+    try {
+      texts.set(file, readFileSync(resolve(root, file), "utf8"));
+    } catch {
+      // Gone between listing and reading.
+    }
+  }
+  return texts;
+}
+
+function readFolder(root: string, options: SourceOptions): Map<string, ParsedFile> {
   const parsed = new Map<string, ParsedFile>();
-  for (const file of files) {
+  for (const file of yamlFiles(root)) {
     let text: string;
     try {
       text = readFileSync(resolve(root, file), "utf8");

@@ -1,11 +1,13 @@
 // ServiceEntries and DestinationRules -> clusters and their endpoints, as Istio's cluster builder makes them
-// (pilot/pkg/networking/core/cluster_traffic_policy.go): one cluster per service port, plus one per DestinationRule
-// subset, named `outbound|<port>|<subset>|<host>`.
+// (pilot/pkg/networking/core/cluster_builder.go, cluster_traffic_policy.go): one cluster per service port, plus one
+// per DestinationRule subset, named `outbound|<port>|<subset>|<host>`, each with the traffic policy for that port and
+// subset (policy.ts).
 import type { MeshConfig } from "../sources/index.js";
 import type { TrafficPolicy } from "../sources/schema/index.js";
 import type { XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, BLACKHOLE_CLUSTER, clusterName, duration, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER, typed } from "./envoy.js";
 import { type LocalityEndpoint, type LocalityPolicy, localityLbEndpoints, localityPolicy, localityWeighted } from "./locality.js";
+import { policyForPort } from "./policy.js";
 import type { Registry, Service, ServicePort } from "./registry.js";
 import { upstreamTls } from "./upstream-tls.js";
 import { type LegacyLoadBalancing, OVERRIDE_HOST_ANNOTATION, overrideHostPolicy } from "./override-host.js";
@@ -29,6 +31,9 @@ export interface ClusterSecurity {
   certificates: boolean;
 }
 
+type Port = ServicePort & { protocol: string };
+type Json = Record<string, unknown>;
+
 /** The clusters of `services` (those the proxy's scope gives it), and BlackHoleCluster. */
 export function buildClusters(mesh: MeshConfig, registry: Registry, services: Service[], security: ClusterSecurity): ClusterOutput {
   const out: ClusterOutput = { clusters: [], endpoints: [], secrets: [], refused: [] };
@@ -37,9 +42,9 @@ export function buildClusters(mesh: MeshConfig, registry: Registry, services: Se
     const overrideHeader = rule?.annotations?.[OVERRIDE_HOST_ANNOTATION];
     const context = { mesh, registry, security, service, ruleHasWorkloadSelector: rule?.spec.workloadSelector !== undefined };
     for (const port of service.entry.spec.ports) {
-      addCluster(out, context, port, undefined, {}, rule?.spec.trafficPolicy, overrideHeader);
+      addCluster(out, context, port, undefined, {}, policyForPort(rule?.spec.trafficPolicy, undefined, port.number), overrideHeader);
       for (const subset of rule?.spec.subsets ?? []) {
-        addCluster(out, context, port, subset.name, subset.labels, mergePolicies(rule?.spec.trafficPolicy, subset.trafficPolicy), overrideHeader);
+        addCluster(out, context, port, subset.name, subset.labels, policyForPort(rule?.spec.trafficPolicy, subset.trafficPolicy, port.number), overrideHeader);
       }
     }
   }
@@ -89,7 +94,7 @@ interface ClusterContext {
 function addCluster(
   out: ClusterOutput,
   { mesh, registry, security, service, ruleHasWorkloadSelector }: ClusterContext,
-  port: ServicePort & { protocol: string },
+  port: Port,
   subset: string | undefined,
   labels: Record<string, string>,
   policy: TrafficPolicy | undefined,
@@ -101,13 +106,15 @@ function addCluster(
   const balancing: Partial<ReturnType<typeof loadBalancing>> = originalDestination ? {} : loadBalancing(policy);
   const locality = localityPolicy(mesh, policy);
   const weighted = localityWeighted(locality, balancing.lb_policy);
-  const cluster: Record<string, unknown> = { name, ...discovery(out, registry, service, port, name, labels, locality, weighted) };
-  cluster.connect_timeout = policy?.connectionPool?.tcp?.connectTimeout ? duration(policy.connectionPool.tcp.connectTimeout) : "10s";
+  const cluster: Json = { name, ...discovery(out, registry, service, port, name, labels, locality, weighted) };
+  const tcp = policy?.connectionPool?.tcp;
+  cluster.connect_timeout = tcp?.connectTimeout ? duration(tcp.connectTimeout) : "10s";
   // The override-host policy wraps the balancing as its fallback (an original-destination cluster has no hosts to
   // override: warnings.ts says so).
   const overridden = Boolean(overrideHeader && balancing.lb_policy);
   Object.assign(cluster, overridden ? overrideHostPolicy(balancing as LegacyLoadBalancing, overrideHeader!, weighted) : balancing);
   cluster.circuit_breakers = { thresholds: [circuitBreakerThreshold(policy)] };
+  if (tcp?.tcpKeepalive) cluster.upstream_connection_options = { tcp_keepalive: tcpKeepalive(tcp.tcpKeepalive) };
   const outlier = outlierDetection(policy);
   const common: Record<string, unknown> = {};
   if (outlier) {
@@ -156,12 +163,12 @@ function discovery(
   out: ClusterOutput,
   registry: Registry,
   service: Service,
-  port: ServicePort,
+  port: Port,
   name: string,
   labels: Record<string, string>,
   locality: LocalityPolicy | undefined,
   weighted: boolean,
-): Record<string, unknown> {
+): Json {
   const resolution = service.entry.spec.resolution;
   if (resolution === "NONE" && registry.viewer?.role !== "gateway") {
     return {
@@ -188,39 +195,75 @@ function discovery(
   return { type: "EDS", eds_cluster_config: { eds_config: ADS_CONFIG_SOURCE, service_name: name } };
 }
 
+/** Istio's applyLoadBalancer: LEAST_REQUEST (the default, and LEAST_CONN, its deprecated alias) and ROUND_ROBIN with
+ * their slow start (warmup), RANDOM, and for consistentHash RING_HASH (minimum ring size, 1024 unless set) or MAGLEV
+ * (table size); the hash key itself goes on the routes (routes.ts). */
 function loadBalancing(policy: TrafficPolicy | undefined): LegacyLoadBalancing {
   const lb = policy?.loadBalancer;
-  if (lb?.consistentHash) {
-    return { lb_policy: "RING_HASH", ring_hash_lb_config: { minimum_ring_size: String(lb.consistentHash.minimumRingSize ?? 1024) } };
+  const hash = lb?.consistentHash;
+  if (hash?.maglev) return { lb_policy: "MAGLEV", ...(hash.maglev.tableSize ? { maglev_lb_config: { table_size: String(hash.maglev.tableSize) } } : {}) };
+  if (hash?.ringHash) {
+    const size = hash.ringHash.minimumRingSize;
+    return { lb_policy: "RING_HASH", ...(size ? { ring_hash_lb_config: { minimum_ring_size: String(size) } } : {}) };
   }
-  switch (lb?.simple) {
-    case "ROUND_ROBIN":
-      return { lb_policy: "ROUND_ROBIN" };
-    case "RANDOM":
-      return { lb_policy: "RANDOM" };
-    default:
-      // LEAST_REQUEST, LEAST_CONN (its deprecated alias) and unset: Istio's default since 1.14 is LEAST_REQUEST.
-      return { lb_policy: "LEAST_REQUEST" };
-  }
+  if (hash) return { lb_policy: "RING_HASH", ring_hash_lb_config: { minimum_ring_size: String(hash.minimumRingSize ?? 1024) } };
+  if (lb?.simple === "RANDOM") return { lb_policy: "RANDOM" };
+  const slowStart = slowStartConfig(lb);
+  if (lb?.simple === "ROUND_ROBIN") return { lb_policy: "ROUND_ROBIN", ...(slowStart ? { round_robin_lb_config: { slow_start_config: slowStart } } : {}) };
+  return { lb_policy: "LEAST_REQUEST", ...(slowStart ? { least_request_lb_config: { slow_start_config: slowStart } } : {}) };
 }
 
-/** Istio starts from "no limits" (max uint32) and lowers what connectionPool sets. */
-export function circuitBreakerThreshold(policy: TrafficPolicy | undefined): Record<string, unknown> {
+/** Istio's setWarmup (aggression 1 and 10% minimum weight unless set) and, for the deprecated warmupDurationSecs,
+ * setSlowStartConfig (the window only). */
+function slowStartConfig(lb: TrafficPolicy["loadBalancer"]): Json | undefined {
+  if (lb?.warmup) {
+    return {
+      slow_start_window: duration(lb.warmup.duration),
+      aggression: { default_value: lb.warmup.aggression ?? 1, runtime_key: "(" },
+      min_weight_percent: { value: lb.warmup.minimumPercent ?? 10 },
+    };
+  }
+  return lb?.warmupDurationSecs ? { slow_start_window: duration(lb.warmupDurationSecs) } : undefined;
+}
+
+/** Istio starts from "no limits" (max uint32) and lowers what connectionPool sets; a retryBudget goes here too. */
+export function circuitBreakerThreshold(policy: TrafficPolicy | undefined): Json {
   const tcp = policy?.connectionPool?.tcp;
   const http = policy?.connectionPool?.http;
+  const budget = policy?.retryBudget;
   return {
     max_connections: tcp?.maxConnections ?? MAX_UINT32,
     max_pending_requests: http?.http1MaxPendingRequests ?? MAX_UINT32,
     max_requests: http?.http2MaxRequests ?? MAX_UINT32,
     max_retries: http?.maxRetries || MAX_UINT32,
     track_remaining: true,
+    // Istio's applyRetryBudget: 20% and a concurrency of 3 unless set.
+    ...(budget
+      ? {
+          retry_budget: {
+            budget_percent: { value: budget.percent ?? 20 },
+            min_retry_concurrency: budget.minRetryConcurrency ?? 3,
+            ...(budget.budgetInterval ? { budget_interval: duration(budget.budgetInterval) } : {}),
+          },
+        }
+      : {}),
   };
 }
 
-function outlierDetection(policy: TrafficPolicy | undefined): Record<string, unknown> | undefined {
+/** Istio's setKeepAliveSettings: SO_KEEPALIVE, with the probes, idle time and interval set (in whole seconds). */
+function tcpKeepalive(keepalive: NonNullable<NonNullable<NonNullable<TrafficPolicy["connectionPool"]>["tcp"]>["tcpKeepalive"]>): Json {
+  const seconds = (value: string) => Math.floor(Number(duration(value).slice(0, -1)));
+  return {
+    ...(keepalive.probes ? { keepalive_probes: keepalive.probes } : {}),
+    ...(keepalive.time ? { keepalive_time: seconds(keepalive.time) } : {}),
+    ...(keepalive.interval ? { keepalive_interval: seconds(keepalive.interval) } : {}),
+  };
+}
+
+function outlierDetection(policy: TrafficPolicy | undefined): Json | undefined {
   const od = policy?.outlierDetection;
   if (!od) return undefined;
-  const out: Record<string, unknown> = { enforcing_success_rate: 0 };
+  const out: Json = { enforcing_success_rate: 0 };
   if (od.consecutive5xxErrors !== undefined) {
     out.consecutive_5xx = od.consecutive5xxErrors;
     out.enforcing_consecutive_5xx = od.consecutive5xxErrors > 0 ? 100 : 0;
@@ -232,20 +275,49 @@ function outlierDetection(policy: TrafficPolicy | undefined): Record<string, unk
   if (od.interval) out.interval = duration(od.interval);
   if (od.baseEjectionTime) out.base_ejection_time = duration(od.baseEjectionTime);
   if (od.maxEjectionPercent) out.max_ejection_percent = od.maxEjectionPercent;
+  if (od.splitExternalLocalOriginErrors) {
+    // Connection failures and timeouts count apart from the upstream's own 5xx (Istio's applyOutlierDetection).
+    out.split_external_local_origin_errors = true;
+    if (od.consecutiveLocalOriginFailures) {
+      out.consecutive_local_origin_failure = od.consecutiveLocalOriginFailures;
+      out.enforcing_consecutive_local_origin_failure = 100;
+    }
+    out.enforcing_local_origin_success_rate = 0;
+  }
   return out;
 }
 
-/** `upstream`: upstream_http_protocol_options (TLS origination's auto_sni). */
-function httpProtocolOptions(protocol: string, policy: TrafficPolicy | undefined, upstream?: Record<string, unknown>): Record<string, unknown> | undefined {
+/** Istio's applyConnectionPool and applyH2Upgrade: HTTP/2 for HTTP2 and GRPC ports and for `h2UpgradePolicy: UPGRADE`
+ * (not with useClientProtocol, which speaks the client's protocol upstream), idle timeout (the tcp one if http sets
+ * none), requests per connection, connection lifetime, and on HTTP/2 the concurrent streams and keepalive pings.
+ * `upstreamOptions`: upstream_http_protocol_options (TLS origination's auto_sni). */
+function httpProtocolOptions(protocol: string, policy: TrafficPolicy | undefined, upstreamOptions?: Json): Json | undefined {
   const http = policy?.connectionPool?.http;
-  const common: Record<string, unknown> = {};
-  if (http?.idleTimeout) common.idle_timeout = duration(http.idleTimeout);
+  const tcp = policy?.connectionPool?.tcp;
+  const common: Json = {};
+  const idleTimeout = http?.idleTimeout ?? tcp?.idleTimeout;
+  if (idleTimeout) common.idle_timeout = duration(idleTimeout);
   if (http?.maxRequestsPerConnection) common.max_requests_per_connection = http.maxRequestsPerConnection;
-  const http2 = protocol === "HTTP2" || protocol === "GRPC";
-  if (!http2 && Object.keys(common).length === 0 && !upstream) return undefined;
+  if (tcp?.maxConnectionDuration) common.max_connection_duration = duration(tcp.maxConnectionDuration);
+  // An HTTP2/GRPC port always speaks HTTP/2 upstream; DO_NOT_UPGRADE (like DEFAULT, as the mesh default is not to
+  // upgrade) keeps HTTP/1.1 ports as they are.
+  const upgrade = protocol === "HTTP2" || protocol === "GRPC" || http?.h2UpgradePolicy === "UPGRADE";
+  const http2: Json = {};
+  if (http?.maxConcurrentStreams) http2.max_concurrent_streams = http.maxConcurrentStreams;
+  if (http?.http2KeepAlive) {
+    http2.connection_keepalive = {
+      ...(http.http2KeepAlive.interval ? { interval: duration(http.http2KeepAlive.interval) } : {}),
+      ...(http.http2KeepAlive.timeout ? { timeout: duration(http.http2KeepAlive.timeout) } : {}),
+    };
+  }
+  let upstream: Json;
+  if (http?.useClientProtocol) upstream = { use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: http2 } };
+  else if (upgrade) upstream = { explicit_http_config: { http2_protocol_options: http2 } };
+  else if (Object.keys(common).length > 0 || upstreamOptions) upstream = { explicit_http_config: { http_protocol_options: {} } };
+  else return undefined;
   return typed(HTTP_PROTOCOL_OPTIONS, {
     ...(Object.keys(common).length > 0 ? { common_http_protocol_options: common } : {}),
-    ...(upstream ? { upstream_http_protocol_options: upstream } : {}),
-    explicit_http_config: http2 ? { http2_protocol_options: {} } : { http_protocol_options: {} },
+    ...(upstreamOptions ? { upstream_http_protocol_options: upstreamOptions } : {}),
+    ...upstream,
   });
 }

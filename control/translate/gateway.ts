@@ -14,9 +14,9 @@ import type { ProxyIdentity, XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, fileCertificateSecret, fileRootSecret, inlineCertificateSecret, inlineRootSecret, socketAddress, typed } from "./envoy.js";
 import { hostPart, hostsForNamespace, intersectHosts } from "./hosts.js";
 import { isL4Server, l4FilterChains } from "./gateway-l4.js";
-import { BIND_ADDRESS, httpConnectionManager, httpListener, type ListenerOutput, listenerName, TLS_INSPECTOR } from "./listeners.js";
+import { BIND_ADDRESS, httpConnectionManager, httpListener, type ListenerOutput, listenerName, routeConfiguration, TLS_INSPECTOR } from "./listeners.js";
 import type { Registry } from "./registry.js";
-import { virtualServiceRoutes } from "./routes.js";
+import { gatewayName, virtualServiceRoutes } from "./routes.js";
 import { visibleVirtualServices } from "./virtual-services.js";
 
 interface BoundServer {
@@ -41,13 +41,13 @@ export function buildGatewayListeners(
   }
 
   const out: GatewayOutput = { listeners: [], routes: [], secrets: [] };
-  const bound = (gateway: Gateway) => visibleVirtualServices(mesh, registry.viewer).filter((vs) => boundTo(vs, gateway));
+  const bound = (gateway: Gateway) => visibleVirtualServices(mesh, registry, registry.viewer).filter((vs) => boundTo(vs, gateway));
   for (const [port, servers] of [...serversByPort].sort(([a], [b]) => a - b)) {
     const l4 = servers.filter(({ server }) => isL4Server(server));
     const https = servers.filter(({ server }) => server.port.protocol === "HTTPS" && !isL4Server(server));
     const plain = servers.filter(({ server }) => server.port.protocol === "HTTP" || server.port.protocol === "HTTP2");
     const plainRoute = `http.${port}`;
-    if (plain.length > 0) out.routes.push(routeConfiguration(plainRoute, virtualHosts(mesh, registry, port, plain)));
+    if (plain.length > 0) out.routes.push(routeConfiguration(plainRoute, virtualHosts(mesh, registry, port, plain, false)));
     if (https.length === 0 && l4.length === 0) {
       out.listeners.push(httpListener(port, plainRoute, httpFilters, true));
       continue;
@@ -103,7 +103,7 @@ function httpsFilterChains(
     // Envoy waits for a secret that does not come (translationNotes says so); it comes back with the Secret.
     if (!secrets) return [];
     const routeName = `https.${port}.${server.port.name ?? "https"}.${gateway.name}.${gateway.namespace}`;
-    out.routes.push(routeConfiguration(routeName, virtualHosts(mesh, registry, port, [{ gateway, server }])));
+    out.routes.push(routeConfiguration(routeName, virtualHosts(mesh, registry, port, [{ gateway, server }], true)));
     const serverNames = server.hosts.map(hostPart).filter((host) => host !== "*");
     return {
       ...(serverNames.length > 0 ? { filter_chain_match: { server_names: serverNames } } : {}),
@@ -200,26 +200,28 @@ function addSecret(secrets: XdsResource[], secret: XdsResource): void {
   if (!secrets.some((other) => other.name === secret.name)) secrets.push(secret);
 }
 
-function routeConfiguration(name: string, hosts: Record<string, unknown>[]): XdsResource {
-  return { name, body: { name, virtual_hosts: hosts, validate_clusters: false } };
-}
-
 /** One virtual host `<host>:<port>` per host that a bound VirtualService and a server both cover (the more specific
  * of the two: Istio's buildGatewayHTTPRouteConfig intersects them), with the routes of every VirtualService bound to
  * it. A server host `ns/host` binds only VirtualServices of namespace `ns`; `./host` means the Gateway's namespace,
  * `*` or no prefix any namespace (Istio's NamesForNamespace). */
-function virtualHosts(mesh: MeshConfig, registry: Registry, port: number, servers: BoundServer[]): Record<string, unknown>[] {
-  const hosts = new Map<string, { redirect: boolean; services: VirtualService[] }>();
-  const add = (host: string, redirect: boolean, vs?: VirtualService) => {
-    const entry = hosts.get(host) ?? { redirect: false, services: [] };
+function virtualHosts(mesh: MeshConfig, registry: Registry, port: number, servers: BoundServer[], tls: boolean): Record<string, unknown>[] {
+  const hosts = new Map<string, { redirect: boolean; routes: Record<string, unknown>[]; services: Set<VirtualService> }>();
+  const add = (host: string, redirect: boolean, vs?: VirtualService, routes: Record<string, unknown>[] = []) => {
+    const entry = hosts.get(host) ?? { redirect: false, routes: [], services: new Set<VirtualService>() };
     entry.redirect ||= redirect;
-    if (vs && !entry.services.includes(vs)) entry.services.push(vs);
+    if (vs && !entry.services.has(vs)) {
+      entry.services.add(vs);
+      entry.routes.push(...routes);
+    }
     hosts.set(host, entry);
   };
   for (const { gateway, server } of servers) {
     const redirect = server.tls?.httpsRedirect === true;
-    for (const vs of visibleVirtualServices(mesh, registry.viewer).filter((candidate) => boundTo(candidate, gateway))) {
-      for (const host of intersectHosts(hostsForNamespace(server.hosts, gateway.namespace, vs.namespace), vs.spec.hosts)) add(host, redirect, vs);
+    // Routes are built per Gateway: a match's `gateways` picks the Gateways it applies on.
+    const context = { port, gateways: new Set([`${gateway.namespace}/${gateway.name}`]), tls };
+    for (const vs of visibleVirtualServices(mesh, registry, registry.viewer).filter((candidate) => boundTo(candidate, gateway))) {
+      const routes = virtualServiceRoutes(vs, registry, context);
+      for (const host of intersectHosts(hostsForNamespace(server.hosts, gateway.namespace, vs.namespace), vs.spec.hosts)) add(host, redirect, vs, routes);
     }
     // Istio redirects every host of an httpsRedirect server, routed or not.
     if (redirect) for (const host of server.hosts.map(hostPart)) add(host, true);
@@ -235,10 +237,10 @@ function virtualHosts(mesh: MeshConfig, registry: Registry, port: number, server
       },
     ];
   }
-  return [...hosts].map(([host, { redirect, services }]) => ({
+  return [...hosts].map(([host, { redirect, routes }]) => ({
     name: `${host}:${port}`,
     domains: host === "*" ? ["*"] : [host, `${host}:*`],
-    routes: services.flatMap((vs) => virtualServiceRoutes(vs, registry)),
+    routes,
     ...(redirect ? { require_tls: "ALL" } : {}),
     include_request_attempt_count: true,
   }));
@@ -246,8 +248,5 @@ function virtualHosts(mesh: MeshConfig, registry: Registry, port: number, server
 
 /** `gateways` entries name a Gateway as `name` (in the VirtualService's namespace) or `namespace/name`. */
 function boundTo(vs: VirtualService, gateway: Gateway): boolean {
-  return (vs.spec.gateways ?? []).some((ref) => {
-    const [namespace, name] = ref.includes("/") ? ref.split("/") : [vs.namespace, ref];
-    return name === gateway.name && namespace === gateway.namespace;
-  });
+  return (vs.spec.gateways ?? []).some((ref) => gatewayName(ref, vs.namespace) === `${gateway.namespace}/${gateway.name}`);
 }

@@ -4,6 +4,7 @@
 // sidecar-inbound.ts.
 import type { XdsResource } from "../resources.js";
 import { ADS_CONFIG_SOURCE, socketAddress, typed } from "./envoy.js";
+import { CORS_FILTER, FAULT_FILTER, MAX_DIRECT_RESPONSE_BODY_BYTES } from "./routes.js";
 
 /** Where gateways and sidecars without traffic capture bind their listeners. */
 export const BIND_ADDRESS = "127.0.0.1";
@@ -26,7 +27,8 @@ export function httpConnectionManager(statPrefix: string, route: string | Record
   return typed("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", {
     stat_prefix: statPrefix,
     ...(typeof route === "string" ? { rds: { config_source: ADS_CONFIG_SOURCE, route_config_name: route } } : { route_config: route }),
-    http_filters: [...httpFilters, { name: "envoy.filters.http.router", typed_config: typed("envoy.extensions.filters.http.router.v3.Router") }],
+    // Fault and CORS just before the router, as Istio: routes configure them per route (typed_per_filter_config).
+    http_filters: [...httpFilters, FAULT_FILTER, CORS_FILTER, { name: "envoy.filters.http.router", typed_config: typed("envoy.extensions.filters.http.router.v3.Router") }],
     use_remote_address: gateway,
     normalize_path: true,
     merge_slashes: true,
@@ -61,6 +63,11 @@ export const ORIGINAL_DST = { name: "envoy.filters.listener.original_dst", typed
 
 /** The plaintext HTTP ALPNs the HTTP inspector detects (Istio's plaintextHTTPALPNs, without HTTP/1.0). */
 export const PLAINTEXT_HTTP_ALPNS = ["http/1.1", "h2c"];
+
+/** A route configuration, with Istio's 1 MiB limit for direct response bodies (Envoy's default is 4 KiB). */
+export function routeConfiguration(name: string, hosts: Record<string, unknown>[]): XdsResource {
+  return { name, body: { name, virtual_hosts: hosts, validate_clusters: false, max_direct_response_body_size_bytes: MAX_DIRECT_RESPONSE_BODY_BYTES } };
+}
 
 /** Istio's listener name: `<address>_<port>`. */
 export function listenerName(port: number, address = BIND_ADDRESS): string {

@@ -7,6 +7,7 @@ import { mergePolicies } from "./clusters.js";
 import { localityPolicy } from "./locality.js";
 import { OVERRIDE_HOST_ANNOTATION } from "./override-host.js";
 import { Registry } from "./registry.js";
+import { findDelegate } from "./virtual-services.js";
 
 export function meshWarnings(mesh: MeshConfig): ConfigError[] {
   const registry = new Registry(mesh);
@@ -15,6 +16,7 @@ export function meshWarnings(mesh: MeshConfig): ConfigError[] {
     ...referenceWarnings(mesh, registry),
     ...mergedRuleWarnings(registry),
     ...mergedEntryWarnings(mesh, registry),
+    ...routeWarnings(mesh),
     ...pendingFieldWarnings(mesh),
     ...localityWarnings(mesh, registry),
     ...peerAuthenticationWarnings(mesh),
@@ -155,10 +157,34 @@ function referenceWarnings(mesh: MeshConfig, registry: Registry): ConfigError[] 
 /** Every destination a VirtualService sends requests (or copies of them) to, with its field path. */
 function destinations(vs: VirtualService) {
   return vs.spec.http.flatMap((http, index) => [
-    ...http.route.map((route, i) => ({ field: `spec.http[${index}].route[${i}].destination`, destination: route.destination })),
+    ...(http.route ?? []).map((route, i) => ({ field: `spec.http[${index}].route[${i}].destination`, destination: route.destination })),
     ...(http.mirror ? [{ field: `spec.http[${index}].mirror`, destination: http.mirror }] : []),
+    ...(http.mirrors ?? []).map((mirror, i) => ({ field: `spec.http[${index}].mirrors[${i}].destination`, destination: mirror.destination })),
   ]);
 }
+
+/** Route settings Istio accepts that would do nothing or that point nowhere. */
+function routeWarnings(mesh: MeshConfig): ConfigError[] {
+  const warnings: ConfigError[] = [];
+  for (const vs of mesh.virtualServices) {
+    const warn = (field: string, message: string) => warnings.push({ file: vs.file, resource: `VirtualService ${vs.namespace}/${vs.name}`, field, message });
+    vs.spec.http.forEach((http, index) => {
+      const field = `spec.http[${index}]`;
+      if (http.fault?.delay && !http.fault.delay.percentage) warn(`${field}.fault.delay.percentage`, NO_PERCENTAGE("delayed"));
+      if (http.fault?.abort && !http.fault.abort.percentage) warn(`${field}.fault.abort.percentage`, NO_PERCENTAGE("aborted"));
+      if (http.delegate && !findDelegate(mesh, vs, http.delegate)) {
+        const namespace = http.delegate.namespace ?? vs.namespace;
+        warn(`${field}.delegate`, `no VirtualService ${namespace}/${http.delegate.name} without hosts is exported to namespace ${vs.namespace}, so this route is left out (as Istio leaves it out)`);
+      }
+    });
+    if (vs.spec.hosts.length === 0 && !mesh.virtualServices.some((root) => root.spec.http.some((http) => http.delegate && findDelegate(mesh, root, http.delegate) === vs))) {
+      warnings.push({ file: vs.file, resource: `VirtualService ${vs.namespace}/${vs.name}`, field: "spec.hosts", message: "no hosts: a delegate, but no VirtualService delegates to it, so it routes nothing" });
+    }
+  }
+  return warnings;
+}
+
+const NO_PERCENTAGE = (what: string) => `without a percentage no request is ${what} (Istio's API: "if left unspecified, no request will be ${what}"); set percentage.value (100 for every request)`;
 
 /** Istio merges DestinationRules for one host in one namespace into the first (destination-rules.ts). */
 function mergedRuleWarnings(registry: Registry): ConfigError[] {

@@ -38,6 +38,10 @@ export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["telemetry", gateway],
   ["telemetry", shopWebapp],
   ["telemetry", shopCatalog],
+  ["route-features", { ...webapp, namespace: "shop" }],
+  ["destination-policies", { ...webapp, namespace: "shop" }],
+  ["service-entries", { ...webapp, namespace: "shop", ips: ["198.18.0.2"] }],
+  ["envoyfilter-matches", { ...gateway, namespace: "shop", labels: { istio: "ingressgateway", "gateway.networking.k8s.io/gateway-name": "edge" } }],
 ];
 
 /** What the control plane would pass: modules served from 127.0.0.1:15080 as /modules/<sha256>.wasm. */

@@ -102,14 +102,14 @@ describe("which EnvoyFilters apply to a proxy", () => {
         envoyFilter("mesh-wide", "istio-system", luaBeforeRouter("root")),
       ].join("---\n"),
     );
-    expect(httpFilterNames(sidecar("shop"))).toEqual(["root", "shop-all", "shop-webapp", "envoy.filters.http.router"]);
-    expect(httpFilterNames(sidecar("billing"))).toEqual(["root", "billing", "envoy.filters.http.router"]);
+    expect(httpFilterNames(sidecar("shop"))).toEqual(["envoy.filters.http.fault", "envoy.filters.http.cors", "root", "shop-all", "shop-webapp", "envoy.filters.http.router"]);
+    expect(httpFilterNames(sidecar("billing"))).toEqual(["envoy.filters.http.fault", "envoy.filters.http.cors", "root", "billing", "envoy.filters.http.router"]);
   });
 
   it("the root namespace is meshconfig.yaml's rootNamespace", () => {
     writeFileSync(join(dir, "meshconfig.yaml"), "rootNamespace: mesh-root\n");
     writeFileSync(join(dir, "filters.yaml"), [envoyFilter("a", "istio-system", luaBeforeRouter("istio-system")), envoyFilter("b", "mesh-root", luaBeforeRouter("mesh-root"))].join("---\n"));
-    expect(httpFilterNames(sidecar("shop"))).toEqual(["mesh-root", "envoy.filters.http.router"]);
+    expect(httpFilterNames(sidecar("shop"))).toEqual(["envoy.filters.http.fault", "envoy.filters.http.cors", "mesh-root", "envoy.filters.http.router"]);
   });
 
   it("targetRefs: only the Gateway API gateway of that name in the filter's namespace", () => {
@@ -125,10 +125,10 @@ describe("which EnvoyFilters apply to a proxy", () => {
       namespace,
       ips: [],
     });
-    expect(httpFilterNames(gatewayProxy("edge"))).toEqual(["edge", "envoy.filters.http.router"]);
-    expect(httpFilterNames(gatewayProxy("other"))).toEqual(["envoy.filters.http.router"]);
-    expect(httpFilterNames(gatewayProxy("edge", "billing"))).toEqual(["envoy.filters.http.router"]);
-    expect(httpFilterNames({ ...gatewayProxy("edge"), labels: { istio: "ingressgateway" } })).toEqual(["envoy.filters.http.router"]);
+    expect(httpFilterNames(gatewayProxy("edge"))).toEqual(["envoy.filters.http.fault", "envoy.filters.http.cors", "edge", "envoy.filters.http.router"]);
+    expect(httpFilterNames(gatewayProxy("other"))).toEqual(["envoy.filters.http.fault", "envoy.filters.http.cors", "envoy.filters.http.router"]);
+    expect(httpFilterNames(gatewayProxy("edge", "billing"))).toEqual(["envoy.filters.http.fault", "envoy.filters.http.cors", "envoy.filters.http.router"]);
+    expect(httpFilterNames({ ...gatewayProxy("edge"), labels: { istio: "ingressgateway" } })).toEqual(["envoy.filters.http.fault", "envoy.filters.http.cors", "envoy.filters.http.router"]);
   });
 });
 
@@ -153,6 +153,8 @@ describe("the order EnvoyFilters apply in", () => {
       ].join("---\n"),
     );
     expect(httpFilterNames(sidecar("shop"))).toEqual([
+      "envoy.filters.http.fault",
+      "envoy.filters.http.cors",
       "shop/early (priority -5)",
       "istio-system/z-root",
       "shop/a, patch 0",

@@ -50,19 +50,19 @@ describe("loadConfigDir", () => {
     const { mesh, errors } = loadConfigDir(dir);
     expect(errors).toEqual([]);
     expect(mesh.serviceEntries.map((s) => `${s.namespace}/${s.name} ${s.file}`)).toEqual(["shop/a services.yaml", "shop/b services.yaml", "shop/c services.yaml"]);
-    expect(mesh.virtualServices[0]!.spec.http[0]!.route.map((r) => r.weight)).toEqual([90, 10]);
+    expect(mesh.virtualServices[0]!.spec.http[0]!.route!.map((r) => r.weight)).toEqual([90, 10]);
     // Istio's default when meshconfig.yaml says nothing.
     expect(mesh.outboundTrafficPolicy).toBe("ALLOW_ANY");
   });
 
   it("names file, resource and field for a bad value, and drops only that file", () => {
     writeFileSync(join(dir, "services.yaml"), serviceEntry("catalog"));
-    writeFileSync(join(dir, "routes.yaml"), virtualService([90, 20]));
+    writeFileSync(join(dir, "routes.yaml"), virtualService([0, 0]));
     const { mesh, errors } = loadConfigDir(dir);
     expect(errors).toEqual([
-      { file: "routes.yaml", resource: "VirtualService shop/catalog", field: "spec.http[0].route", message: "weights must add up to 100" },
+      { file: "routes.yaml", resource: "VirtualService shop/catalog", field: "spec.http[0].route", message: "total destination weight = 0 (Istio refuses it)" },
     ]);
-    expect(formatConfigError(errors[0]!)).toBe("routes.yaml: VirtualService shop/catalog: spec.http[0].route: weights must add up to 100");
+    expect(formatConfigError(errors[0]!)).toBe("routes.yaml: VirtualService shop/catalog: spec.http[0].route: total destination weight = 0 (Istio refuses it)");
     expect(mesh.virtualServices).toEqual([]);
     expect(mesh.serviceEntries).toHaveLength(1);
   });
@@ -79,13 +79,13 @@ spec:
     outlierDetection:
       consecutive5xxErrors: 1
       interval: 5 seconds
-    portLevelSettings: []
+    tunnel: { protocol: CONNECT, targetHost: egress, targetPort: 8443 }
 `,
     );
     const { errors } = loadConfigDir(dir);
     expect(errors).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ file: "dr.yaml", resource: "DestinationRule default/catalog", field: "spec.trafficPolicy.portLevelSettings" }),
+        expect.objectContaining({ file: "dr.yaml", resource: "DestinationRule default/catalog", field: "spec.trafficPolicy.tunnel" }),
         expect.objectContaining({ resource: "DestinationRule default/catalog", field: "spec.trafficPolicy.outlierDetection.interval", message: expect.stringContaining("duration") }),
       ]),
     );
@@ -169,14 +169,14 @@ describe("watchConfigDir", () => {
       expect(meshes).toHaveLength(1);
       expect(reports).toEqual([[]]);
 
-      writeFileSync(join(dir, "routes.yaml"), virtualService([50, 60]));
+      writeFileSync(join(dir, "routes.yaml"), virtualService([0, 0]));
       await until(() => reports.length === 2);
       expect(reports[1]).toEqual([expect.objectContaining({ file: "routes.yaml", resource: "VirtualService shop/catalog", field: "spec.http[0].route" })]);
       expect(meshes).toHaveLength(1); // Nothing changed for the proxies: the 90/10 version stays.
 
       writeFileSync(join(dir, "routes.yaml"), virtualService([50, 50]));
       await until(() => meshes.length === 2);
-      expect(meshes[1]!.virtualServices[0]!.spec.http[0]!.route.map((r) => r.weight)).toEqual([50, 50]);
+      expect(meshes[1]!.virtualServices[0]!.spec.http[0]!.route!.map((r) => r.weight)).toEqual([50, 50]);
       expect(reports[2]).toEqual([]);
     } finally {
       await watcher.close();

@@ -1,6 +1,7 @@
 // Istio's traffic API where goldens would bury the point (issue 13): each case is what Istio does with a resource,
 // or a refusal that names file, resource and field and says why.
 import { afterAll, describe, expect, it } from "vitest";
+import { GRPC_STATUS } from "../../control/sources/schema/index.js";
 import { configFolder, removeConfigFolders, sidecarProxy } from "./config.js";
 
 afterAll(removeConfigFolders);
@@ -309,6 +310,33 @@ describe("DestinationRule refusals", () => {
     expect(config.messages).toEqual([
       "dr.yaml: DestinationRule shop/catalog: spec.subsets[1].name: subset v1 is already defined (Istio refuses duplicate subset names)",
       'dr.yaml: DestinationRule shop/catalog: spec.exportTo: a rule with a workloadSelector applies only in its own namespace, so exportTo can only be ["."] (Istio refuses others)',
+    ]);
+  });
+});
+
+describe("VirtualService fault injection", () => {
+  it("fault.abort.grpcStatus: every gRPC status name aborts with its code", () => {
+    const codes = GRPC_STATUS.map((status) => {
+      const config = configFolder({ "se.yaml": catalogEntry, "vs.yaml": routeWithRetries("{ attempts: 1 }").replace("    retries:", `    fault: { abort: { grpcStatus: ${status}, percentage: { value: 100 } } }\n    retries:`) });
+      expect(config.messages).toEqual([]);
+      return config.translate(sidecarProxy()).routes.get("3000")!.virtual_hosts[0].routes[0].typed_per_filter_config["envoy.filters.http.fault"].abort.grpc_status;
+    });
+    // https://github.com/grpc/grpc/blob/master/doc/statuscodes.md: the names in code order, OK = 0 to UNAUTHENTICATED = 16.
+    expect(Object.fromEntries(GRPC_STATUS.map((status, index) => [status, codes[index]]))).toEqual({
+      OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6, PERMISSION_DENIED: 7,
+      RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, OUT_OF_RANGE: 11, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14,
+      DATA_LOSS: 15, UNAUTHENTICATED: 16,
+    });
+  });
+
+  it("a delay or abort without a percentage injects nothing, as Istio's API says, and validate warns", () => {
+    const config = configFolder({ "se.yaml": catalogEntry, "vs.yaml": routeWithRetries("{ attempts: 1 }").replace("    retries:", "    fault: { delay: { fixedDelay: 1s }, abort: { httpStatus: 500 } }\n    retries:") });
+    const fault = config.translate(sidecarProxy()).routes.get("3000")!.virtual_hosts[0].routes[0].typed_per_filter_config["envoy.filters.http.fault"];
+    expect(fault).toMatchObject({ delay: { fixed_delay: "1s", percentage: { numerator: 0, denominator: "HUNDRED" } }, abort: { http_status: 500 } });
+    expect(fault.abort.percentage).toBeUndefined();
+    expect(config.warnings()).toEqual([
+      expect.stringContaining("spec.http[0].fault.delay.percentage: without a percentage no request is delayed"),
+      expect.stringContaining("spec.http[0].fault.abort.percentage: without a percentage no request is aborted"),
     ]);
   });
 });

@@ -1,6 +1,38 @@
-// DestinationRule: the spec schema.
+// DestinationRule: the spec schema (istio.io networking/v1alpha3/destination_rule.proto).
 import { z } from "zod";
-import { duration, exportTo, labels } from "./common.js";
+import { duration, exportTo, labels, portSelector } from "./common.js";
+
+const consistentHash = z
+  .strictObject({
+    httpHeaderName: z.string().min(1).optional(),
+    httpCookie: z
+      .strictObject({
+        name: z.string().min(1),
+        path: z.string().optional(),
+        ttl: duration.optional(),
+        attributes: z.array(z.strictObject({ name: z.string().min(1), value: z.string().optional() })).optional(),
+      })
+      .optional(),
+    useSourceIp: z.boolean().optional(),
+    httpQueryParameterName: z.string().min(1).optional(),
+    ringHash: z.strictObject({ minimumRingSize: z.number().int().positive().max(8_388_608).optional() }).optional(),
+    maglev: z.strictObject({ tableSize: z.number().int().positive().max(5_000_011).optional() }).optional(),
+    /** Deprecated by Istio in favour of ringHash.minimumRingSize; still honoured. */
+    minimumRingSize: z.number().int().positive().max(8_388_608).optional(),
+  })
+  .refine(
+    (h) => [h.httpHeaderName, h.httpCookie, h.useSourceIp, h.httpQueryParameterName].filter((v) => v !== undefined).length === 1,
+    { message: "exactly one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName" },
+  )
+  .refine((h) => [h.ringHash, h.maglev].filter((v) => v !== undefined).length <= 1, { message: "only one of ringHash or maglev" })
+  .refine((h) => h.minimumRingSize === undefined || h.maglev === undefined, { message: "minimumRingSize is a ring hash setting; with maglev use maglev.tableSize" });
+
+/** Envoy's slow start: new endpoints get traffic gradually (Istio's WarmupConfiguration). */
+const warmup = z.strictObject({
+  duration,
+  minimumPercent: z.number().min(0).max(100).optional(),
+  aggression: z.number().min(1).optional(),
+});
 
 /** Istio's topology labels (istio.io/api label, pilot registry util/label): a workload's locality as labels, which
  * `failoverPriority` may name. */
@@ -75,24 +107,65 @@ function localitiesProblem(localities: string[]): string | undefined {
 
 const loadBalancer = z
   .strictObject({
+    // LEAST_CONN is Istio's deprecated alias of LEAST_REQUEST.
     simple: z.enum(["UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM"]).optional(),
-    consistentHash: z
-      .strictObject({
-        httpHeaderName: z.string().optional(),
-        httpCookie: z.strictObject({ name: z.string(), path: z.string().optional(), ttl: duration.optional() }).optional(),
-        useSourceIp: z.boolean().optional(),
-        httpQueryParameterName: z.string().optional(),
-        minimumRingSize: z.number().int().positive().optional(),
-      })
-      .refine(
-        (h) => [h.httpHeaderName, h.httpCookie, h.useSourceIp, h.httpQueryParameterName].filter((v) => v !== undefined).length === 1,
-        { message: "exactly one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName" },
-      )
-      .optional(),
+    consistentHash: consistentHash.optional(),
+    warmupDurationSecs: duration.optional(),
+    warmup: warmup.optional(),
     localityLbSetting: localityLbSetting.optional(),
   })
   // One policy or none: a loadBalancer may hold only localityLbSetting (Istio's lb_policy oneof may be unset).
-  .refine((lb) => lb.simple === undefined || lb.consistentHash === undefined, { message: "at most one of simple or consistentHash" });
+  .refine((lb) => lb.simple === undefined || lb.consistentHash === undefined, { message: "only one of simple or consistentHash" })
+  .refine((lb) => !(lb.warmup && lb.warmupDurationSecs), { message: "only one of warmup or warmupDurationSecs (its deprecated form)" })
+  .refine((lb) => !((lb.warmup || lb.warmupDurationSecs) && (lb.consistentHash || lb.simple === "RANDOM")), {
+    message: "warmup applies to ROUND_ROBIN and LEAST_REQUEST only (Envoy has no slow start for RANDOM or consistent hashing)",
+  });
+
+const connectionPool = z.strictObject({
+  tcp: z
+    .strictObject({
+      maxConnections: z.number().int().positive().optional(),
+      connectTimeout: duration.optional(),
+      tcpKeepalive: z
+        .strictObject({
+          probes: z.number().int().positive().optional(),
+          time: duration.optional(),
+          interval: duration.optional(),
+        })
+        .optional(),
+      maxConnectionDuration: duration.optional(),
+      idleTimeout: duration.optional(),
+    })
+    .optional(),
+  http: z
+    .strictObject({
+      http1MaxPendingRequests: z.number().int().positive().optional(),
+      http2MaxRequests: z.number().int().positive().optional(),
+      maxRequestsPerConnection: z.number().int().min(0).optional(),
+      maxRetries: z.number().int().min(0).optional(),
+      idleTimeout: duration.optional(),
+      h2UpgradePolicy: z.enum(["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"]).optional(),
+      useClientProtocol: z.boolean().optional(),
+      maxConcurrentStreams: z.number().int().positive().optional(),
+      http2KeepAlive: z.strictObject({ interval: duration.optional(), timeout: duration.optional() }).optional(),
+    })
+    .optional(),
+});
+
+const outlierDetection = z
+  .strictObject({
+    consecutive5xxErrors: z.number().int().min(0).optional(),
+    consecutiveGatewayErrors: z.number().int().min(0).optional(),
+    splitExternalLocalOriginErrors: z.boolean().optional(),
+    consecutiveLocalOriginFailures: z.number().int().min(0).optional(),
+    interval: duration.optional(),
+    baseEjectionTime: duration.optional(),
+    maxEjectionPercent: z.number().int().min(0).max(100).optional(),
+    minHealthPercent: z.number().int().min(0).max(100).optional(),
+  })
+  .refine((od) => od.consecutiveLocalOriginFailures === undefined || od.splitExternalLocalOriginErrors === true, {
+    message: "consecutiveLocalOriginFailures counts only with splitExternalLocalOriginErrors: true (Envoy ignores it otherwise)",
+  });
 
 /** ClientTLSSettings: how a client's sidecar talks TLS to the service (istio.io .../destination-rule/#ClientTLSSettings). */
 export const clientTls = z
@@ -121,35 +194,30 @@ export const clientTls = z
   });
 export type ClientTls = z.infer<typeof clientTls>;
 
-const trafficPolicy = z.strictObject({
+/** What a port, a subset or the whole service may set. */
+const policyComponents = {
   tls: clientTls.optional(),
   loadBalancer: loadBalancer.optional(),
-  connectionPool: z
+  connectionPool: connectionPool.optional(),
+  outlierDetection: outlierDetection.optional(),
+};
+
+const trafficPolicy = z.strictObject({
+  ...policyComponents,
+  /** Per service port; a port's settings replace the service-level ones, component by component, without inheriting. */
+  portLevelSettings: z.array(z.strictObject({ port: portSelector, ...policyComponents })).optional(),
+  /** Envoy's retry budget on the cluster's circuit breaker (Istio's TrafficPolicy.RetryBudget). */
+  retryBudget: z
     .strictObject({
-      tcp: z.strictObject({ maxConnections: z.number().int().positive().optional(), connectTimeout: duration.optional() }).optional(),
-      http: z
-        .strictObject({
-          http1MaxPendingRequests: z.number().int().positive().optional(),
-          http2MaxRequests: z.number().int().positive().optional(),
-          maxRequestsPerConnection: z.number().int().min(0).optional(),
-          maxRetries: z.number().int().min(0).optional(),
-          idleTimeout: duration.optional(),
-        })
-        .optional(),
-    })
-    .optional(),
-  outlierDetection: z
-    .strictObject({
-      consecutive5xxErrors: z.number().int().min(0).optional(),
-      consecutiveGatewayErrors: z.number().int().min(0).optional(),
-      interval: duration.optional(),
-      baseEjectionTime: duration.optional(),
-      maxEjectionPercent: z.number().int().min(0).max(100).optional(),
-      minHealthPercent: z.number().int().min(0).max(100).optional(),
+      percent: z.number().min(0).max(100).optional(),
+      minRetryConcurrency: z.number().int().positive().optional(),
+      budgetInterval: duration.optional(),
     })
     .optional(),
 });
 export type TrafficPolicy = z.infer<typeof trafficPolicy>;
+export type LoadBalancerSettings = z.infer<typeof loadBalancer>;
+export type ConsistentHash = z.infer<typeof consistentHash>;
 
 export const destinationRuleSpec = z
   .strictObject({
@@ -161,13 +229,25 @@ export const destinationRuleSpec = z
     workloadSelector: z.strictObject({ matchLabels: labels }).optional(),
   })
   .superRefine((spec, context) => {
+    const issue = (path: PropertyKey[], message: string) => context.addIssue({ code: "custom", path, message });
     spec.subsets?.forEach((subset, index) => {
       if (spec.subsets!.findIndex((other) => other.name === subset.name) !== index) {
-        context.addIssue({ code: "custom", path: ["subsets", index, "name"], message: `subset ${subset.name} is already defined (Istio refuses duplicate subset names)` });
+        issue(["subsets", index, "name"], `subset ${subset.name} is already defined (Istio refuses duplicate subset names)`);
       }
     });
     if (spec.workloadSelector && spec.exportTo && !(spec.exportTo.length === 1 && spec.exportTo[0] === ".")) {
-      context.addIssue({ code: "custom", path: ["exportTo"], message: 'a rule with a workloadSelector applies only in its own namespace, so exportTo can only be ["."] (Istio refuses others)' });
+      issue(["exportTo"], 'a rule with a workloadSelector applies only in its own namespace, so exportTo can only be ["."] (Istio refuses others)');
+    }
+    const policies: Array<[PropertyKey[], TrafficPolicy | undefined]> = [
+      [["trafficPolicy"], spec.trafficPolicy],
+      ...(spec.subsets ?? []).map((subset, index): [PropertyKey[], TrafficPolicy | undefined] => [["subsets", index, "trafficPolicy"], subset.trafficPolicy]),
+    ];
+    for (const [path, policy] of policies) {
+      policy?.portLevelSettings?.forEach((setting, index) => {
+        if (policy.portLevelSettings!.findIndex((other) => other.port.number === setting.port.number) !== index) {
+          issue([...path, "portLevelSettings", index, "port"], `port ${setting.port.number} already has settings (Istio uses only the first)`);
+        }
+      });
     }
   });
 export type DestinationRuleSpec = z.infer<typeof destinationRuleSpec>;

@@ -1,0 +1,62 @@
+// Fields the guard (fields.test.ts) accepts without a golden fixture that shows their effect:
+//
+// - SHOWN_BY_TEST: the effect is real but changing one field of a fixture cannot show it (a certificate path must
+//   name a file that exists, an enum whose every other value is refused in that place, a filter order that needs
+//   two resources...). The entry names the test that shows it, as `file: test title`; the guard checks that the
+//   test exists. Prefer a golden where one can show it.
+// - INFORMATIONAL: the field changes nothing in the generated Envoy configuration, with the reason (and, where
+//   Skiff tells the user so, where: a warning or a refusal).
+//
+// A field listed here that a golden shows an effect of fails the guard: the lists stay true.
+import { GRPC_STATUS } from "../../control/sources/schema/index.js";
+
+export const SHOWN_BY_TEST: Record<string, string> = {
+  // Gateway TLS: the files must exist, so a changed path is refused at load.
+  "Gateway.spec.servers[].tls.serverCertificate": "test/scenarios/https-gateway.test.ts: presents each host's certificate by SNI and routes to its service",
+  "Gateway.spec.servers[].tls.privateKey": "test/scenarios/https-gateway.test.ts: presents each host's certificate by SNI and routes to its service",
+  "Gateway.spec.servers[].tls.credentialName": "test/scenarios/https-gateway.test.ts: presents each host's certificate by SNI and routes to its service",
+  "Gateway.spec.servers[].tls.caCertificates": "test/scenarios/https-gateway.test.ts: requires a client certificate from the CA where the server is MUTUAL",
+  "Gateway.spec.servers[].tls.mode=SIMPLE": "test/scenarios/https-gateway.test.ts: presents each host's certificate by SNI and routes to its service",
+  "Gateway.spec.servers[].tls.mode=OPTIONAL_MUTUAL": "test/scenarios/https-gateway.test.ts: OPTIONAL_MUTUAL lets clients without a certificate in and refuses a certificate from an unknown CA",
+  // HTTP and HTTPS servers: the other protocol needs other tls settings, so a changed protocol is refused.
+  "Gateway.spec.servers[].port.protocol=HTTP": "test/translate/gateway-semantics.test.ts: serves both, the plain one on the raw_buffer chain (${order})",
+  "Gateway.spec.servers[].port.protocol=HTTPS": "test/translate/gateway-semantics.test.ts: serves both, the plain one on the raw_buffer chain (${order})",
+  // WasmPlugin: a changed url names no module file.
+  "WasmPlugin.spec.url": "test/scenarios/wasm-plugins.test.ts: fetches a rebuilt module by its new sha256 and keeps answering",
+  // EnvoyFilter (control/translate/envoyfilter): what takes two filters, or another proxy, to show.
+  "EnvoyFilter.spec.priority": "test/translate/envoyfilter.test.ts: priority, then the root namespace's first, then name.namespace; patches in the order written",
+  "EnvoyFilter.spec.targetRefs[].group": "test/translate/envoyfilter.test.ts: targetRefs: only the Gateway API gateway of that name in the filter's namespace",
+  "EnvoyFilter.spec.targetRefs[].kind": "test/translate/envoyfilter.test.ts: targetRefs: only the Gateway API gateway of that name in the filter's namespace",
+  "EnvoyFilter.spec.configPatches[].applyTo=CLUSTER": "test/translate/envoyfilter.test.ts: INSERT_* on clusters is ADD, and an ADD in context ANY lands once on a sidecar",
+  "EnvoyFilter.spec.configPatches[].match.context=ANY": "test/translate/envoyfilter.test.ts: INSERT_* on clusters is ADD, and an ADD in context ANY lands once on a sidecar",
+  "EnvoyFilter.spec.configPatches[].match.context=SIDECAR_INBOUND": "test/translate/envoyfilter.test.ts: INSERT_* on clusters is ADD, and an ADD in context ANY lands once on a sidecar",
+  "MeshConfig.rootNamespace": "test/translate/envoyfilter.test.ts: the root namespace is meshconfig.yaml's rootNamespace",
+  // REMOVE takes no value, and every other operation needs one: its golden shows it (listener 127.0.0.1_8081 gone).
+  "EnvoyFilter.spec.configPatches[].patch.operation=REMOVE": "test/translate/fixtures/envoyfilter-listeners/filters.yaml: patch: { operation: REMOVE }",
+  // gRPC status names: a table, shown value by value in one test (UNAVAILABLE also in the route-features golden).
+  ...Object.fromEntries(
+    GRPC_STATUS.filter((status) => status !== "UNAVAILABLE").map((status) => [`VirtualService.spec.http[].fault.abort.grpcStatus=${status}`, "test/translate/traffic-api.test.ts: fault.abort.grpcStatus: every gRPC status name aborts with its code"]),
+  ),
+};
+
+export const INFORMATIONAL: Record<string, string> = {
+  "ServiceEntry.spec.location=MESH_INTERNAL":
+    "decides mutual TLS and metrics labels in Istio, which Skiff does not generate yet; skiff validate warns that it has no effect (translate/warnings.ts)",
+  "ServiceEntry.spec.location=MESH_EXTERNAL":
+    "decides mutual TLS and metrics labels in Istio, which Skiff does not generate yet; skiff validate warns that it has no effect (translate/warnings.ts)",
+  "ServiceEntry.spec.endpoints[].network":
+    "picks the east-west gateway of another network (meshNetworks); with one network Istio ignores it too, and skiff validate warns that it has no effect",
+  "WorkloadEntry.spec.network":
+    "picks the east-west gateway of another network (meshNetworks); with one network Istio ignores it too, and skiff validate warns that it has no effect",
+  "MeshConfig.outboundTrafficPolicy.mode": "the only mode Skiff accepts, and the default, so writing it changes nothing",
+  "Gateway.spec.servers[].name": "Istio uses it only in stat prefixes for the server; Skiff makes no per-server statistics",
+  "Gateway.spec.servers[].port.protocol=HTTP2":
+    "the same listener as HTTP: the gateway's HTTP connection manager speaks HTTP/1.1 and HTTP/2 alike (codec AUTO), as Istio's does",
+  "Gateway.spec.servers[].tls.mode=PASSTHROUGH":
+    "the zero value of the enum, which Istio writes beside httpsRedirect on plain HTTP servers; refused on HTTPS servers (TLS passthrough is not implemented)",
+  "Gateway.spec.servers[].tls.mode=ISTIO_MUTUAL": "refused at load on every server (checkGatewayTls): it needs the mesh's own CA on the gateway",
+  "WasmPlugin.spec.sha256": "checked against the module file at load (a mismatch is refused); the Wasm config pins the module by the sha256 of the file itself",
+  "WasmPlugin.spec.type=HTTP": "the only type: every WasmPlugin is an HTTP filter",
+  "EnvoyFilter.spec.targetRefs[].namespace": "must be the EnvoyFilter's own namespace (refused otherwise, as Istio matches nothing then), so writing it changes nothing",
+  "EnvoyFilter.spec.configPatches[].applyTo=BOOTSTRAP": "refused at load: Skiff's bootstrap comes from skiff bootstrap, not from the control plane",
+};
