@@ -156,7 +156,7 @@ function addCluster(
 }
 
 /** How the cluster finds its endpoints, by the entry's resolution (Istio's convertResolution, cluster_builder.go):
- * STATIC -> EDS; DNS -> STRICT_DNS and DNS_ROUND_ROBIN -> LOGICAL_DNS, resolving the endpoints' addresses (or the
+ * STATIC -> EDS; DNS -> strict DNS and DNS_ROUND_ROBIN -> logical DNS, resolving the endpoints' addresses (or the
  * host itself) with the DNS TTL; NONE -> ORIGINAL_DST on a sidecar, which connects to the address the application
  * dialed (on the entry's targetPort, if it names one), and EDS on a gateway, which has no such address. */
 function discovery(
@@ -182,13 +182,22 @@ function discovery(
   // failoverPriority to EDS clusters only (a TODO for STRICT_DNS there); Skiff applies it to DNS clusters too.
   const assignment = (list: LocalityEndpoint[]) => ({ cluster_name: name, endpoints: localityLbEndpoints(list, registry.viewer, locality, weighted) });
   if (resolution === "DNS" || resolution === "DNS_ROUND_ROBIN") {
+    // A LOGICAL_DNS cluster takes exactly one endpoint (Istio keeps the first, mergeServicesInstancesByNamespaceHost).
+    const logical = resolution === "DNS_ROUND_ROBIN";
     return {
-      type: resolution === "DNS" ? "STRICT_DNS" : "LOGICAL_DNS",
-      dns_lookup_family: "V4_ONLY",
-      respect_dns_ttl: true,
-      dns_refresh_rate: "60s",
-      // A LOGICAL_DNS cluster takes exactly one endpoint (Istio keeps the first, mergeServicesInstancesByNamespaceHost).
-      load_assignment: assignment(resolution === "DNS_ROUND_ROBIN" ? endpoints.slice(0, 1) : endpoints),
+      // Envoy's DNS cluster extension: STRICT_DNS, or LOGICAL_DNS as all addresses in one endpoint. Istio still
+      // writes the deprecated type STRICT_DNS/LOGICAL_DNS with Cluster.respect_dns_ttl and dns_refresh_rate (60 s,
+      // the mesh default); this is the same configuration without the deprecation warnings.
+      cluster_type: {
+        name: "envoy.cluster.dns",
+        typed_config: typed("envoy.extensions.clusters.dns.v3.DnsCluster", {
+          respect_dns_ttl: true,
+          dns_refresh_rate: "60s",
+          dns_lookup_family: "V4_ONLY",
+          ...(logical ? { all_addresses_in_single_endpoint: true } : {}),
+        }),
+      },
+      load_assignment: assignment(logical ? endpoints.slice(0, 1) : endpoints),
     };
   }
   out.endpoints.push({ name, body: assignment(endpoints) });

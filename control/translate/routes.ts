@@ -48,7 +48,7 @@ export function defaultRoute(cluster: string, hash?: ConsistentHash): Json {
   return {
     name: "default",
     match: { prefix: "/" },
-    route: { cluster, timeout: "0s", max_grpc_timeout: "0s", retry_policy: defaultRetryPolicy(), ...(hash ? { hash_policy: [hashPolicy(hash)] } : {}) },
+    route: { cluster, timeout: "0s", max_stream_duration: { grpc_timeout_header_max: "0s" }, retry_policy: defaultRetryPolicy(), ...(hash ? { hash_policy: [hashPolicy(hash)] } : {}) },
   };
 }
 
@@ -137,10 +137,11 @@ function routeAction(http: HttpRoute, namespace: string, registry: Registry, con
     const hash = destinationHash(r.destination, namespace, registry);
     if (hash) hashes.push(hashPolicy(hash));
   }
-  // Istio turns Envoy's 15 s default off: no timeout unless the VirtualService sets one; gRPC requests then follow
-  // their grpc-timeout header (max_grpc_timeout, as istiod's setTimeout).
+  // Istio turns Envoy's 15 s default off: no timeout unless the VirtualService sets one; a gRPC request's
+  // grpc-timeout header then applies, capped at the route's timeout (0: uncapped). istiod's setTimeout writes this
+  // as the deprecated max_grpc_timeout; max_stream_duration.grpc_timeout_header_max is its replacement.
   action.timeout = http.timeout ? duration(http.timeout) : "0s";
-  action.max_grpc_timeout = action.timeout;
+  action.max_stream_duration = { grpc_timeout_header_max: action.timeout };
   if (hashes.length > 0) action.hash_policy = hashes;
   // The previous-hosts predicate would defeat a single destination's consistent hash (Istio: ConvertPolicy).
   const retry = retryPolicy(http, !(routes.length === 1 && hashes.length > 0));

@@ -124,20 +124,21 @@ const endpointsOf = (config: ReturnType<typeof configFolder>, cluster: string, p
 };
 
 describe("case 1: a DNS ServiceEntry without endpoints", () => {
-  it("resolves each host itself (STRICT_DNS), on the port's targetPort if it has one", () => {
+  it("resolves each host itself (strict DNS), on the port's targetPort if it has one", () => {
     const config = configFolder({
       "se.yaml": entry("api", "shop", `  hosts: [api.example.com, www.example.com]\n  ports: [{ number: 8080, name: http, targetPort: 80 }]\n  resolution: DNS\n`),
     });
     expect(config.messages).toEqual([]);
     const cluster = config.translate(sidecarProxy()).clusters.get("outbound|8080||api.example.com")!;
-    expect(cluster).toMatchObject({ type: "STRICT_DNS", respect_dns_ttl: true });
+    expect(cluster.cluster_type).toMatchObject({ name: "envoy.cluster.dns", typed_config: { respect_dns_ttl: true } });
+    expect(cluster.cluster_type.typed_config.all_addresses_in_single_endpoint).toBeUndefined();
     expect(endpointsOf(config, "outbound|8080||api.example.com")).toEqual(["api.example.com:80"]);
     expect(endpointsOf(config, "outbound|8080||www.example.com")).toEqual(["www.example.com:80"]);
   });
 
-  it("DNS_ROUND_ROBIN is a LOGICAL_DNS cluster (one address at a time)", () => {
+  it("DNS_ROUND_ROBIN is logical DNS (one address at a time)", () => {
     const config = configFolder({ "se.yaml": entry("api", "shop", `  hosts: [api.example.com]\n  ports: [{ number: 80, name: http }]\n  resolution: DNS_ROUND_ROBIN\n`) });
-    expect(config.translate(sidecarProxy()).clusters.get("outbound|80||api.example.com")!.type).toBe("LOGICAL_DNS");
+    expect(config.translate(sidecarProxy()).clusters.get("outbound|80||api.example.com")!.cluster_type.typed_config.all_addresses_in_single_endpoint).toBe(true);
     expect(endpointsOf(config, "outbound|80||api.example.com")).toEqual(["api.example.com:80"]);
   });
 });
