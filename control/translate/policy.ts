@@ -6,7 +6,7 @@ import type { ConsistentHash, TrafficPolicy } from "../sources/schema/index.js";
 
 type Rule = DestinationRule["spec"];
 
-/** A port's settings replace the service-level loadBalancer, connectionPool and outlierDetection whole, without
+/** A port's settings replace the service-level loadBalancer, connectionPool, outlierDetection and tls whole, without
  * inheriting what they leave out; a subset's policy (itself resolved for the port) then replaces each component it
  * sets (all of them when it has settings for this port). */
 export function policyForPort(service: TrafficPolicy | undefined, subset: TrafficPolicy | undefined, port: number): TrafficPolicy | undefined {
@@ -15,7 +15,7 @@ export function policyForPort(service: TrafficPolicy | undefined, subset: Traffi
   const [own, hasPortLevel] = portLevel(subset, port);
   if (!base) return own;
   const merged: TrafficPolicy = { ...base };
-  for (const key of ["connectionPool", "outlierDetection", "loadBalancer"] as const) {
+  for (const key of ["connectionPool", "outlierDetection", "loadBalancer", "tls"] as const) {
     if (own?.[key] !== undefined || hasPortLevel) merged[key] = own?.[key] as never;
   }
   if (own?.retryBudget) merged.retryBudget = own.retryBudget;
@@ -26,7 +26,7 @@ export function policyForPort(service: TrafficPolicy | undefined, subset: Traffi
 function portLevel(policy: TrafficPolicy | undefined, port: number): [TrafficPolicy | undefined, boolean] {
   const settings = policy?.portLevelSettings?.find((setting) => setting.port.number === port);
   if (!settings) return [policy, false];
-  return [{ loadBalancer: settings.loadBalancer, connectionPool: settings.connectionPool, outlierDetection: settings.outlierDetection }, true];
+  return [{ loadBalancer: settings.loadBalancer, connectionPool: settings.connectionPool, outlierDetection: settings.outlierDetection, tls: settings.tls }, true];
 }
 
 /** The consistent hash for a destination: its subset's port-level one, its subset's, the rule's port-level one (for

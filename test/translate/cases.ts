@@ -41,10 +41,12 @@ export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["route-features", { ...webapp, namespace: "shop" }],
   ["destination-policies", { ...webapp, namespace: "shop" }],
   ["service-entries", { ...webapp, namespace: "shop", ips: ["198.18.0.2"] }],
+  ["security-policies", { ...gateway, namespace: "istio-system" }],
   ["envoyfilter-matches", { ...gateway, namespace: "shop", labels: { istio: "ingressgateway", "gateway.networking.k8s.io/gateway-name": "edge" } }],
 ];
 
-/** What the control plane would pass: modules served from 127.0.0.1:15080 as /modules/<sha256>.wasm. */
+/** What the control plane would pass: modules served from 127.0.0.1:15080 as /modules/<sha256>.wasm, and for a
+ * RequestAuthentication `jwksUri` the key set it fetched (one fixed set for every https URL ending in /jwks.json). */
 export function testContext(dir: string, proxy: ProxyIdentity): TranslationContext {
   return {
     proxy,
@@ -58,8 +60,11 @@ export function testContext(dir: string, proxy: ProxyIdentity): TranslationConte
     },
     // A stand-in: the goldens do not change each time the istio-stats filter is rebuilt.
     statsModule: { uri: `http://127.0.0.1:15080/modules/${"0".repeat(64)}.wasm`, sha256: "0".repeat(64), size: 1 },
+    jwks: (uri) => (/^https:\/\/.*\/jwks\.json$/.test(uri) ? FETCHED_JWKS : undefined),
   };
 }
+
+const FETCHED_JWKS = '{"keys":[{"kty":"RSA","n":"x2JYmUcNavONqSA0-kRX59ifVCbi-ZWuzfn6OuCLUZBh0lnPlkycr9vDsBQElFLKpAOKQSppPKdPuvoX9KSqv22qkCEy0GgMOKNvhRwVeCanpdsMq0fUfiEIUTr8iWfiIR6AjenP8i3CX7wS71gmWjp1inBJaYXSWapkt4GRZk0","e":"AQAB","kid":"fetched","alg":"RS256"}]}';
 
 /** Resources by type, under readable names, each list in the order translate() returns it. */
 export function readable(resources: ProxyResources): Record<string, unknown[]> {

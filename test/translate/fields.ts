@@ -118,7 +118,11 @@ function alternatives(occurrence: Occurrence): unknown[] {
     if (def(occurrence.schema).format === "base64") return ["d29ybGQ="].filter((other) => other !== value);
     if (DURATION.test(value)) return ["7s", "13s"].filter((other) => other !== value);
     if (/^\d+\.\d+\.\d+\.\d+$/.test(value)) return [value.replace(/\d+$/, (last) => String((Number(last) + 1) % 255))];
-    return [`${value}x`, `x${value}`, "x"];
+    if (/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(value)) return [value.replace(/^\d+/, (first) => String((Number(first) + 1) % 224))];
+    if (/^\d+$/.test(value)) return [String(Number(value) + 1)];
+    // Also a same-shaped string with its last letter changed, for values whose form the schema fixes.
+    const relettered = value.replace(/[a-z](?=[^a-z]*$)/, (letter) => (letter === "z" ? "y" : "z"));
+    return [`${value}x`, `x${value}`, "x", ...(relettered !== value ? [relettered] : [])];
   }
   return [];
 }
