@@ -38,8 +38,8 @@ export interface SidecarScope {
 
 /** VirtualServices that apply to a sidecar: exported to its namespace and bound to `mesh`, explicitly or by leaving
  * `gateways` out. */
-export function meshVirtualServices(mesh: MeshConfig, proxy: ProxyIdentity): VirtualService[] {
-  return visibleVirtualServices(mesh, proxy).filter((vs) => (vs.spec.gateways ?? ["mesh"]).includes("mesh"));
+export function meshVirtualServices(mesh: MeshConfig, registry: Registry, proxy: ProxyIdentity): VirtualService[] {
+  return visibleVirtualServices(mesh, registry, proxy).filter((vs) => (vs.spec.gateways ?? ["mesh"]).includes("mesh"));
 }
 
 /** The Sidecar resource that applies to a proxy (istiod's getSidecarScope): one of its namespace with a
@@ -58,7 +58,7 @@ export function selectSidecar(mesh: MeshConfig, proxy: ProxyIdentity): Sidecar |
 export function sidecarScope(mesh: MeshConfig, registry: Registry, proxy: ProxyIdentity): SidecarScope {
   const sidecar = selectSidecar(mesh, proxy);
   const egressSpecs: EgressSpec[] = sidecar?.spec.egress ?? [{ hosts: ["*/*"] }];
-  const meshServices = meshVirtualServices(mesh, proxy);
+  const meshServices = meshVirtualServices(mesh, registry, proxy);
   const egress = egressSpecs.map((spec): EgressListener => {
     const imports = new HostImports(spec.hosts, proxy.namespace, registry);
     const services = registry
@@ -110,7 +110,11 @@ export function gatewayServices(registry: Registry, boundVirtualServices: Virtua
  * virtualServiceDestinations). */
 export function destinationsOf(vs: VirtualService): Destination[] {
   return [
-    ...vs.spec.http.flatMap((http) => [...http.route.map((route) => route.destination), ...(http.mirror ? [http.mirror] : [])]),
+    ...vs.spec.http.flatMap((http) => [
+      ...(http.route ?? []).map((route) => route.destination),
+      ...(http.mirror ? [http.mirror] : []),
+      ...(http.mirrors ?? []).map((mirror) => mirror.destination),
+    ]),
     ...vs.spec.tls.flatMap((tls) => tls.route.map((route) => route.destination)),
     ...vs.spec.tcp.flatMap((tcp) => tcp.route.map((route) => route.destination)),
   ];

@@ -25,10 +25,12 @@ import {
   type ListenerOutput,
   listenerName,
   PLAINTEXT_HTTP_ALPNS,
+  routeConfiguration as routeConfigurationResource,
   TLS_INSPECTOR,
   tcpProxyFilter,
   WILDCARD,
 } from "./listeners.js";
+import { consistentHashFor } from "./policy.js";
 import type { Registry, Service } from "./registry.js";
 import { defaultRoute, virtualServiceRoutes } from "./routes.js";
 import type { EgressListener, SidecarScope } from "./scope.js";
@@ -236,7 +238,7 @@ function routeConfiguration(routeName: string, egress: EgressListener, registry:
     if (!servicePort || (PROTOCOL_KIND[servicePort.protocol] ?? "http") !== "http") continue;
     const routes = egress.virtualServices
       .filter((vs) => vs.spec.hosts.some((host) => registry.resolveHost(host, vs.namespace) === service.host))
-      .flatMap((vs) => virtualServiceRoutes(vs, registry));
+      .flatMap((vs) => virtualServiceRoutes(vs, registry, { port, gateways: MESH, tls: false }));
     // The service's addresses are names for it too (Istio's generateVirtualHostDomains); CIDR blocks are not.
     const addresses = (service.entry.spec.addresses ?? []).filter((address) => !address.includes("/")).map((address) => (address.includes(":") ? `[${address}]` : address));
     const domains = [...hostAliases(service.host), ...addresses]
@@ -246,20 +248,23 @@ function routeConfiguration(routeName: string, egress: EgressListener, registry:
     hosts.push({
       name: `${service.host}:${port}`,
       domains,
-      routes: routes.length > 0 ? routes : [defaultRoute(clusterName(port, undefined, service.host))],
+      routes: routes.length > 0 ? routes : [defaultRoute(clusterName(port, undefined, service.host), consistentHashFor(registry.destinationRule(service)?.spec, undefined, port))],
       include_request_attempt_count: true,
     });
   }
   hosts.push(passthrough ? allowAny() : blockAll());
-  return { name: routeName, body: { name: routeName, virtual_hosts: hosts, validate_clusters: false } };
+  return routeConfigurationResource(routeName, hosts);
 }
+
+/** The routes of a sidecar serve the `mesh` gateway. */
+const MESH = new Set(["mesh"]);
 
 /** Istio's catch-all virtual host under ALLOW_ANY: any other host goes where the request was going. */
 function allowAny(): Record<string, unknown> {
   return {
     name: "allow_any",
     domains: ["*"],
-    routes: [{ name: "allow_any", match: { prefix: "/" }, route: { cluster: PASSTHROUGH_CLUSTER, timeout: "0s", max_grpc_timeout: "0s" } }],
+    routes: [{ name: "allow_any", match: { prefix: "/" }, route: { cluster: PASSTHROUGH_CLUSTER, timeout: "0s", max_stream_duration: { grpc_timeout_header_max: "0s" } } }],
     include_request_attempt_count: true,
   };
 }
