@@ -168,8 +168,11 @@ export function parseObject(value: unknown, origin: ObjectOrigin): { resource?: 
     const problems = checkDestinationRuleTls(dir, parsed.data as DestinationRuleSpec, origin.credentials ?? "files");
     if (problems.length > 0) return fail(problems);
   }
-  if (kind === "EnvoyFilter") {
-    const problems = checkEnvoyFilter(parsed.data as EnvoyFilterSpec, metadata.namespace);
+  if (kind === "EnvoyFilter" || kind === "TrafficExtension") {
+    const problems =
+      kind === "EnvoyFilter"
+        ? checkEnvoyFilter(parsed.data as EnvoyFilterSpec, metadata.namespace)
+        : checkTargetRefs(kind, (parsed.data as { targetRefs?: Array<{ namespace?: string }> }).targetRefs, metadata.namespace);
     if (problems.length > 0) return fail(problems);
   }
   const annotations = skiffAnnotations(kind, envelope.data.metadata.annotations);
@@ -334,12 +337,18 @@ function checkEnvoyFilter(spec: EnvoyFilterSpec, namespace: string): Array<{ fie
       return [{ field: error.field ? `${field}.${error.field}` : field, message: `${error.detail} (the value is an Envoy ${PATCH_MESSAGE[patch.applyTo]})` }];
     }
   });
-  (spec.targetRefs ?? []).forEach((ref, index) => {
-    if (ref.namespace !== undefined && ref.namespace !== namespace) {
-      problems.push({ field: `spec.targetRefs[${index}].namespace`, message: `a targetRef can only name a Gateway in the EnvoyFilter's namespace ${namespace} (Istio matches nothing otherwise)` });
-    }
-  });
+  problems.push(...checkTargetRefs("EnvoyFilter", spec.targetRefs, namespace));
   return problems;
+}
+
+/** A targetRef names a Gateway of the policy's own namespace: Istio's CRDs refuse any other ("cross namespace
+ * referencing is not currently supported"), and istiod would match nothing with one. */
+function checkTargetRefs(kind: string, targetRefs: Array<{ namespace?: string }> | undefined, namespace: string): Array<{ field: string; message: string }> {
+  return (targetRefs ?? []).flatMap((ref, index) =>
+    ref.namespace !== undefined && ref.namespace !== namespace
+      ? [{ field: `spec.targetRefs[${index}].namespace`, message: `a targetRef can only name a Gateway in the ${kind}'s namespace ${namespace} (Istio matches nothing otherwise)` }]
+      : [],
+  );
 }
 
 function checkModuleUrl(dir: string, url: string): string | undefined {

@@ -38,6 +38,7 @@ export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["telemetry", gateway],
   ["telemetry", shopWebapp],
   ["telemetry", shopCatalog],
+  ["extension-fields", { ...gateway, namespace: "shop", labels: { istio: "ingressgateway", "gateway.networking.k8s.io/gateway-name": "edge" } }],
   ["route-features", { ...webapp, namespace: "shop" }],
   ["destination-policies", { ...webapp, namespace: "shop" }],
   ["service-entries", { ...webapp, namespace: "shop", ips: ["198.18.0.2"] }],

@@ -20,6 +20,9 @@ export const SHOWN_BY_TEST: Record<string, string> = {
   "Gateway.spec.servers[].tls.mode=OPTIONAL_MUTUAL": "test/scenarios/https-gateway.test.ts: OPTIONAL_MUTUAL lets clients without a certificate in and refuses a certificate from an unknown CA",
   // WasmPlugin: a changed url names no module file.
   "WasmPlugin.spec.url": "test/scenarios/wasm-plugins.test.ts: fetches a rebuilt module by its new sha256 and keeps answering",
+  "TrafficExtension.spec.wasm.url": "test/scenarios/traffic-extensions.test.ts: runs the Wasm extension (by ECDS, with its pluginConfig), the Lua one and the WasmPlugin",
+  // The registry of this scenario requires the credentials the pull secret names.
+  "WasmPlugin.spec.imagePullSecret": "test/scenarios/oci-wasm-plugins.test.ts: starts with the image missing: FAIL_OPEN serves requests, then the pushed image takes effect",
   // EnvoyFilter (control/translate/envoyfilter): what takes two filters, or another proxy, to show.
   "EnvoyFilter.spec.priority": "test/translate/envoyfilter.test.ts: priority, then the root namespace's first, then name.namespace; patches in the order written",
   "EnvoyFilter.spec.targetRefs[].group": "test/translate/envoyfilter.test.ts: targetRefs: only the Gateway API gateway of that name in the filter's namespace",
@@ -55,6 +58,15 @@ export const INFORMATIONAL: Record<string, string> = {
   "Gateway.spec.servers[].tls.mode=ISTIO_MUTUAL": "refused at load on every server (checkGatewayTls): it needs the mesh's own CA on the gateway",
   "WasmPlugin.spec.sha256": "checked against the module file at load (a mismatch is refused); the Wasm config pins the module by the sha256 of the file itself",
   "WasmPlugin.spec.type=HTTP": "the only type: every WasmPlugin is an HTTP filter",
+  "WasmPlugin.spec.type=UNSPECIFIED_PLUGIN_TYPE": "means HTTP, as in Istio; HTTP is the only type implemented (NETWORK is refused at load)",
+  "TrafficExtension.spec.wasm.type=HTTP": "the only type implemented (NETWORK is refused at load): every Wasm TrafficExtension is an HTTP filter",
+  "TrafficExtension.spec.wasm.type=UNSPECIFIED_PLUGIN_TYPE": "means HTTP, as in Istio; HTTP is the only type implemented (NETWORK is refused at load)",
+  "TrafficExtension.spec.wasm.sha256": "checked against the module file at load (a mismatch is refused); the Wasm config pins the module by the sha256 of the file itself",
+  "TrafficExtension.spec.wasm.imagePullSecret":
+    "credentials for pulling an oci:// module, not part of the Envoy configuration; the same field and pull as WasmPlugin.spec.imagePullSecret (wasmModuleFields, shown by test/scenarios/oci-wasm-plugins.test.ts)",
+  "TrafficExtension.spec.targetRefs[].group": "the one value the schema accepts, and required (gateway.networking.k8s.io: Skiff has no waypoints to target); the name picks the gateway (extension-fields golden)",
+  "TrafficExtension.spec.targetRefs[].kind": "the one value the schema accepts, and required (Gateway: Skiff has no waypoints to target); the name picks the gateway (extension-fields golden)",
+  "TrafficExtension.spec.targetRefs[].namespace": "must be the TrafficExtension's own namespace (refused otherwise, as Istio's CRD refuses cross-namespace references), so writing it changes nothing",
   "AuthorizationPolicy.spec.action=CUSTOM": "refused at load: an external authorizer (ext_authz) is not supported",
   "AuthorizationPolicy.spec.provider.name": "refused at load: it names the external authorizer of action CUSTOM, which is not supported",
   "RequestAuthentication.spec.jwtRules[].timeout":
@@ -120,5 +132,4 @@ export const OWED: Record<string, string> = {
   "VirtualService.spec.tls[].match[].sourceNamespace": "sidecars",
   "VirtualService.spec.tls[].route[].destination.subset": "sidecars",
   "VirtualService.spec.tls[].route[].weight": "sidecars",
-  "WasmPlugin.spec.imagePullSecret": "platform",
 };

@@ -45,6 +45,7 @@ describe("TrafficExtension validation", () => {
     ["neither wasm nor lua", "  phase: AUTHN\n", "spec: exactly one of wasm or lua must be set"],
     ["both wasm and lua", "  wasm: { url: module.wasm }\n  lua: { inlineCode: x }\n", "spec: exactly one of wasm or lua must be set"],
     ["selector and targetRefs", "  selector: { matchLabels: { a: b } }\n  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: g }]\n  lua: { inlineCode: x }\n", "spec.targetRefs: only one of targetRefs or selector can be set"],
+    ["a targetRef in another namespace", "  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: g, namespace: other }]\n  lua: { inlineCode: x }\n", "spec.targetRefs[0].namespace: a targetRef can only name a Gateway in the TrafficExtension's namespace shop"],
     ["a waypoint target", "  targetRefs: [{ group: '', kind: Service, name: catalog }]\n  lua: { inlineCode: x }\n", "spec.targetRefs[0].group"],
     ["a network Wasm filter", "  wasm: { url: module.wasm, type: NETWORK }\n", "spec.wasm.type: only HTTP Wasm filters are implemented"],
     ["Lua over 64 KiB", `  lua: { inlineCode: "${"-".repeat(65537)}" }\n`, "spec.lua.inlineCode: at most 64 KiB"],
@@ -71,12 +72,12 @@ describe("TrafficExtension on sidecars", () => {
     expect(filtersOn(folder, sidecar("shop"), "0.0.0.0_8080")).toEqual([
       "extensions.istio.io/trafficextension/istio-system.mesh-wide",
       "extensions.istio.io/trafficextension/shop.mine",
-      "envoy.filters.http.router",
+      "envoy.filters.http.fault", "envoy.filters.http.cors", "envoy.filters.http.router",
     ]);
     expect(filtersOn(folder, sidecar("billing"), "0.0.0.0_8080")).toEqual([
       "extensions.istio.io/trafficextension/istio-system.mesh-wide",
       "extensions.istio.io/trafficextension/billing.other",
-      "envoy.filters.http.router",
+      "envoy.filters.http.fault", "envoy.filters.http.cors", "envoy.filters.http.router",
     ]);
   });
 
@@ -88,9 +89,9 @@ describe("TrafficExtension on sidecars", () => {
         extension("inbound", "shop", "  match: [{ mode: SERVER }]\n  lua: { inlineCode: '-- inbound' }\n"),
       ].join("---\n"),
     });
-    expect(filtersOn(folder, sidecar("shop"), "0.0.0.0_8080")).toEqual(["envoy.filters.http.router"]);
-    expect(filtersOn(folder, sidecar("shop"), "0.0.0.0_9090")).toEqual(["extensions.istio.io/trafficextension/shop.metrics-port", "envoy.filters.http.router"]);
-    expect(filtersOn(folder, sidecar("shop"), "virtualInbound")).toEqual(["extensions.istio.io/trafficextension/shop.inbound", "envoy.filters.http.router"]);
+    expect(filtersOn(folder, sidecar("shop"), "0.0.0.0_8080")).toEqual(["envoy.filters.http.fault", "envoy.filters.http.cors", "envoy.filters.http.router"]);
+    expect(filtersOn(folder, sidecar("shop"), "0.0.0.0_9090")).toEqual(["extensions.istio.io/trafficextension/shop.metrics-port", "envoy.filters.http.fault", "envoy.filters.http.cors", "envoy.filters.http.router"]);
+    expect(filtersOn(folder, sidecar("shop"), "virtualInbound")).toEqual(["extensions.istio.io/trafficextension/shop.inbound", "envoy.filters.http.fault", "envoy.filters.http.cors", "envoy.filters.http.router"]);
   });
 
   it("pins the module by sha256 (ECDS, like a WasmPlugin), and a rebuilt module changes the mesh", () => {
