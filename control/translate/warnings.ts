@@ -55,7 +55,7 @@ function localityWarnings(mesh: MeshConfig, registry: Registry): ConfigError[] {
       if (http.retries.attempts < 2) {
         warn("Envoy's previous_priorities (update_frequency 2, as Istio sets it) moves retries to another locality from the third attempt on; with attempts 1 the retry stays local");
       }
-      const local = http.route.filter(({ destination }) => {
+      const local = (http.route ?? []).filter(({ destination }) => {
         const service = registry.lookup(destination.host, vs.namespace);
         const rule = service && registry.destinationRule(service);
         const subset = rule?.spec.subsets?.find((candidate) => candidate.name === destination.subset);
