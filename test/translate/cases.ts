@@ -38,6 +38,8 @@ export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["telemetry", gateway],
   ["telemetry", shopWebapp],
   ["telemetry", shopCatalog],
+  ["locality-fields", { ...webapp, namespace: "shop", labels: { app: "webapp", tier: "web" }, locality: { region: "us-east", zone: "us-east-1a", subZone: "rack1" } }],
+  ["locality-distribute", { ...webapp, namespace: "shop", locality: { region: "us-east", zone: "us-east-1a", subZone: "rack1" } }],
   ["extension-fields", { ...gateway, namespace: "shop", labels: { istio: "ingressgateway", "gateway.networking.k8s.io/gateway-name": "edge" } }],
   ["route-features", { ...webapp, namespace: "shop" }],
   ["destination-policies", { ...webapp, namespace: "shop" }],

@@ -30,6 +30,13 @@ export const SHOWN_BY_TEST: Record<string, string> = {
   "EnvoyFilter.spec.configPatches[].applyTo=CLUSTER": "test/translate/envoyfilter.test.ts: INSERT_* on clusters is ADD, and an ADD in context ANY lands once on a sidecar",
   "EnvoyFilter.spec.configPatches[].match.context=ANY": "test/translate/envoyfilter.test.ts: INSERT_* on clusters is ADD, and an ADD in context ANY lands once on a sidecar",
   "EnvoyFilter.spec.configPatches[].match.context=SIDECAR_INBOUND": "test/translate/envoyfilter.test.ts: INSERT_* on clusters is ADD, and an ADD in context ANY lands once on a sidecar",
+  // Locality weights must add up to 100, so no one weight can change alone; every localityLbSetting is one schema
+  // and one translation (locality.ts), whose weights this test shows (the locality fixtures show the rest).
+  "DestinationRule.spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[].to.*": "test/translate/locality.test.ts: weighs localities for proxies in `from`, and leaves out localities no `to` names",
+  "DestinationRule.spec.trafficPolicy.portLevelSettings[].loadBalancer.localityLbSetting.distribute[].to.*": "test/translate/locality.test.ts: weighs localities for proxies in `from`, and leaves out localities no `to` names",
+  "DestinationRule.spec.subsets[].trafficPolicy.loadBalancer.localityLbSetting.distribute[].to.*": "test/translate/locality.test.ts: weighs localities for proxies in `from`, and leaves out localities no `to` names",
+  "DestinationRule.spec.subsets[].trafficPolicy.portLevelSettings[].loadBalancer.localityLbSetting.distribute[].to.*": "test/translate/locality.test.ts: weighs localities for proxies in `from`, and leaves out localities no `to` names",
+  "MeshConfig.localityLbSetting.distribute[].to.*": "test/translate/locality.test.ts: weighs localities for proxies in `from`, and leaves out localities no `to` names",
   "MeshConfig.rootNamespace": "test/translate/envoyfilter.test.ts: the root namespace is meshconfig.yaml's rootNamespace",
   "MeshConfig.outboundTrafficPolicy.mode=ALLOW_ANY": "test/translate/sidecar-semantics.test.ts: ALLOW_ANY (Istio's default) passes unknown hosts and ports through to where they were going",
   "MeshConfig.outboundTrafficPolicy.mode=REGISTRY_ONLY": "test/translate/sidecar-semantics.test.ts: REGISTRY_ONLY in meshconfig.yaml refuses them: 502 for HTTP, the blackhole for the rest",
