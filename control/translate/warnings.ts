@@ -237,21 +237,6 @@ function pendingFieldWarnings(mesh: MeshConfig): ConfigError[] {
       if (endpoint.network) warnings.push({ file: entry.file, resource, field: `spec.endpoints[${index}].network`, message: NETWORK });
     });
   }
-  for (const rule of mesh.destinationRules) {
-    const policies = [
-      ["spec.trafficPolicy", rule.spec.trafficPolicy] as const,
-      ...(rule.spec.subsets ?? []).map((subset, index) => [`spec.subsets[${index}].trafficPolicy`, subset.trafficPolicy] as const),
-    ];
-    for (const [path, policy] of policies) {
-      const fields = [
-        ...(policy?.tls ? [`${path}.tls`] : []),
-        ...(policy?.portLevelSettings ?? []).flatMap((setting, index) => (setting.tls ? [`${path}.portLevelSettings[${index}].tls`] : [])),
-      ];
-      for (const field of fields) {
-        warnings.push({ file: rule.file, resource: `DestinationRule ${rule.namespace}/${rule.name}`, field, message: "TLS from the client to the service is not implemented yet: this setting has no effect for now" });
-      }
-    }
-  }
   for (const workload of mesh.workloadEntries) {
     if (workload.spec.network) warnings.push({ file: workload.file, resource: `WorkloadEntry ${workload.namespace}/${workload.name}`, field: "spec.network", message: NETWORK });
   }

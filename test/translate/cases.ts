@@ -41,6 +41,8 @@ export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["locality-fields", { ...webapp, namespace: "shop", labels: { app: "webapp", tier: "web" }, locality: { region: "us-east", zone: "us-east-1a", subZone: "rack1" } }],
   ["locality-distribute", { ...webapp, namespace: "shop", locality: { region: "us-east", zone: "us-east-1a", subZone: "rack1" } }],
   ["extension-fields", { ...gateway, namespace: "shop", labels: { istio: "ingressgateway", "gateway.networking.k8s.io/gateway-name": "edge" } }],
+  ["sidecar-resource", { ...capturedWebapp, ips: ["198.18.0.2"] }],
+  ["sidecar-resource", { ...capturedWebapp, nodeId: "other", labels: { app: "other" }, ips: ["198.18.0.3"] }],
   ["route-features", { ...webapp, namespace: "shop" }],
   ["destination-policies", { ...webapp, namespace: "shop" }],
   ["service-entries", { ...webapp, namespace: "shop", ips: ["198.18.0.2"] }],
