@@ -87,7 +87,7 @@ export function analyze(mesh: MeshConfig, errors: ConfigError[], proxies?: Conne
       }
     }
     vs.spec.http.forEach((http, index) => {
-      for (const destination of [...http.route.map((r) => r.destination), ...(http.mirror ? [http.mirror] : [])]) {
+      for (const destination of [...(http.route ?? []).map((r) => r.destination), ...(http.mirror ? [http.mirror] : []), ...(http.mirrors ?? []).map((m) => m.destination)]) {
         const service = registry.lookup(destination.host, vs.namespace);
         if (!service) {
           add("IST0101", vs, `Referenced host not found: "${destination.host}" (spec.http[${index}])`);

