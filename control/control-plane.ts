@@ -5,7 +5,9 @@ import { EnvoyNotFoundError, locateEnvoy, PROJECT_ROOT } from "./envoy-binary/lo
 import { validateWithEnvoy } from "./envoy-binary/validate.js";
 import { type ConfigError, formatConfigError, type MeshConfig, wasmModulePath, watchConfigDir } from "./sources/index.js";
 import type { KubernetesSourceOptions } from "./sources/kubernetes/index.js";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { checkTranslation } from "./translate/check.js";
 import { configDiff } from "./translate/config-diff.js";
 import { translate, translationNotes } from "./translate/index.js";
@@ -74,8 +76,9 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-/** Istio's standard metrics come from this filter (`npm run build` makes it); without it, proxies get none. */
-const ISTIO_STATS_MODULE = join(PROJECT_ROOT, "build", "filters", "istio-stats.wasm");
+/** Istio's standard metrics come from this filter: the module the packed package carries (dist/filters/, compiled by
+ * tools/bundle-assets.ts), else the checkout's (`npm run build` makes build/filters/); without it, proxies get none. */
+const ISTIO_STATS_MODULE = [fileURLToPath(new URL("./filters/istio-stats.wasm", import.meta.url)), join(PROJECT_ROOT, "build", "filters", "istio-stats.wasm")].find((path) => existsSync(path));
 
 /** The Envoy cluster through which proxies fetch modules (translation emits it when a WasmPlugin applies). */
 const MODULE_CLUSTER = "skiff-modules";
@@ -109,6 +112,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   let xds: XdsServer | undefined;
   const secured = "dataDir" in options.security ? await startSecurity(options.security, log) : undefined;
   const metrics = new ControlPlaneMetrics();
+  if (!ISTIO_STATS_MODULE) log("the istio-stats module is not built (npm run build): proxies get no Istio standard metrics");
   const modules = await ModuleServer.start({
     host,
     port: options.httpPort,
@@ -159,7 +163,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     trustDomain: secured?.ca.trustDomain,
     // Proxies of a secured control plane come through their agent, which serves them their certificate by SDS.
     workloadCertificates: secured !== undefined,
-    statsModule: modules.addFile(ISTIO_STATS_MODULE),
+    statsModule: ISTIO_STATS_MODULE === undefined ? undefined : modules.addFile(ISTIO_STATS_MODULE),
   });
   const resourcesFor = (current: MeshConfig, proxy: ProxyIdentity): ProxyResources => {
     const kind = translationKey(proxy);

@@ -206,6 +206,11 @@ spec:
           const response = await send(gatewayPort, { headers: { host: "shop.example.com" } });
           expect(response.headers["x-my-filter"]).toBe("by-the-control-plane");
         }, MINUTE);
+        // The package carries the istio-stats module too: the gateway reports Istio's standard metrics.
+        await eventually(async () => {
+          const stats = await (await fetch(`http://127.0.0.1:${envoy.adminPort}/stats/prometheus`)).text();
+          expect(stats).toMatch(/istio_requests_total\{[^}]*response_code="200"[^}]*\} [1-9]/);
+        }, MINUTE);
       } finally {
         await envoy.stop();
       }
