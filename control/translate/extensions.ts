@@ -16,6 +16,7 @@ import { attaches } from "./attachment.js";
 import { ADS_CONFIG_SOURCE, inboundListener, socketAddress, typed } from "./envoy.js";
 
 const WASM_FILTER_TYPE = "envoy.extensions.filters.http.wasm.v3.Wasm";
+const WASM_NETWORK_FILTER_TYPE = "envoy.extensions.filters.network.wasm.v3.Wasm";
 const LUA_FILTER_TYPE = "envoy.extensions.filters.http.lua.v3.Lua";
 const RBAC_FILTER_TYPE = "envoy.extensions.filters.http.rbac.v3.RBAC";
 
@@ -112,20 +113,22 @@ function discoveredFilter(name: string, types: string[]): Record<string, unknown
   return { name, config_discovery: { config_source: ADS_CONFIG_SOURCE, type_urls: types.map((type) => `type.googleapis.com/${type}`) } };
 }
 
-/** A Wasm HTTP filter of the control plane's own (not a user's extension, e.g. istio-stats): filter `name` whose
- * configuration (a TypedExtensionConfig of the same name) comes by ECDS, the module served and pinned by sha256. */
-export function wasmHttpFilter(
+/** A Wasm filter of the control plane's own (not a user's extension, e.g. istio-stats), HTTP or network: filter
+ * `name` whose configuration (a TypedExtensionConfig of the same name) comes by ECDS, the module served and pinned by
+ * sha256. Filters of one module with the same `vmId` share a VM in Envoy (same vm_id, code and vm configuration). */
+export function wasmFilter(
   name: string,
   context: TranslationContext,
-  options: { module: ServedModule; failurePolicy: (typeof FAILURE_POLICY)[keyof typeof FAILURE_POLICY]; configuration?: unknown },
-): { httpFilter: Record<string, unknown>; extensionConfig: XdsResource } {
+  options: { module: ServedModule; failurePolicy: (typeof FAILURE_POLICY)[keyof typeof FAILURE_POLICY]; configuration?: unknown; network?: boolean; vmId?: string },
+): { filter: Record<string, unknown>; extensionConfig: XdsResource } {
+  const type = options.network ? WASM_NETWORK_FILTER_TYPE : WASM_FILTER_TYPE;
   const config = {
     name,
-    vm_config: { vm_id: name, runtime: "envoy.wasm.runtime.v8", code: remoteCode(options.module, context) },
+    vm_config: { vm_id: options.vmId ?? name, runtime: "envoy.wasm.runtime.v8", code: remoteCode(options.module, context) },
     failure_policy: options.failurePolicy,
     ...(options.configuration !== undefined ? { configuration: typed("google.protobuf.StringValue", { value: JSON.stringify(options.configuration) }) } : {}),
   };
-  return { httpFilter: discoveredFilter(name, [WASM_FILTER_TYPE]), extensionConfig: { name, body: { name, typed_config: typed(WASM_FILTER_TYPE, { config }) } } };
+  return { filter: discoveredFilter(name, [type]), extensionConfig: { name, body: { name, typed_config: typed(type, { config }) } } };
 }
 
 function remoteCode(module: ServedModule, context: TranslationContext): Record<string, unknown> {

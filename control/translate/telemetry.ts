@@ -14,9 +14,9 @@ import type { ProxyIdentity, TranslationContext, XdsResource } from "../resource
 import { clusterName, typed } from "./envoy.js";
 import type { Registry } from "./registry.js";
 import { workloadOf } from "./workload.js";
-import { wasmHttpFilter } from "./extensions.js";
+import { wasmFilter } from "./extensions.js";
+import { HCM_NAME, TCP_PROXY_NAME } from "./listeners.js";
 
-const HCM = "envoy.filters.network.http_connection_manager";
 /** Istio's default max_path_tag_length. */
 const MAX_PATH_TAG_LENGTH = 256;
 
@@ -81,18 +81,22 @@ export function buildTelemetry(mesh: MeshConfig, registry: Registry, context: Tr
   const proxy = context.proxy;
   const identity = workloadOf(proxy);
   const out: TelemetryOutput = { extensionConfigs: [], clusters: [], usesModules: false, listeners };
-  const statsFilters = new Map<Side, Record<string, unknown>>();
+  // Per side, the HTTP filter that goes first in each HTTP connection manager and the network filter that goes just
+  // before each tcp_proxy (Istio's TCP metrics; istio/proxy's stats filter is both kinds, placed alike by istiod).
+  const statsFilters = new Map<string, { filter: Record<string, unknown>; extensionConfig: XdsResource }>();
   for (const side of ["client", "server"] as const) {
     if (!context.statsModule || !metricsOn(mesh, proxy, side)) continue;
     const direction = side === "client" ? "outbound" : "inbound";
-    const { httpFilter, extensionConfig } = wasmHttpFilter(`istio.stats.${direction}`, context, {
-      module: context.statsModule,
-      // Metrics must never cost a request: a stats filter that cannot start lets traffic through.
-      failurePolicy: "FAIL_OPEN",
-      configuration: { reporter: side === "client" ? "source" : "destination", ...identity },
-    });
-    statsFilters.set(side, httpFilter);
-    out.extensionConfigs.push(extensionConfig);
+    for (const kind of ["http", "tcp"] as const) {
+      const stats = wasmFilter(`istio.stats.${direction}${kind === "tcp" ? ".tcp" : ""}`, context, {
+        module: context.statsModule,
+        network: kind === "tcp",
+        // Metrics must never cost a request: a stats filter that cannot start lets traffic through.
+        failurePolicy: "FAIL_OPEN",
+        configuration: { reporter: side === "client" ? "source" : "destination", ...identity },
+      });
+      statsFilters.set(`${side}/${kind}`, stats);
+    }
   }
 
   const plan = tracingPlan(mesh, proxy);
@@ -100,43 +104,56 @@ export function buildTelemetry(mesh: MeshConfig, registry: Registry, context: Tr
   const tracing = plan ? tracingConfig(plan, identity, registry, clusters, collectorClusters) : undefined;
 
   const sideOf = (listener: Record<string, unknown>): Side => (listener.traffic_direction === "INBOUND" ? "server" : "client");
-  const used = new Set<Side>();
+  const used = new Set<string>();
   let traceUsed = false;
   out.listeners = listeners.map((listener) => {
     const side = sideOf(listener.body);
-    const statsFilter = statsFilters.get(side);
+    const httpStats = statsFilters.get(`${side}/http`);
+    const tcpStats = statsFilters.get(`${side}/tcp`);
     const traced = tracing && modeCovers(plan!.mode, side) ? tracing : undefined;
-    if (!statsFilter && !traced) return listener;
+    if (!httpStats && !tcpStats && !traced) return listener;
     return {
       name: listener.name,
-      body: mapHttpConnectionManagers(listener.body, (manager) => {
-        if (statsFilter) used.add(side);
-        if (traced) traceUsed = true;
-        return {
-          ...manager,
-          ...(statsFilter ? { http_filters: [statsFilter, ...((manager.http_filters as unknown[]) ?? [])] } : {}),
-          ...(traced ? { tracing: traced } : {}),
-        };
+      body: mapChainFilters(listener.body, (filter) => {
+        if (filter.name === HCM_NAME && (httpStats || traced)) {
+          const manager = filter.typed_config as Record<string, unknown>;
+          if (httpStats) used.add(httpStats.extensionConfig.name);
+          if (traced) traceUsed = true;
+          return [
+            {
+              ...filter,
+              typed_config: {
+                ...manager,
+                ...(httpStats ? { http_filters: [httpStats.filter, ...((manager.http_filters as unknown[]) ?? [])] } : {}),
+                ...(traced ? { tracing: traced } : {}),
+              },
+            },
+          ];
+        }
+        if (filter.name === TCP_PROXY_NAME && tcpStats) {
+          used.add(tcpStats.extensionConfig.name);
+          return [tcpStats.filter, filter];
+        }
+        return [filter];
       }),
     };
   });
-  out.extensionConfigs = out.extensionConfigs.filter((config) => used.has(config.name.endsWith(".inbound") ? "server" : "client"));
+  out.extensionConfigs = [...statsFilters.values()].map((stats) => stats.extensionConfig).filter((config) => used.has(config.name));
   out.usesModules = out.extensionConfigs.length > 0;
   // The collector's cluster only where spans are sent from.
   if (traceUsed) out.clusters = collectorClusters;
   return out;
 }
 
-function mapHttpConnectionManagers(listener: Record<string, unknown>, change: (manager: Record<string, unknown>) => Record<string, unknown>): Record<string, unknown> {
-  const chains = (listener.filter_chains as Array<Record<string, unknown>> | undefined) ?? [];
+/** Each network filter of every chain of a listener (the default chain too), replaced by what `change` returns. */
+function mapChainFilters(listener: Record<string, unknown>, change: (filter: Record<string, unknown>) => Array<Record<string, unknown>>): Record<string, unknown> {
+  type Chain = { filters?: Array<Record<string, unknown>> };
+  const mapChain = (chain: Chain): Chain => ({ ...chain, filters: (chain.filters ?? []).flatMap(change) });
+  const chains = (listener.filter_chains as Chain[] | undefined) ?? [];
   return {
     ...listener,
-    filter_chains: chains.map((chain) => ({
-      ...chain,
-      filters: ((chain.filters as Array<Record<string, unknown>> | undefined) ?? []).map((filter) =>
-        filter.name === HCM ? { ...filter, typed_config: change(filter.typed_config as Record<string, unknown>) } : filter,
-      ),
-    })),
+    filter_chains: chains.map(mapChain),
+    ...(listener.default_filter_chain ? { default_filter_chain: mapChain(listener.default_filter_chain as Chain) } : {}),
   };
 }
 

@@ -67,15 +67,18 @@ describe("interception modes", () => {
 
   it("a TCP service's listener is a tcp_proxy to its cluster", () => {
     const [chain] = config.translate(sidecar("REDIRECT")).listeners.get("0.0.0.0_5432")!.filter_chains as Body[];
-    expect(chain!.filters[0].typed_config).toMatchObject({ stat_prefix: "outbound|5432||ledger.bank.svc.cluster.local", cluster: "outbound|5432||ledger.bank.svc.cluster.local" });
+    expect(tcpProxy(chain!).typed_config).toMatchObject({ stat_prefix: "outbound|5432||ledger.bank.svc.cluster.local", cluster: "outbound|5432||ledger.bank.svc.cluster.local" });
   });
 });
+
+/** A chain's tcp_proxy (Istio's stats filter goes just before it). */
+const tcpProxy = (chain: Body): Body => (chain.filters as Body[]).find((filter) => filter.name === "envoy.filters.network.tcp_proxy")!;
 
 describe("outboundTrafficPolicy", () => {
   const catchAll = (out: ReturnType<ReturnType<typeof configFolder>["translate"]>) => ({
     virtualHost: (out.routes.get("80")!.virtual_hosts as Body[]).at(-1)!.name,
-    defaultChain: out.listeners.get("0.0.0.0_80")!.default_filter_chain.filters[0].typed_config.cluster,
-    virtualOutbound: (out.listeners.get("virtualOutbound")!.filter_chains as Body[])[1]!.filters[0].typed_config.cluster,
+    defaultChain: tcpProxy(out.listeners.get("0.0.0.0_80")!.default_filter_chain).typed_config.cluster,
+    virtualOutbound: tcpProxy((out.listeners.get("virtualOutbound")!.filter_chains as Body[])[1]!).typed_config.cluster,
   });
 
   it("ALLOW_ANY (Istio's default) passes unknown hosts and ports through to where they were going", () => {
