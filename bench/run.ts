@@ -25,7 +25,7 @@ const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
   sidecars: "Two sidecars (issue 8, item 8): their instructions per request, and the latency they add between two pods at a fixed rate",
 };
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" }, "instructions-only": { type: "boolean", default: false } } });
 // The sidecar benchmark makes pods (root only); run without root and without naming it, the others still run.
 const which = positionals.length > 0 ? positionals : BENCHMARKS.filter((name) => name !== "sidecars" || hasNetAdmin());
 if (!which.includes("sidecars") && positionals.length === 0) console.log("not root: the sidecars benchmark (pods) is skipped");
@@ -37,8 +37,8 @@ const envoyOptions: CompareOptions = values.quick
   : { rounds: Number(values.rounds ?? 8), rate: 1000, latencyDurationMs: 3000, maxRateDurationS: 3, maxRateConnections: 16 };
 const guestOptions = values.quick ? { rounds: 2, requestsPerRound: 10_000 } : { rounds: 15, requestsPerRound: 40_000 };
 const sidecarOptions = values.quick
-  ? { rounds: 1, rate: 500, durationMs: 1500, instructions: { warmupRequests: 50, requests: 100, windows: 1, concurrency: 4, idleS: 2 } }
-  : { rounds: Number(values.rounds ?? 8), rate: 1000, durationMs: 3000, instructions: { warmupRequests: 100, requests: 300, windows: 3, concurrency: 4, idleS: 5 } };
+  ? { rounds: 1, rate: 500, durationMs: 1500, latency: !values["instructions-only"], instructions: { warmupRequests: 50, requests: 100, windows: 1, concurrency: 4, idleS: 2 } }
+  : { rounds: Number(values.rounds ?? 8), rate: 1000, durationMs: 3000, latency: !values["instructions-only"], instructions: { warmupRequests: 100, requests: 300, windows: 3, concurrency: 4, idleS: 5 } };
 const soakOptions = values.quick ? { warmupS: 3, durationS: 6, sampleS: 3 } : { warmupS: 10, durationS: 90, sampleS: 15 };
 const instructionOptions = values.quick ? { warmupRequests: 200, windowRequests: 300, windows: 1 } : { warmupRequests: 1500, windowRequests: 1500, windows: 3 };
 
@@ -52,7 +52,7 @@ await benchSession(async () => {
   if (which.includes("cost") || which.includes("soak")) ensureAptTool("wrk", "wrk", log);
   for (const name of which) {
     const facts = machineFacts();
-    const command = `npm run bench -- ${name}${values.quick ? " --quick" : ""}${values.rounds ? ` --rounds ${values.rounds}` : ""}`;
+    const command = `npm run bench -- ${name}${values.quick ? " --quick" : ""}${values.rounds ? ` --rounds ${values.rounds}` : ""}${values["instructions-only"] ? " --instructions-only" : ""}`;
     log(`${name}: starting (${JSON.stringify(facts)})`);
     const body =
       name === "sdk-vs-peer" ? await runSdkVsPeer(envoyOptions, guestOptions, log)
@@ -69,6 +69,7 @@ await benchSession(async () => {
         `(other engineers' test runs share the two cores); Envoy ${facts.envoy}, --concurrency 1, pinned to CPU 0; ` +
         `load generators, upstream Envoy and Node on CPU 1; Node ${facts.node}; ${facts.wrk}. Git commit ${gitHead()}.`,
       name === "instructions" || name === "soak" ? "" :
+      name === "sidecars" && !sidecarOptions.latency ? "No latency rounds (--instructions-only): the sidecars' instruction counts only; every process of the run at nice " + getPriority() + "." :
       name === "sidecars" ? `${sidecarOptions.rounds} rounds, each variant per round: ${sidecarOptions.durationMs / 1000} s at ${sidecarOptions.rate} req/s (open loop from the client pod, 8+ keep-alive connections); both sidecars on CPU 0, the load generator and the server app on CPU 1; every process of the run at nice ${getPriority()}.` :
         `Envoy runs: ${envoyOptions.rounds} rounds, each variant per round: ${envoyOptions.latencyDurationMs / 1000} s at ${envoyOptions.rate} req/s (open loop, 8+ keep-alive connections), then ${envoyOptions.maxRateDurationS} s of wrk -t1 -c${envoyOptions.maxRateConnections}.`,
       "",

@@ -4,10 +4,21 @@
 // with the harness's minimal passthrough configuration (the least two Envoy hops can cost). Variants are interleaved
 // over rounds as in the other benchmarks; "added" is a variant minus the direct call in the same round, median over
 // rounds.
+//
+// Security (issue 12 item 8): the same two Skiff sidecars with mutual TLS (a secured control plane; each sidecar with
+// its `skiff agent` in the pod as uid 1337, as Istio runs pilot-agent, test/harness/secured-sidecar.ts; auto-mTLS
+// from the client, STRICT PeerAuthentication at the server), and with mTLS plus a 50-rule ALLOW AuthorizationPolicy at
+// the server. Their steady figure is the instruction count of both sidecars per request, as for the others; with
+// keep-alive connections the TLS handshake happens once per connection (in the uncounted warm-up), so the per-request
+// cost measured is mostly TLS's record layer (encrypt + decrypt on each side) and, for RBAC, the policy check.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { requireNetAdmin } from "../../control/mesh/host.js";
 import { type Envoy, startEnvoy, waitFor } from "../../test/harness/envoy.js";
 import { passthroughSidecarBootstrap } from "../../test/harness/passthrough-sidecar.js";
-import { type MeshNetwork, type PodApp, startMeshNetwork, type TestPod } from "../../test/harness/pods.js";
+import { type MeshControlPlane, type MeshNetwork, type PodApp, startMeshNetwork, type TestPod } from "../../test/harness/pods.js";
+import { startSecuredSidecar } from "../../test/harness/secured-sidecar.js";
 import { CLEAN_LAG_US } from "../lib/compare.js";
 import { fastUpstreamBootstrap } from "../lib/envoys.js";
 import { cpuSeconds, ENVOY_CPU, LOAD_CPU, pin } from "../lib/session.js";
@@ -20,6 +31,8 @@ export interface SidecarBenchOptions {
   /** Requests per second. */
   rate: number;
   durationMs: number;
+  /** False: no latency rounds (only a short warm-up that proves each path), just the instruction counts. */
+  latency: boolean;
   instructions: SidecarInstructionOptions;
 }
 
@@ -49,18 +62,53 @@ interface Variant {
   instructions?: SidecarInstructionResult;
 }
 
-/** A ServiceEntry for the server pod: the client's sidecar gets an outbound route and cluster for it, the server's
- * sidecar an inbound listener chain and `inbound|8080||` cluster (its address is the endpoint's). */
-function serviceEntry(server: TestPod): string {
+/** The secured pairs' namespace, where mTLS is STRICT. */
+const SECURE_NAMESPACE = "secure";
+const MTLS_SERVICE = `server.${SECURE_NAMESPACE}.svc.cluster.local`;
+const RBAC_SERVICE = `server-rbac.${SECURE_NAMESPACE}.svc.cluster.local`;
+const RBAC_RULES = 50;
+/** The rule that names the bench's client: rules become RBAC policies `...-rule[<i>]`, which Envoy evaluates in name
+ * order, so rule 9 ("rule[9]" sorts last of 0..49) is reached only after the 49 others failed on the principal. */
+const RBAC_MATCHING_RULE = 9;
+
+/** A ServiceEntry for a server pod: the client's sidecar gets an outbound route and cluster for it, the server's
+ * sidecar an inbound listener chain and `inbound|8080||` cluster (its address is the endpoint's). With a service
+ * account the endpoint is a workload with a sidecar (auto-mTLS) and an identity the client checks. */
+function serviceEntry(server: TestPod, host = SERVICE, serviceAccount?: string): string {
+  const [name, namespace] = host.split(".");
   return `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: { name: server, namespace: bench }
+metadata: { name: ${name}, namespace: ${namespace} }
 spec:
-  hosts: [${SERVICE}]
+  hosts: [${host}]
   location: MESH_INTERNAL
   ports: [{ number: ${APP_PORT}, name: http, protocol: HTTP }]
   resolution: STATIC
-  endpoints: [{ address: ${server.address} }]
+  endpoints: [{ address: ${server.address}${serviceAccount ? `, serviceAccount: ${serviceAccount}` : ""} }]
+`;
+}
+
+/** STRICT mTLS in the secured namespace, and on the RBAC server an ALLOW policy of RBAC_RULES rules, each one caller
+ * identity + methods + a path prefix; only RBAC_MATCHING_RULE names the bench's client. */
+function securedConfig(): string {
+  const rules = Array.from({ length: RBAC_RULES }, (_, i) => {
+    const caller = i === RBAC_MATCHING_RULE ? "client" : `caller-${i}`;
+    return `  - from: [{ source: { principals: [cluster.local/ns/${SECURE_NAMESPACE}/sa/${caller}] } }]
+    to: [{ operation: { methods: [GET, HEAD], paths: ["/*"] } }]`;
+  });
+  return `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: default, namespace: ${SECURE_NAMESPACE} }
+spec: { mtls: { mode: STRICT } }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: fifty-rules, namespace: ${SECURE_NAMESPACE} }
+spec:
+  selector: { matchLabels: { app: server-rbac } }
+  action: ALLOW
+  rules:
+${rules.join("\n")}
 `;
 }
 
@@ -76,7 +124,17 @@ function startCountedSidecar(pod: TestPod, bootstrap: Record<string, unknown>, w
   return pod.startSidecar({ bootstrap, concurrency: 1, wrapper, readyTimeoutMs: 300_000 });
 }
 
-async function setUp(mesh: MeshNetwork): Promise<Variant[]> {
+/** A secured sidecar (its agent in the pod, then Envoy on the agent's bootstrap), the Envoy pinned as the others; the
+ * agent stays up (it serves the certificates by SDS and relays xDS, idle while the bench measures), and the callgrind
+ * phase starts its fresh Envoy on the same bootstrap. */
+async function startSecured(pod: TestPod, controlPlane: MeshControlPlane, serviceAccount: string): Promise<{ envoy: Envoy; bootstrap: Record<string, unknown> }> {
+  const sidecar = await startSecuredSidecar(pod, controlPlane, { serviceAccount, concurrency: 1 });
+  pin(sidecar.envoy.pid, ENVOY_CPU);
+  return { envoy: sidecar.envoy, bootstrap: sidecar.bootstrap };
+}
+
+/** `dataDir`: the secured control plane's CA and tokens. */
+async function setUp(mesh: MeshNetwork, dataDir: string): Promise<Variant[]> {
   const capture = { excludeInboundPorts: [APP_ADMIN_PORT] };
   const direct = { client: mesh.addPod("direct-client"), server: mesh.addPod("direct-server") };
   const passthrough = { client: mesh.addPod("pass-client", { capture }), server: mesh.addPod("pass-server", { capture }) };
@@ -84,8 +142,15 @@ async function setUp(mesh: MeshNetwork): Promise<Variant[]> {
     client: mesh.addPod("skiff-client", { capture, namespace: "bench", labels: { app: "client" } }),
     server: mesh.addPod("skiff-server", { capture, namespace: "bench", labels: { app: "server" } }),
   };
-  mesh.addService(SERVICE);
+  const secured = { capture, namespace: SECURE_NAMESPACE };
+  const mtls = { client: mesh.addPod("mtls-client", { ...secured, labels: { app: "client" } }), server: mesh.addPod("mtls-server", { ...secured, labels: { app: "server" } }) };
+  const rbac = { client: mesh.addPod("rbac-client", { ...secured, labels: { app: "client" } }), server: mesh.addPod("rbac-server", { ...secured, labels: { app: "server-rbac" } }) };
+  for (const service of [SERVICE, MTLS_SERVICE, RBAC_SERVICE]) mesh.addService(service);
   const controlPlane = await mesh.startControlPlane({ "server.yaml": serviceEntry(skiff.server) });
+  const securedControlPlane = await mesh.startControlPlane(
+    { "mtls.yaml": serviceEntry(mtls.server, MTLS_SERVICE, "server"), "rbac.yaml": serviceEntry(rbac.server, RBAC_SERVICE, "server"), "policy.yaml": securedConfig() },
+    { security: { dataDir } },
+  );
   const skiffBootstraps: [Record<string, unknown>, Record<string, unknown>] = [skiff.client.sidecarBootstrap(controlPlane), skiff.server.sidecarBootstrap(controlPlane)];
   // Slow Envoys (under callgrind) take long to get and apply their configuration.
   const skiffReady = async ([client, server]: Envoy[]) => {
@@ -96,7 +161,27 @@ async function setUp(mesh: MeshNetwork): Promise<Variant[]> {
   await skiffReady(skiffSidecars);
   const passthroughBootstraps: [Record<string, unknown>, Record<string, unknown>] = [passthroughSidecarBootstrap(passthrough.client.name), passthroughSidecarBootstrap(passthrough.server.name)];
   const passthroughSidecars = [await startSidecar(passthrough.client, passthroughBootstraps[0]), await startSidecar(passthrough.server, passthroughBootstraps[1])];
+  const securedPair = async (pair: { client: TestPod; server: TestPod }, service: string) => {
+    const started = [await startSecured(pair.client, securedControlPlane, "client"), await startSecured(pair.server, securedControlPlane, "server")];
+    const ready = async ([client, server]: Envoy[]) => {
+      await waitFor(async () => (await client.admin("/clusters")).includes(`outbound|${APP_PORT}||${service}`), `the client sidecar's cluster for ${service}`, 300_000);
+      await waitFor(async () => (await server.admin("/clusters")).includes(`inbound|${APP_PORT}||`), `the server sidecar's inbound cluster behind ${service}`, 300_000);
+    };
+    const sidecars = started.map((s) => s.envoy);
+    await ready(sidecars);
+    return { sidecars, bootstraps: [started[0].bootstrap, started[1].bootstrap] as [Record<string, unknown>, Record<string, unknown>], ready };
+  };
+  const mtlsPair = await securedPair(mtls, MTLS_SERVICE);
+  const rbacPair = await securedPair(rbac, RBAC_SERVICE);
   const stat = async (envoy: Envoy, name: string) => `${name}: ${(await envoy.stat(name)) ?? 0}`;
+  const rbacStats = async (envoy: Envoy) => [...(await envoy.stats("rbac"))].filter(([name]) => /rbac\.(allowed|denied)$/.test(name)).map(([name, value]) => `${name}: ${value}`);
+  const securedProof = (sidecars: Envoy[], service: string, rbac: boolean) => async () =>
+    [
+      await stat(sidecars[0], `cluster.outbound|${APP_PORT}||${service}.upstream_rq_total`),
+      await stat(sidecars[0], `cluster.outbound|${APP_PORT}||${service}.ssl.handshake`),
+      await stat(sidecars[1], `cluster.inbound|${APP_PORT}||.upstream_rq_total`),
+      ...(rbac ? await rbacStats(sidecars[1]) : []),
+    ].join(", ");
   const variants: Variant[] = [
     { name: "direct", description: "client pod -> server pod, no capture, no sidecar", ...direct, target: { host: direct.server.address }, sidecars: [], rounds: [] },
     {
@@ -109,6 +194,28 @@ async function setUp(mesh: MeshNetwork): Promise<Variant[]> {
       ready: skiffReady,
       proof: async () =>
         [await stat(skiffSidecars[0], `cluster.outbound|${APP_PORT}||${SERVICE}.upstream_rq_total`), await stat(skiffSidecars[1], `cluster.inbound|${APP_PORT}||.upstream_rq_total`)].join(", "),
+      rounds: [],
+    },
+    {
+      name: "two sidecars (Skiff, mTLS STRICT)",
+      description: `the same path to ${MTLS_SERVICE}, with mutual TLS between the sidecars (auto-mTLS from the client, STRICT PeerAuthentication at the server; certificates from each pod's skiff agent, uid 1337, by SDS)`,
+      ...mtls,
+      target: { host: MTLS_SERVICE, headers: { host: MTLS_SERVICE } },
+      sidecars: mtlsPair.sidecars,
+      bootstraps: mtlsPair.bootstraps,
+      ready: mtlsPair.ready,
+      proof: securedProof(mtlsPair.sidecars, MTLS_SERVICE, false),
+      rounds: [],
+    },
+    {
+      name: `two sidecars (Skiff, mTLS + ${RBAC_RULES}-rule RBAC)`,
+      description: `as mTLS STRICT, to ${RBAC_SERVICE}, whose sidecar checks an ALLOW AuthorizationPolicy of ${RBAC_RULES} rules (a principal, methods, a path prefix each); the client's identity is in the rule Envoy evaluates last`,
+      ...rbac,
+      target: { host: RBAC_SERVICE, headers: { host: RBAC_SERVICE } },
+      sidecars: rbacPair.sidecars,
+      bootstraps: rbacPair.bootstraps,
+      ready: rbacPair.ready,
+      proof: securedProof(rbacPair.sidecars, RBAC_SERVICE, true),
       rounds: [],
     },
     {
@@ -141,13 +248,14 @@ async function setUp(mesh: MeshNetwork): Promise<Variant[]> {
 export async function runSidecars(options: SidecarBenchOptions, log: (line: string) => void): Promise<string> {
   requireNetAdmin("the sidecar benchmark");
   const mesh = startMeshNetwork();
+  const dataDir = mkdtempSync(join(tmpdir(), "skiff-bench-ca-"));
   try {
-    const variants = await setUp(mesh);
+    const variants = await setUp(mesh, dataDir);
     const measure = (variant: Variant, durationMs: number) =>
       variant.load!.call<LoadResult>({ op: "openLoop", host: variant.target.host, headers: variant.target.headers, port: APP_PORT, rate: options.rate, durationMs, expectHeader: "x-upstream" });
 
     for (const variant of variants) await measure(variant, 1000); // Warm-up: connections, caches, JIT.
-    for (let round = 0; round < options.rounds; round++) {
+    for (let round = 0; options.latency && round < options.rounds; round++) {
       for (const i of variants.map((_, index) => (index + round) % variants.length)) {
         const variant = variants[i];
         const cpuBefore = variant.sidecars.reduce((sum, sidecar) => sum + cpuSeconds(sidecar.pid), 0);
@@ -170,6 +278,7 @@ export async function runSidecars(options: SidecarBenchOptions, log: (line: stri
     return report(variants, options, proofs.filter(Boolean));
   } finally {
     await mesh.stop();
+    rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
@@ -209,8 +318,15 @@ function report(variants: Variant[], options: SidecarBenchOptions, proofs: strin
       return `| ${v.name} | ${count(median(counts))} ±${count(halfRange(counts))} | ${(median(counts) / baseline).toFixed(2)}x | ${(v.instructions!.idlePerSecond / 1e6).toFixed(2)} | ${counts.map(count).join(", ")} |`;
     }),
     "",
-    `Requests counted by the sidecars in the latency rounds (the path each variant names): ${proofs.join("; ")}.`,
+    securityRatios(withSidecars),
     "",
+    `Requests counted by the sidecars ${options.latency ? "in the latency rounds" : "in the 1 s warm-up at the rate (no latency rounds in this run)"} (the path each variant names): ${proofs.join("; ")}.`,
+    "",
+    ...(options.latency ? latencyPart() : ["**Latency: not measured in this run** (`--instructions-only`: the rounds are not quotable on the loaded machine; see the section's earlier runs)."]),
+  ].join("\n");
+
+  function latencyPart(): string[] {
+    return [
     clean
       ? `**Latency at ${options.rate} req/s** from the ${rounds.length} clean rounds of ${all.length} (generator write lag p99 under ${CLEAN_LAG_US} µs and no failed request, for every variant).`
       : `**Latency at ${options.rate} req/s: not quotable from this run.** Only ${cleanRounds.length} of ${all.length} rounds were clean (generator write lag p99 under ${CLEAN_LAG_US} µs and no failed request, ` +
@@ -236,6 +352,27 @@ function report(variants: Variant[], options: SidecarBenchOptions, proofs: strin
       : []),
     "",
     "Anchor: Istio publishes +0.23 ms P90 and +0.30 ms P99 for two sidecars at 1000 req/s (Istio 1.20 performance page; its " +
-      "sidecars also do mTLS and telemetry, with 2 workers, 1 KB payloads, on dedicated nodes). These sidecars do neither, on two shared cores.",
+      "sidecars also do mTLS and telemetry, with 2 workers, 1 KB payloads, on dedicated nodes). The plain Skiff pair does neither, on two shared cores.",
+    ];
+  }
+}
+
+/** mTLS against the plain-text Skiff pair and the 50-rule RBAC against mTLS alone, from the instruction counts: ratio of
+ * the medians, and the range of the ratios of the windows (window i against window i). */
+function securityRatios(variants: Variant[]): string {
+  const counts = (name: string) => variants.find((variant) => variant.name === name)?.instructions?.perRequest;
+  const ratio = (name: string, baseline: string) => {
+    const [a, b] = [counts(name), counts(baseline)];
+    if (!a || !b) return `${name} vs ${baseline}: not measured`;
+    const perWindow = a.map((value, i) => value / b[Math.min(i, b.length - 1)]);
+    const extra = Math.round(median(a) - median(b)).toLocaleString("en-US");
+    return `${name} vs ${baseline}: **${(median(a) / median(b)).toFixed(2)}x** (${extra} instructions per request; window ratios ${Math.min(...perWindow).toFixed(2)}-${Math.max(...perWindow).toFixed(2)})`;
+  };
+  return [
+    "Security (issue 12 item 8), from the same counts: " + ratio("two sidecars (Skiff, mTLS STRICT)", "two sidecars (Skiff)") + "; " +
+      ratio(`two sidecars (Skiff, mTLS + ${RBAC_RULES}-rule RBAC)`, "two sidecars (Skiff, mTLS STRICT)") + ".",
+    "The connections are keep-alive and the TLS handshakes happen in the uncounted warm-up, once per connection: the mTLS figure is per-request " +
+      "record-layer cost (AES-GCM encrypt/decrypt of each request and response on both sidecars, TLS framing), not handshakes; a workload opening a " +
+      "connection per request pays the handshake (asymmetric crypto, certificate checks) on top.",
   ].join("\n");
 }

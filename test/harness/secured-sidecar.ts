@@ -20,6 +20,8 @@ export interface SecuredSidecar {
   agent: PodAgent;
   /** The workload's SPIFFE identity. */
   identity: string;
+  /** The bootstrap the agent wrote (SDS and xDS over its Unix sockets): another Envoy of this pod can start on it. */
+  bootstrap: Record<string, unknown>;
 }
 
 /** The `skiff agent` process of a pod. */
@@ -102,12 +104,13 @@ export async function startSecuredSidecar(pod: TestPod, controlPlane: MeshContro
   }, `the agent of pod ${pod.name} wrote its bootstrap`, 60_000);
   // Ready only once it has its listeners, which wait for the certificate by SDS: on a loaded machine that takes the
   // control plane, the agent and Envoy each a turn, so allow more than a plain Envoy's start.
+  const bootstrap = JSON.parse(readFileSync(bootstrapFile, "utf8")) as Record<string, unknown>;
   const envoy = await pod.startSidecar({
-    bootstrap: JSON.parse(readFileSync(bootstrapFile, "utf8")) as Record<string, unknown>,
+    bootstrap,
     concurrency: options.concurrency,
     readyTimeoutMs: 120_000,
   });
-  return { envoy, agent, identity: `spiffe://${ca.trustDomain}/ns/${namespace}/sa/${options.serviceAccount}` };
+  return { envoy, agent, identity: `spiffe://${ca.trustDomain}/ns/${namespace}/sa/${options.serviceAccount}`, bootstrap };
 }
 
 /** The agent decodes Envoy's requests with the Envoy API descriptor set (control/protos/registry.ts). As uid 1337 it
