@@ -35,6 +35,8 @@ export interface SidecarPair {
   ready: (sidecars: Envoy[]) => Promise<void>;
   /** Where the client's app sends. */
   target: { host: string; port: number; headers?: Record<string, string> };
+  /** A stat of the client's sidecar read before and after the counted windows (e.g. its TLS handshakes). */
+  windowStat?: string;
 }
 
 export interface SidecarInstructionResult {
@@ -42,6 +44,8 @@ export interface SidecarInstructionResult {
   perRequest: number[];
   /** Instructions per second of both sidecars idle. */
   idlePerSecond: number;
+  /** How much `windowStat` grew over the counted windows. */
+  windowStatDelta?: number;
 }
 
 /** Counts `pair`'s two sidecars, started afresh under callgrind (as uid 1337 in their pods, like the sidecars they
@@ -82,6 +86,7 @@ export async function sidecarInstructions(
     const idle = await counted(() => sleep(options.idleS * 1000));
     const idlePerSecond = (idle.instructions + innerInstructions) / idle.seconds;
     const perRequest: number[] = [];
+    const statBefore = pair.windowStat ? ((await sidecars[0].stat(pair.windowStat)) ?? 0) : 0;
     for (let window = 0; window < options.windows; window++) {
       let answered = 0;
       const outer = await counted(async () => {
@@ -90,8 +95,9 @@ export async function sidecarInstructions(
       perRequest.push((outer.instructions + innerInstructions - idlePerSecond * outer.seconds) / answered);
       log(`instructions ${pair.name} window ${window + 1}: ${perRequest.at(-1)!.toFixed(0)} per request through both sidecars (${answered} requests in ${outer.seconds.toFixed(1)} s, idle ${(idlePerSecond / 1e6).toFixed(2)} M/s)`);
     }
+    const windowStatDelta = pair.windowStat ? ((await sidecars[0].stat(pair.windowStat)) ?? 0) - statBefore : undefined;
     await app.stop();
-    return { perRequest, idlePerSecond };
+    return { perRequest, idlePerSecond, windowStatDelta };
   } finally {
     for (const sidecar of sidecars) await sidecar.stop();
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
