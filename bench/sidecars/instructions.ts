@@ -37,6 +37,8 @@ export interface SidecarPair {
   target: { host: string; port: number; headers?: Record<string, string> };
   /** A stat of the client's sidecar read before and after the counted windows (e.g. its TLS handshakes). */
   windowStat?: string;
+  /** Stats of the counted sidecars (client's, server's) read after the windows: what path the counted requests took. */
+  proof?: (sidecars: Envoy[]) => Promise<string>;
 }
 
 export interface SidecarInstructionResult {
@@ -46,6 +48,7 @@ export interface SidecarInstructionResult {
   idlePerSecond: number;
   /** How much `windowStat` grew over the counted windows. */
   windowStatDelta?: number;
+  proof?: string;
 }
 
 /** Counts `pair`'s two sidecars, started afresh under callgrind (as uid 1337 in their pods, like the sidecars they
@@ -96,8 +99,9 @@ export async function sidecarInstructions(
       log(`instructions ${pair.name} window ${window + 1}: ${perRequest.at(-1)!.toFixed(0)} per request through both sidecars (${answered} requests in ${outer.seconds.toFixed(1)} s, idle ${(idlePerSecond / 1e6).toFixed(2)} M/s)`);
     }
     const windowStatDelta = pair.windowStat ? ((await sidecars[0].stat(pair.windowStat)) ?? 0) - statBefore : undefined;
+    const proof = pair.proof ? await pair.proof(sidecars) : undefined;
     await app.stop();
-    return { perRequest, idlePerSecond, windowStatDelta };
+    return { perRequest, idlePerSecond, windowStatDelta, proof };
   } finally {
     for (const sidecar of sidecars) await sidecar.stop();
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });

@@ -58,6 +58,8 @@ interface Variant {
   ready?: (sidecars: Envoy[]) => Promise<void>;
   /** A stat of the client's sidecar whose growth over the counted windows the report gives. */
   windowStat?: string;
+  /** The same for the sidecars counted under callgrind (given those sidecars). */
+  countedProof?: (sidecars: Envoy[]) => Promise<string>;
   /** Stats of the sidecars that prove the requests took the path the variant names. */
   proof?: () => Promise<string>;
   rounds: Array<LoadResult & { sidecarCpuUsPerRequest?: number }>;
@@ -177,7 +179,7 @@ async function setUp(mesh: MeshNetwork, dataDir: string): Promise<Variant[]> {
   const rbacPair = await securedPair(rbac, RBAC_SERVICE);
   const stat = async (envoy: Envoy, name: string) => `${name}: ${(await envoy.stat(name)) ?? 0}`;
   const rbacStats = async (envoy: Envoy) => [...(await envoy.stats("rbac"))].filter(([name]) => /rbac\.(allowed|denied)$/.test(name)).map(([name, value]) => `${name}: ${value}`);
-  const securedProof = (sidecars: Envoy[], service: string, rbac: boolean) => async () =>
+  const securedProofOf = (service: string, rbac: boolean) => async (sidecars: Envoy[]) =>
     [
       await stat(sidecars[0], `cluster.outbound|${APP_PORT}||${service}.upstream_rq_total`),
       await stat(sidecars[0], `cluster.outbound|${APP_PORT}||${service}.ssl.handshake`),
@@ -207,7 +209,8 @@ async function setUp(mesh: MeshNetwork, dataDir: string): Promise<Variant[]> {
       bootstraps: mtlsPair.bootstraps,
       ready: mtlsPair.ready,
       windowStat: `cluster.outbound|${APP_PORT}||${MTLS_SERVICE}.ssl.handshake`,
-      proof: securedProof(mtlsPair.sidecars, MTLS_SERVICE, false),
+      proof: () => securedProofOf(MTLS_SERVICE, false)(mtlsPair.sidecars),
+      countedProof: securedProofOf(MTLS_SERVICE, false),
       rounds: [],
     },
     {
@@ -219,7 +222,8 @@ async function setUp(mesh: MeshNetwork, dataDir: string): Promise<Variant[]> {
       bootstraps: rbacPair.bootstraps,
       ready: rbacPair.ready,
       windowStat: `cluster.outbound|${APP_PORT}||${RBAC_SERVICE}.ssl.handshake`,
-      proof: securedProof(rbacPair.sidecars, RBAC_SERVICE, true),
+      proof: () => securedProofOf(RBAC_SERVICE, true)(rbacPair.sidecars),
+      countedProof: securedProofOf(RBAC_SERVICE, true),
       rounds: [],
     },
     {
@@ -276,7 +280,7 @@ export async function runSidecars(options: SidecarBenchOptions, log: (line: stri
     // The steady figure: each pair's instructions per request, by fresh sidecars under callgrind in the same pods.
     for (const variant of variants.filter((v) => v.bootstraps)) {
       for (const sidecar of variant.sidecars) await sidecar.stop(); // Their ports (15001, 15006) are the new ones'.
-      const pair = { name: variant.name, client: variant.client, server: variant.server, bootstraps: variant.bootstraps!, ready: variant.ready!, target: { ...variant.target, port: APP_PORT }, windowStat: variant.windowStat };
+      const pair = { name: variant.name, client: variant.client, server: variant.server, bootstraps: variant.bootstraps!, ready: variant.ready!, target: { ...variant.target, port: APP_PORT }, windowStat: variant.windowStat, proof: variant.countedProof };
       variant.instructions = await sidecarInstructions(pair, startCountedSidecar, options.instructions, log);
     }
     return report(variants, options, proofs.filter(Boolean));
@@ -323,6 +327,11 @@ function report(variants: Variant[], options: SidecarBenchOptions, proofs: strin
     }),
     "",
     securityRatios(withSidecars, instructions.requests),
+    "",
+    `The counted (callgrind) sidecars' own stats after the windows (totals, warm-up included): ${withSidecars
+      .filter((v) => v.instructions?.proof)
+      .map((v) => `${v.name}: ${v.instructions!.proof}`)
+      .join("; ")}.`,
     "",
     `Requests counted by the sidecars ${options.latency ? "in the latency rounds" : "in the 1 s warm-up at the rate (no latency rounds in this run)"} (the path each variant names): ${proofs.join("; ")}.`,
     "",
