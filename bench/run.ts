@@ -12,10 +12,11 @@ import { runFilters } from "./filters/run.js";
 import { runInstructions } from "./sdk-vs-peer/instructions.js";
 import { runSdkVsPeer } from "./sdk-vs-peer/run.js";
 import { runSidecars } from "./sidecars/run.js";
+import { runKubernetes } from "./kubernetes/run.js";
 import { hasNetAdmin } from "../control/mesh/host.js";
 import { writeResultsSection } from "./lib/results.js";
 
-const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters", "cost", "soak", "sidecars"] as const;
+const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters", "cost", "soak", "sidecars", "kubernetes"] as const;
 const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
   "sdk-vs-peer": "SDK vs peer (issue 3, item 7): size, guest time, inside Envoy",
   instructions: "SDK vs peer: instructions per request (valgrind)",
@@ -23,12 +24,14 @@ const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
   cost: "Cost against the floor (issue 10): Envoy CPU and Envoy instructions per request, the SDK and every filter",
   soak: "Soak of the build targets (issue 10): every filter, release and small, at maximum rate for minutes",
   sidecars: "Two sidecars (issue 8, item 8): their instructions per request, and the latency they add between two pods at a fixed rate",
+  kubernetes: "Kubernetes as the source (issue 14, item 6): EndpointSlice change -> every proxy ACKed, memory per proxy, against the folder mode",
 };
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" }, "instructions-only": { type: "boolean", default: false } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" }, "instructions-only": { type: "boolean", default: false }, proxies: { type: "string" } } });
 // The sidecar benchmark makes pods (root only); run without root and without naming it, the others still run.
-const which = positionals.length > 0 ? positionals : BENCHMARKS.filter((name) => name !== "sidecars" || hasNetAdmin());
+const which = positionals.length > 0 ? positionals : BENCHMARKS.filter((name) => name !== "kubernetes" && (name !== "sidecars" || hasNetAdmin()));
 if (!which.includes("sidecars") && positionals.length === 0) console.log("not root: the sidecars benchmark (pods) is skipped");
+if (positionals.length === 0) console.log("the kubernetes benchmark (kube-apiserver + etcd, about 10 minutes) runs only when named: npm run bench -- kubernetes");
 for (const name of which) if (!(BENCHMARKS as readonly string[]).includes(name)) throw new Error(`unknown benchmark ${name}; have ${BENCHMARKS.join(", ")}`);
 
 // --quick: a smoke run to check the harness (numbers not worth reporting).
@@ -39,6 +42,9 @@ const guestOptions = values.quick ? { rounds: 2, requestsPerRound: 10_000 } : { 
 const sidecarOptions = values.quick
   ? { rounds: 1, rate: 500, durationMs: 1500, latency: !values["instructions-only"], instructions: { warmupRequests: 50, requests: 100, windows: 1, concurrency: 4, idleS: 2 } }
   : { rounds: Number(values.rounds ?? 8), rate: 1000, durationMs: 3000, latency: !values["instructions-only"], instructions: { warmupRequests: 100, requests: 300, windows: 3, concurrency: 4, idleS: 5 } };
+const kubernetesOptions = values.quick
+  ? { services: 50, endpointsPerService: 10, proxies: Number(values.proxies ?? 20), changes: 2, writers: 16 }
+  : { services: 1000, endpointsPerService: 10, proxies: Number(values.proxies ?? 1000), changes: Number(values.rounds ?? 5), writers: 16 };
 const soakOptions = values.quick ? { warmupS: 3, durationS: 6, sampleS: 3 } : { warmupS: 10, durationS: 90, sampleS: 15 };
 const instructionOptions = values.quick ? { warmupRequests: 200, windowRequests: 300, windows: 1 } : { warmupRequests: 1500, windowRequests: 1500, windows: 3 };
 
@@ -52,7 +58,7 @@ await benchSession(async () => {
   if (which.includes("cost") || which.includes("soak")) ensureAptTool("wrk", "wrk", log);
   for (const name of which) {
     const facts = machineFacts();
-    const command = `npm run bench -- ${name}${values.quick ? " --quick" : ""}${values.rounds ? ` --rounds ${values.rounds}` : ""}${values["instructions-only"] ? " --instructions-only" : ""}`;
+    const command = `npm run bench -- ${name}${values.quick ? " --quick" : ""}${values.rounds ? ` --rounds ${values.rounds}` : ""}${values["instructions-only"] ? " --instructions-only" : ""}${values.proxies ? ` --proxies ${values.proxies}` : ""}`;
     log(`${name}: starting (${JSON.stringify(facts)})`);
     const body =
       name === "sdk-vs-peer" ? await runSdkVsPeer(envoyOptions, guestOptions, log)
@@ -60,15 +66,17 @@ await benchSession(async () => {
       : name === "cost" ? await runCost(envoyOptions, instructionOptions, log)
       : name === "soak" ? await runSoak(soakOptions, log)
       : name === "sidecars" ? await runSidecars(sidecarOptions, log)
+      : name === "kubernetes" ? await runKubernetes(kubernetesOptions, log)
       : await runFilters(envoyOptions, log);
     const header = [
       `## ${TITLES[name as (typeof BENCHMARKS)[number]]}`,
       "",
       `Measured ${facts.date} with \`${command}\`${values.quick ? " (QUICK SMOKE RUN: not representative)" : ""}.`,
+      name === "kubernetes" ? `Machine: ${facts.nproc} CPUs (${facts.cpuModel}), load average (1/5/15 min) at start ${facts.loadAverage}, at end ${loadAverage()} (other engineers' test runs share the two cores); Envoy ${facts.envoy}; Node ${facts.node}; every process of the run unpinned (both CPUs). Git commit ${gitHead()}.` :
       `Machine: ${facts.nproc} CPUs (${facts.cpuModel}), load average (1/5/15 min) at start ${facts.loadAverage}, at end ${loadAverage()} ` +
         `(other engineers' test runs share the two cores); Envoy ${facts.envoy}, --concurrency 1, pinned to CPU 0; ` +
         `load generators, upstream Envoy and Node on CPU 1; Node ${facts.node}; ${facts.wrk}. Git commit ${gitHead()}.`,
-      name === "instructions" || name === "soak" ? "" :
+      name === "instructions" || name === "soak" || name === "kubernetes" ? "" :
       name === "sidecars" && !sidecarOptions.latency ? "No latency rounds (--instructions-only): the sidecars' instruction counts only; every process of the run at nice " + getPriority() + "." :
       name === "sidecars" ? `${sidecarOptions.rounds} rounds, each variant per round: ${sidecarOptions.durationMs / 1000} s at ${sidecarOptions.rate} req/s (open loop from the client pod, 8+ keep-alive connections); both sidecars on CPU 0, the load generator and the server app on CPU 1; every process of the run at nice ${getPriority()}.` :
         `Envoy runs: ${envoyOptions.rounds} rounds, each variant per round: ${envoyOptions.latencyDurationMs / 1000} s at ${envoyOptions.rate} req/s (open loop, 8+ keep-alive connections), then ${envoyOptions.maxRateDurationS} s of wrk -t1 -c${envoyOptions.maxRateConnections}.`,
