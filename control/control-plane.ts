@@ -38,9 +38,13 @@ export interface ControlPlaneOptions {
   kubernetes?: Omit<KubernetesSourceOptions, "check" | "log">;
   /** The namespace of resources whose metadata names none (default "default"), as kubectl's `-n`. */
   namespace?: string;
-  /** The address both servers listen on, which proxies reach them at: 127.0.0.1 (the default), or the host's address
-   * on a mesh bridge (`skiff mesh create`), so that sidecars in pods reach the control plane. */
+  /** The address xDS listens on, which proxies reach it at: 127.0.0.1 (the default), the host's address on a mesh
+   * bridge (`skiff mesh create`), so that sidecars in pods reach it, or, with TLS and workload authentication (not
+   * plaintext), any address, e.g. a Kubernetes pod's IP. */
   host?: string;
+  /** The address of the unauthenticated HTTP server (modules, /status, /metrics, /debug): loopback or a mesh bridge
+   * address only. Default: `host` when that is one of those, else 127.0.0.1. */
+  httpHost?: string;
   /** ADS port (0 picks a free one). */
   xdsPort?: number;
   /** Module and status HTTP port (0 picks a free one). */
@@ -89,22 +93,38 @@ export function snapshotKey(proxy: ProxyIdentity): string {
   return `${proxy.nodeId} ${translationKey(proxy)}`;
 }
 
-/** The HTTP server (modules, /status, /debug/config_dump) answers anyone who connects, without TLS, and so does xDS in
- * plain-text mode: so the control plane listens only where nothing from another machine reaches it, the loopback or a
- * pod network's bridge (a closed world, control/mesh/README.md). */
-export function checkListenHost(host: string): void {
-  if (inSubnet(host, "127.0.0.0/8") || inSubnet(host, MESH_RANGE)) return;
-  throw new Error(
-    `cannot listen on ${host}: the control plane's HTTP server (and xDS with --plaintext) answers without authentication, ` +
-      `so it listens only on 127.0.0.1 or a mesh bridge address in ${MESH_RANGE} (\`skiff mesh create\` prints it)`,
-  );
+/** Loopback or a pod network's bridge: where nothing from another machine reaches (control/mesh/README.md). */
+function closedNetwork(host: string): boolean {
+  return inSubnet(host, "127.0.0.0/8") || inSubnet(host, MESH_RANGE);
+}
+
+/** Where each server may listen. The HTTP server (modules, /status, /metrics, /debug/config_dump) answers anyone who
+ * connects, without TLS, and so does xDS in plain-text mode: they listen only on a closed network (loopback or a mesh
+ * bridge). Secured xDS (TLS, and a workload certificate required before anything is sent) may listen anywhere, e.g.
+ * on a Kubernetes pod's IP. Returns the HTTP server's address. */
+export function checkListenHosts(host: string, plaintext: boolean, httpHost?: string): string {
+  if (plaintext && !closedNetwork(host)) {
+    throw new Error(
+      `cannot listen on ${host}: xDS with --plaintext answers without authentication, so it listens only on 127.0.0.1 or a ` +
+        `mesh bridge address in ${MESH_RANGE} (\`skiff mesh create\` prints it); without --plaintext (TLS and workload ` +
+        "certificates) it may listen on any address",
+    );
+  }
+  const http = httpHost ?? (closedNetwork(host) ? host : "127.0.0.1");
+  if (!closedNetwork(http)) {
+    throw new Error(
+      `cannot serve HTTP on ${http}: the HTTP server (modules, /status, /metrics, /debug) answers without authentication, ` +
+        `so it listens only on 127.0.0.1 or a mesh bridge address in ${MESH_RANGE}`,
+    );
+  }
+  return http;
 }
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   if ((options.configDir === undefined) === (options.kubernetes === undefined)) throw new Error("startControlPlane needs exactly one source: configDir or kubernetes");
   const log = options.log ?? (() => {});
   const host = options.host ?? "127.0.0.1";
-  checkListenHost(host);
+  const httpHost = checkListenHosts(host, !("dataDir" in options.security), options.httpHost);
   const cache = new SnapshotCache();
   // Connected proxies by snapshot key.
   const proxies = new Map<string, ProxyIdentity>();
@@ -114,7 +134,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const metrics = new ControlPlaneMetrics();
   if (!ISTIO_STATS_MODULE) log("the istio-stats module is not built (npm run build): proxies get no Istio standard metrics");
   const modules = await ModuleServer.start({
-    host,
+    host: httpHost,
     port: options.httpPort,
     pages: {
       "/status": () => jsonPage(xds?.status() ?? []),
@@ -282,7 +302,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   }
   log(
     `xDS (ADS) on ${host}:${xds.port} ${secured ? `over TLS, with the CA (${secured.ca.origin}, trust domain ${secured.ca.trustDomain})` : "in PLAIN TEXT, unauthenticated (development mode)"}, ` +
-      `modules, /status and /metrics on http://${host}:${modules.port}`,
+      `modules, /status and /metrics on http://${modules.host}:${modules.port}`,
   );
   const [server, folderWatcher] = [xds, watcher];
   return {

@@ -59,7 +59,12 @@ program
   .option("--kubeconfig <file>", "with --kubernetes: the cluster (default $KUBECONFIG, else the pod's service account, else ~/.kube/config)")
   .option(
     "--listen <host[:port]>",
-    "where to serve xDS (ADS): 127.0.0.1 (default) or a mesh bridge address (`skiff mesh create` prints it), for sidecars in pods; the HTTP server listens on the same address",
+    "where to serve xDS (ADS): 127.0.0.1 (default), a mesh bridge address (`skiff mesh create` prints it) for sidecars in pods, or (not with --plaintext) any address, e.g. a Kubernetes pod's IP",
+    address,
+  )
+  .option(
+    "--http-listen <host[:port]>",
+    "where to serve the unauthenticated HTTP server (modules, /status, /metrics, /debug): 127.0.0.1 or a mesh bridge address; default: the --listen address when it is one of those, else 127.0.0.1",
     address,
   )
   .option("--port <port>", "xDS (ADS) port", port, 18000)
@@ -70,7 +75,7 @@ program
   .option("--trust-domain <name>", "the trust domain of workload identities (spiffe://<trust-domain>/ns/<ns>/sa/<sa>)", DEFAULT_TRUST_DOMAIN)
   .option("--workload-cert-ttl <duration>", "lifetime of workload certificates (e.g. 24h, 30s)", seconds, 24 * 3600)
   .option("--plaintext", "serve xDS WITHOUT TLS or authentication, to anyone who connects: local development only")
-  .action(async (options: { config?: string; kubernetes?: boolean; kubeconfig?: string; listen?: { host: string; port?: number }; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; plaintext?: boolean }) => {
+  .action(async (options: { config?: string; kubernetes?: boolean; kubeconfig?: string; listen?: { host: string; port?: number }; httpListen?: { host: string; port?: number }; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; plaintext?: boolean }) => {
     if (Boolean(options.config) === Boolean(options.kubernetes || options.kubeconfig)) {
       program.error("give either --config DIR (a folder of YAML) or --kubernetes (a cluster)");
     }
@@ -80,7 +85,8 @@ program
       namespace: options.namespace,
       host: options.listen?.host,
       xdsPort: options.listen?.port ?? options.port,
-      httpPort: options.httpPort,
+      httpHost: options.httpListen?.host,
+      httpPort: options.httpListen?.port ?? options.httpPort,
       log: (line) => console.log(`${new Date().toISOString()} ${line}`),
       security: options.plaintext
         ? { plaintext: true }

@@ -1,0 +1,161 @@
+// Skiff in a cluster (issue 14 item 7): every manifest of examples/kubernetes/ applied to a real kube-apiserver as a
+// user would (`kubectl apply -f examples/kubernetes/`), the API server accepting each object; the service account's
+// rules let it do what the control plane needs and no more (SubjectAccessReview, the API server's own answer); and the
+// Deployment's own arguments, run as its container would run them (with that service account's token, the cacerts
+// that cacerts.sh makes), start a control plane that serves secured xDS where the Service sends workloads. The API
+// server has no kubelet here, so no pod runs: the container's $(POD_IP) is 127.0.0.1 and its paths are test folders.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { CONTROL_PLANE_NAME } from "../../control/ca/protocol.js";
+import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+import { describeE2E } from "../harness/e2e.js";
+import { type KubeCluster, type Manifest, startKubeCluster, toObjects } from "../harness/kube-apiserver.js";
+import { CHILD_MARKER, testRunId, track, untrack } from "../harness/processes.js";
+import { eventually, freePort } from "../scenarios/mesh.js";
+
+const EXAMPLES = join(PROJECT_ROOT, "examples", "kubernetes");
+const USER = "system:serviceaccount:skiff-system:skiff";
+
+interface Container {
+  args: string[];
+  ports: Array<{ name: string; containerPort: number }>;
+  volumeMounts: Array<{ name: string; mountPath: string }>;
+}
+
+describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
+  let cluster: KubeCluster;
+  let dir: string;
+  let child: ChildProcess | undefined;
+  const log: string[] = [];
+  const manifests: Manifest[] = readdirSync(EXAMPLES)
+    .filter((file) => file.endsWith(".yaml"))
+    .flatMap((file) => toObjects(readFileSync(join(EXAMPLES, file), "utf8")));
+  const find = (kind: string, name: string) => manifests.find((object) => object.kind === kind && object.metadata?.name === name);
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "skiff-k8s-deployment-"));
+    cluster = await startKubeCluster({ istioCrds: true });
+    // The gateway namespace of gateway-credentials.yaml is the user's; the rest comes from the manifests, Namespaces
+    // first, as kubectl apply needs them before what lives in them.
+    await cluster.namespace("shop");
+    await cluster.apply(manifests.filter((object) => object.kind === "Namespace"));
+    await cluster.apply(manifests.filter((object) => object.kind !== "Namespace"));
+    execFileSync("sh", [join(EXAMPLES, "cacerts.sh"), join(dir, "cacerts")], { stdio: "ignore" });
+    // kubectl create secret generic cacerts --from-file=... (README.md): what the Deployment mounts.
+    const file = (name: string) => readFileSync(join(dir, "cacerts", name)).toString("base64");
+    await cluster.apply({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "cacerts", namespace: "skiff-system" },
+      data: Object.fromEntries(["ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"].map((name) => [name, file(name)])),
+    });
+  }, 400_000);
+
+  afterAll(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child!.once("close", resolve));
+      child.kill("SIGTERM");
+      await Promise.race([exited, sleep(10_000).then(() => child!.kill("SIGKILL"))]);
+    }
+    await cluster?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the API server accepts every object of the manifests as written", async () => {
+    expect(manifests.map((object) => `${object.kind}/${object.metadata?.name}`)).toEqual(
+      expect.arrayContaining(["Namespace/skiff-system", "ServiceAccount/skiff", "ClusterRole/skiff-control-plane", "ClusterRoleBinding/skiff-control-plane", "Deployment/skiff-control-plane", "Service/skiff-control-plane"]),
+    );
+    for (const object of manifests) {
+      const stored = await cluster.read<Manifest>(object);
+      expect(stored.metadata?.uid, `${object.kind}/${object.metadata?.name}`).toBeTruthy();
+    }
+  });
+
+  it("the Service sends workloads to the Deployment's xDS port, under the name of the control plane's certificate", async () => {
+    const deployment = await cluster.read<{ spec: { template: { metadata: { labels: Record<string, string> }; spec: { serviceAccountName: string; containers: Container[] } } } }>(find("Deployment", "skiff-control-plane")!);
+    const service = await cluster.read<{ metadata: { name: string; namespace: string }; spec: { selector: Record<string, string>; ports: Array<{ port: number; targetPort: string }> } }>(find("Service", "skiff-control-plane")!);
+    const pod = deployment.spec.template;
+    expect(`${service.metadata.name}.${service.metadata.namespace}.svc`).toBe(CONTROL_PLANE_NAME);
+    expect(pod.metadata.labels).toMatchObject(service.spec.selector);
+    expect(pod.spec.serviceAccountName).toBe("skiff");
+    const [container] = pod.spec.containers;
+    const xdsPort = container!.ports.find((port) => port.name === service.spec.ports[0]!.targetPort)!.containerPort;
+    expect(service.spec.ports[0]!.port).toBe(15012);
+    expect(container!.args).toContain(`--listen=$(POD_IP):${xdsPort}`);
+    expect(container!.args).toContain("--kubernetes");
+    expect(container!.args).not.toContain("--plaintext");
+  });
+
+  it("the service account may do what the control plane needs, and not read Secrets at large", async () => {
+    const allowed = async (attributes: Partial<Record<string, string>>) => {
+      const review = await cluster.request("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+        method: "POST",
+        contentType: "application/json",
+        body: JSON.stringify({ apiVersion: "authorization.k8s.io/v1", kind: "SubjectAccessReview", spec: { user: USER, resourceAttributes: attributes } }),
+      });
+      return Boolean(JSON.parse(review.body).status.allowed);
+    };
+    const needed: Array<Partial<Record<string, string>>> = [
+      ...["gateways", "virtualservices", "destinationrules", "serviceentries", "sidecars", "envoyfilters"].flatMap((resource) =>
+        ["list", "watch"].map((verb) => ({ group: "networking.istio.io", resource, verb })),
+      ),
+      ...["peerauthentications", "authorizationpolicies", "requestauthentications"].map((resource) => ({ group: "security.istio.io", resource, verb: "watch" })),
+      { group: "extensions.istio.io", resource: "wasmplugins", verb: "watch" },
+      { group: "telemetry.istio.io", resource: "telemetries", verb: "watch" },
+      { group: "networking.istio.io", resource: "virtualservices", subresource: "status", verb: "patch" },
+      ...["services", "pods", "nodes"].map((resource) => ({ group: "", resource, verb: "watch" })),
+      { group: "discovery.k8s.io", resource: "endpointslices", verb: "watch" },
+      { group: "", resource: "events", verb: "create", namespace: "shop" },
+      { group: "", resource: "secrets", verb: "watch", namespace: "shop", name: "webapp-credential" },
+    ];
+    for (const attributes of needed) expect(await allowed(attributes), JSON.stringify(attributes)).toBe(true);
+    // Not needed, not granted: Secrets at large (the CA comes by the Deployment's volume, not the API), writes of specs.
+    for (const attributes of [
+      { group: "", resource: "secrets", verb: "list" },
+      { group: "", resource: "secrets", verb: "get", namespace: "skiff-system", name: "cacerts" },
+      { group: "networking.istio.io", resource: "virtualservices", verb: "update" },
+      { group: "", resource: "pods", verb: "create" },
+    ]) {
+      expect(await allowed(attributes), JSON.stringify(attributes)).toBe(false);
+    }
+  });
+
+  it("the Deployment's arguments, run as its container runs them, serve secured xDS and keep HTTP on the loopback", async () => {
+    const deployment = await cluster.read<{ spec: { template: { spec: { containers: Container[] } } } }>(find("Deployment", "skiff-control-plane")!);
+    const container = deployment.spec.template.spec.containers[0]!;
+    // The kubelet's part: $(POD_IP), the Secret and emptyDir volumes at their mount paths, the service account's token.
+    // The ports are free ones of this machine (a pod has its own).
+    const mounts: Record<string, string> = { cacerts: join(dir, "cacerts"), data: join(dir, "data") };
+    const ports = { "--listen": await freePort(), "--http-listen": await freePort() };
+    const args = container.args.map((arg) => {
+      let value = arg.replace("$(POD_IP)", "127.0.0.1");
+      const [option, address] = value.split("=");
+      if (option === "--listen" || option === "--http-listen") value = `${option}=${address!.split(":")[0]}:${ports[option]}`;
+      for (const mount of container.volumeMounts) if (mounts[mount.name]) value = value.replace(mount.mountPath, mounts[mount.name]!);
+      return value;
+    });
+    const env = { ...process.env, KUBECONFIG: await cluster.serviceAccountKubeconfig("skiff-system", "skiff"), [CHILD_MARKER]: testRunId() };
+    child = spawn(process.execPath, ["--import", "tsx", "control/cli/main.ts", ...args], { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"], env });
+    const collect = (chunk: Buffer) => log.push(...chunk.toString().trimEnd().split("\n"));
+    child.stdout!.on("data", collect);
+    child.stderr!.on("data", collect);
+    const tracked = { description: `skiff control-plane as the Deployment runs it (pid ${child.pid})`, stop: async () => void child?.kill("SIGTERM"), logTail: () => log.slice(-40).join("\n") };
+    track(tracked);
+    try {
+      await eventually(async () => {
+        expect(child!.exitCode, log.join("\n")).toBeNull();
+        expect(log.join("\n")).toContain(`xDS (ADS) on 127.0.0.1:${ports["--listen"]} over TLS, with the CA (`);
+        expect(log.join("\n")).toContain(`modules, /status and /metrics on http://127.0.0.1:${ports["--http-listen"]}`);
+      }, 120_000);
+      // Every informer listed with the rules of rbac.yaml (a refused one logs HTTP 403 and retries).
+      expect(log.filter((line) => line.includes("HTTP 403"))).toEqual([]);
+      expect(log.join("\n")).toContain("kubernetes: synced");
+    } finally {
+      untrack(tracked);
+    }
+  }, 200_000);
+});
