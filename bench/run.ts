@@ -27,7 +27,11 @@ const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
   kubernetes: "Kubernetes as the source (issue 14, item 6): EndpointSlice change -> every proxy ACKed, memory per proxy, against the folder mode",
 };
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" }, "instructions-only": { type: "boolean", default: false }, proxies: { type: "string" } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" }, "instructions-only": { type: "boolean", default: false }, proxies: { type: "string" }, variants: { type: "string" } } });
+// --variants a,b (cost only): run those variants beside no filter and the floor; the run writes its own section
+// (cost-selected), so a partial run never replaces the full run's table.
+const selected = values.variants?.split(",").map((name) => name.trim()).filter(Boolean);
+if (selected && (positionals.length !== 1 || positionals[0] !== "cost")) throw new Error("--variants applies to the cost benchmark alone: npm run bench -- cost --variants istio-stats,hello");
 // The sidecar benchmark makes pods (root only); run without root and without naming it, the others still run.
 const which = positionals.length > 0 ? positionals : BENCHMARKS.filter((name) => name !== "kubernetes" && (name !== "sidecars" || hasNetAdmin()));
 if (!which.includes("sidecars") && positionals.length === 0) console.log("not root: the sidecars benchmark (pods) is skipped");
@@ -58,18 +62,18 @@ await benchSession(async () => {
   if (which.includes("cost") || which.includes("soak")) ensureAptTool("wrk", "wrk", log);
   for (const name of which) {
     const facts = machineFacts();
-    const command = `npm run bench -- ${name}${values.quick ? " --quick" : ""}${values.rounds ? ` --rounds ${values.rounds}` : ""}${values["instructions-only"] ? " --instructions-only" : ""}${values.proxies ? ` --proxies ${values.proxies}` : ""}`;
+    const command = `npm run bench -- ${name}${values.quick ? " --quick" : ""}${values.rounds ? ` --rounds ${values.rounds}` : ""}${values["instructions-only"] ? " --instructions-only" : ""}${values.proxies ? ` --proxies ${values.proxies}` : ""}${selected ? ` --variants ${selected.join(",")}` : ""}`;
     log(`${name}: starting (${JSON.stringify(facts)})`);
     const body =
       name === "sdk-vs-peer" ? await runSdkVsPeer(envoyOptions, guestOptions, log)
       : name === "instructions" ? await runInstructions(log)
-      : name === "cost" ? await runCost(envoyOptions, instructionOptions, log)
+      : name === "cost" ? await runCost(envoyOptions, instructionOptions, log, selected)
       : name === "soak" ? await runSoak(soakOptions, log)
       : name === "sidecars" ? await runSidecars(sidecarOptions, log)
       : name === "kubernetes" ? await runKubernetes(kubernetesOptions, log)
       : await runFilters(envoyOptions, log);
     const header = [
-      `## ${TITLES[name as (typeof BENCHMARKS)[number]]}`,
+      selected ? `## Cost against the floor, selected variants (${selected.join(", ")}): Envoy CPU and instructions per request, beside no filter and the floor` : `## ${TITLES[name as (typeof BENCHMARKS)[number]]}`,
       "",
       `Measured ${facts.date} with \`${command}\`${values.quick ? " (QUICK SMOKE RUN: not representative)" : ""}.`,
       name === "kubernetes" ? `Machine: ${facts.nproc} CPUs (${facts.cpuModel}), load average (1/5/15 min) at start ${facts.loadAverage}, at end ${loadAverage()} (other engineers' test runs share the two cores); Envoy ${facts.envoy}; Node ${facts.node}; every process of the run unpinned (both CPUs). Git commit ${gitHead()}.` :
@@ -82,7 +86,7 @@ await benchSession(async () => {
         `Envoy runs: ${envoyOptions.rounds} rounds, each variant per round: ${envoyOptions.latencyDurationMs / 1000} s at ${envoyOptions.rate} req/s (open loop, 8+ keep-alive connections), then ${envoyOptions.maxRateDurationS} s of wrk -t1 -c${envoyOptions.maxRateConnections}.`,
       "",
     ].join("\n");
-    writeResultsSection(name, header + body);
+    writeResultsSection(selected ? `${name}-selected` : name, header + body);
     console.log(`\n${header}${body}\n`);
   }
 });

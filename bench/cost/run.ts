@@ -23,16 +23,22 @@ interface CostVariant {
   target: number | null;
 }
 
-async function variants(log: (line: string) => void): Promise<CostVariant[]> {
-  for (const variant of VARIANTS.filter((v) => v.name === "floor" || v.name === "skiff-small" || v.name === "skiff")) await buildVariant(variant);
+/** The baselines every selection keeps: the ratios are against them. */
+const BASELINES = ["no-filter", "floor"];
+
+/** `only`: the variants to run (besides no-filter and the floor, always run); all when absent. */
+async function variants(log: (line: string) => void, only?: string[]): Promise<CostVariant[]> {
+  const wanted = (name: string) => !only || BASELINES.includes(name) || only.includes(name);
+  for (const variant of VARIANTS.filter((v) => (v.name === "floor" || v.name === "skiff-small" || v.name === "skiff") && wanted(v.name))) await buildVariant(variant);
   const present = new Map(projectFilters(PROJECT_ROOT).map((filter) => [filter.name, filter]));
-  for (const name of ["hello", ...BENCHES.map((bench) => bench.filter)]) {
+  const filters = ["hello", ...BENCHES.map((bench) => bench.filter)].filter(wanted);
+  for (const name of filters) {
     const filter = present.get(name);
     if (!filter) throw new Error(`filter ${name} is not in filters/`);
     await compileFilter({ ...filter, config: "asconfig.json", baseDir: PROJECT_ROOT });
   }
-  log(`cost: built the floor, the SDK variants and ${present.size} filters`);
-  return [
+  log(`cost: built the floor${only ? "" : ", the SDK variants"} and ${filters.length} filters`);
+  const all: CostVariant[] = [
     { spec: { name: "no-filter", description: "Envoy, router only" }, target: null },
     { spec: benchModuleVariant("floor", "the floor: 3 header reads, 1 header added, raw ABI, nothing allocated"), target: null },
     {
@@ -43,6 +49,11 @@ async function variants(log: (line: string) => void): Promise<CostVariant[]> {
     { spec: benchModuleVariant("skiff-small", "the floor's behaviour written with the SDK (target small)"), target: null },
     ...BENCHES.map((bench) => ({ spec: filterVariant(bench), target: FILTER_TARGET })),
   ];
+  if (only) {
+    const unknown = only.filter((name) => !all.some((variant) => variant.spec.name === name));
+    if (unknown.length > 0) throw new Error(`cost: no variant ${unknown.join(", ")}; have ${all.map((variant) => variant.spec.name).join(", ")}`);
+  }
+  return all.filter((variant) => wanted(variant.spec.name));
 }
 
 function verdict(ratio: number, target: number | null): string {
@@ -50,8 +61,8 @@ function verdict(ratio: number, target: number | null): string {
   return ratio <= target ? `meets (≤ ${target}x)` : `**misses** (≤ ${target}x)`;
 }
 
-export async function runCost(envoyOptions: CompareOptions, instructionOptions: InstructionOptions, log: (line: string) => void): Promise<string> {
-  const all = await variants(log);
+export async function runCost(envoyOptions: CompareOptions, instructionOptions: InstructionOptions, log: (line: string) => void, only?: string[]): Promise<string> {
+  const all = await variants(log, only);
   const specs = all.map((variant) => variant.spec);
 
   const cpuRuns = await compareInEnvoy(specs, { ...envoyOptions, log });
