@@ -5,15 +5,25 @@
 // sidecar captures it inbound and hands it to the app.
 //
 // The control plane reads examples/ through a generated folder, .skiff-demo/ beside it: the same files, with the
-// ServiceEntry endpoints' 127.0.0.1 replaced by the pods' addresses (matched by their app and version labels). Edits in
-// examples/ are carried over within a second, so the demo follows them as the loopback layout does.
+// ServiceEntry endpoints' 127.0.0.1 replaced by the pods' addresses (matched by their app and version labels) and
+// marked with the pod's service account (so clients use mutual TLS to them: auto-mTLS, and check that identity). Edits
+// in examples/ are carried over within a second, so the demo follows them as the loopback layout does.
+//
+// Secured as Istio runs it: the control plane is the mesh's CA and serves xDS over TLS only to proxies presenting a
+// workload certificate. Each pod runs `skiff agent` as the proxy's uid (1337, as pilot-agent shares the pod and uid
+// with Envoy; capture leaves uid 1337's connections alone): it gets the pod's certificate with a bootstrap token,
+// serves it to the pod's Envoy by SDS on a Unix socket and relays Envoy's xDS over mTLS. The gateway Envoy on the host
+// has an agent too (in this process). examples/security.yaml makes mutual TLS STRICT mesh-wide and lets only webapp
+// and the gateway call catalog.
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments, stringify } from "yaml";
-import { bootstrap } from "../bootstrap/bootstrap.js";
+import type { Agent } from "../agent/agent.js";
+import { podAgentLaunch } from "../agent/pod.js";
 import { type ControlPlane, startControlPlane } from "../control-plane.js";
 import { PROXY_UID, SIDECAR_ADMIN_PORT } from "../mesh/capture.js";
 import { ensureMeshPrerequisites } from "../mesh/host.js";
@@ -28,11 +38,16 @@ const PODS: Record<DemoService, Record<string, string>> = {
   "catalog-v2": { app: "catalog", version: "v2" },
 };
 const SERVICE_NAMES = ["webapp.istioinaction.svc.cluster.local", "catalog.istioinaction.svc.cluster.local"];
+/** The pods' service accounts (their app label), and the gateway's identity: Istio's ingress gateway defaults. */
+const serviceAccountOf = (pod: PodRecord) => pod.labels.app!;
+export const GATEWAY_IDENTITY = { namespace: "istio-system", serviceAccount: "istio-ingressgateway-service-account" };
 
 export interface MeshDemo {
   /** The mesh's host address: where the control plane listens (xDS and HTTP) for the gateway and the sidecars. */
   hostAddress: string;
   pods: PodRecord[];
+  /** Starts the gateway's agent (in this process) and returns its Envoy's bootstrap: ADS and SDS through the agent. */
+  gatewayBootstrap(node: { nodeId: string; labels: Record<string, string> }, adminPort: number): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -46,18 +61,30 @@ export async function startMeshDemo(options: { root: string; envoyPath: string; 
     throw new Error(`${(error as Error).message}\n(a demo that crashed left its mesh behind: \`npx skiff mesh cleanup\` removes it)`);
   }
   const processes: ChildProcess[] = [];
+  const agents: ChildProcess[] = [];
   const temp = mkdtempSync(join(tmpdir(), "skiff-demo-pods-"));
-  chmodSync(temp, 0o755); // the sidecars (uid 1337) read their bootstraps here
+  chmodSync(temp, 0o755); // the agents and sidecars (uid 1337) have their folders here
+  const data = mkdtempSync(join(tmpdir(), "skiff-demo-ca-")); // the CA's root and key: this run's, root only
   let controlPlane: ControlPlane | undefined;
+  let gatewayAgent: Agent | undefined;
   let stopWatching = () => {};
   const configDir = join(root, ".skiff-demo");
   const stop = async () => {
     stopWatching();
-    for (const child of processes) child.kill("SIGTERM");
-    await Promise.all(processes.map((child) => (child.exitCode !== null || child.signalCode !== null ? undefined : new Promise((resolve) => child.once("exit", resolve)))));
+    // The Envoys and apps first, then the agents they talk to (an Envoy whose agent left first complains in the log).
+    for (const group of [processes, agents]) {
+      for (const child of group) child.kill("SIGTERM");
+      await Promise.all(group.map((child) => (child.exitCode !== null || child.signalCode !== null ? undefined : new Promise((resolve) => child.once("exit", resolve)))));
+    }
+    await gatewayAgent?.stop();
     await controlPlane?.stop();
+    // The gateway agent's connection to the control plane is between two sockets of this process on the bridge
+    // address: let both close while that address exists, or their last segments go nowhere and the open sockets keep
+    // this process alive for minutes after the mesh is gone.
+    if (gatewayAgent) await sleep(300);
     deleteMesh(DEMO_MESH);
     rmSync(temp, { recursive: true, force: true });
+    rmSync(data, { recursive: true, force: true });
     rmSync(configDir, { recursive: true, force: true });
   };
   try {
@@ -74,15 +101,30 @@ export async function startMeshDemo(options: { root: string; envoyPath: string; 
       xdsPort: options.xdsPort,
       httpPort: options.httpPort,
       log,
-      // Plain-text xDS on the mesh's bridge address only (development mode; pods and this host reach it).
-      security: { plaintext: true },
+      // Secured: the CA in this run's data folder, xDS over TLS for proxies with a workload certificate.
+      security: { dataDir: data },
     });
-
+    const secured = controlPlane;
     for (const pod of pods) {
-      processes.push(startSidecar(pod, record.hostAddress, options, temp));
+      const sidecar = await startSecuredSidecar(pod, secured, `${record.hostAddress}:${options.xdsPort}`, options.envoyPath, temp, log);
+      agents.push(sidecar.agent);
+      processes.push(sidecar.envoy);
       processes.push(await startService(pod));
     }
-    return { hostAddress: record.hostAddress, pods, stop };
+    const gatewayBootstrap = async (node: { nodeId: string; labels: Record<string, string> }, adminPort: number) => {
+      const { Agent } = await import("../agent/agent.js");
+      gatewayAgent = await Agent.start({
+        dir: join(temp, "gateway-agent"),
+        address: `${record.hostAddress}:${options.xdsPort}`,
+        rootPem: secured.ca!.rootPem,
+        token: () => secured.tokens!.issue(GATEWAY_IDENTITY, 600),
+        ...GATEWAY_IDENTITY,
+        trustDomain: secured.ca!.trustDomain,
+        node: { ...node, role: "gateway" },
+      });
+      return gatewayAgent.bootstrap(adminPort);
+    };
+    return { hostAddress: record.hostAddress, pods, gatewayBootstrap, stop };
   } catch (error) {
     await stop();
     throw error;
@@ -108,10 +150,13 @@ function placeEndpoints(text: string, pods: PodRecord[]): string {
   if (!documents.some((document) => (document.toJS() as { kind?: string } | null)?.kind === "ServiceEntry")) return text;
   return documents
     .map((document) => {
-      const resource = document.toJS() as { kind?: string; spec?: { endpoints?: { address: string; labels?: Record<string, string> }[] } } | null;
+      const resource = document.toJS() as { kind?: string; spec?: { endpoints?: { address: string; labels?: Record<string, string>; serviceAccount?: string }[] } } | null;
       for (const endpoint of resource?.kind === "ServiceEntry" ? (resource.spec?.endpoints ?? []) : []) {
         const pod = pods.find((candidate) => candidate.labels.app === endpoint.labels?.app && candidate.labels.version === endpoint.labels?.version);
-        if (pod && endpoint.address === "127.0.0.1") endpoint.address = pod.address;
+        if (!pod || endpoint.address !== "127.0.0.1") continue;
+        endpoint.address = pod.address;
+        // The pod has a sidecar with this identity: clients reach it by mutual TLS and expect this SAN.
+        endpoint.serviceAccount ??= serviceAccountOf(pod);
       }
       return stringify(resource);
     })
@@ -136,24 +181,44 @@ function watchFolder(folder: string, onChange: () => void, log: (line: string) =
   };
 }
 
-/** The pod's sidecar: Envoy as uid 1337 (whose traffic capture leaves alone) in the pod, admin on the pod's address. */
-function startSidecar(pod: PodRecord, xdsHost: string, options: { envoyPath: string; xdsPort: number }, temp: string): ChildProcess {
-  const config = bootstrap({
-    nodeId: `sidecar~${pod.address}~${pod.name}.${pod.namespace}~${pod.namespace}.svc.cluster.local`,
-    role: "sidecar",
-    labels: pod.labels,
-    namespace: pod.namespace,
-    ips: [pod.address],
-    xdsHost,
-    xdsPort: options.xdsPort,
-    adminPort: SIDECAR_ADMIN_PORT,
+/** The pod's sidecar as test/harness/secured-sidecar.ts starts it: `skiff agent` in the pod as uid 1337
+ * (control/agent/pod.ts) writes Envoy's bootstrap, then Envoy in the pod as uid 1337 on it, admin on the pod's address. */
+async function startSecuredSidecar(pod: PodRecord, controlPlane: ControlPlane, xdsAddress: string, envoyPath: string, temp: string, log: (line: string) => void): Promise<{ agent: ChildProcess; envoy: ChildProcess }> {
+  const { ca, tokens } = controlPlane;
+  const serviceAccount = serviceAccountOf(pod);
+  const here = fileURLToPath(import.meta.url);
+  const dir = join(temp, pod.name);
+  const { command, env, bootstrapFile } = podAgentLaunch({
+    pod,
+    skiff: [process.execPath, ...process.execArgv, join(dirname(here), `main${here.endsWith(".ts") ? ".ts" : ".js"}`)],
+    controlPlane: xdsAddress,
+    rootPem: ca!.rootPem,
+    token: tokens!.issue({ namespace: pod.namespace, serviceAccount }, 600),
+    trustDomain: ca!.trustDomain,
+    serviceAccount,
+    dir,
   });
+  const [binary, ...args] = command;
+  const agent = spawn(binary!, args, { stdio: ["ignore", "ignore", "pipe"], env });
+  let agentLog = "";
+  agent.stderr!.on("data", (chunk: Buffer) => (agentLog = (agentLog + chunk.toString()).slice(-4000)));
+  agent.once("exit", (code) => {
+    if (code) log(`the agent of pod ${pod.name} exited with ${code}: ${agentLog}`);
+  });
+  for (let waited = 0; !existsSync(bootstrapFile); waited += 100) {
+    if (agent.exitCode !== null || waited > 60_000) {
+      agent.kill("SIGTERM");
+      throw new Error(`the agent of pod ${pod.name} did not write its bootstrap: ${agentLog}`);
+    }
+    await sleep(100);
+  }
+  const config = JSON.parse(readFileSync(bootstrapFile, "utf8")) as Record<string, unknown>;
   config.admin = { address: { socket_address: { address: pod.address, port_value: SIDECAR_ADMIN_PORT } } };
-  const path = join(temp, `${pod.name}.json`);
-  writeFileSync(path, JSON.stringify(config));
-  chmodSync(path, 0o644);
-  const [command, ...args] = podCommand(pod.netns, [options.envoyPath, "-c", path, "--disable-hot-restart", "--log-level", "warn"], PROXY_UID);
-  return spawn(command!, args, { stdio: ["ignore", "inherit", "inherit"] });
+  const path = join(dir, "envoy.json");
+  writeFileSync(path, JSON.stringify(config), { mode: 0o600 });
+  chownSync(path, PROXY_UID, PROXY_UID);
+  const [envoyCommand, ...envoyArgs] = podCommand(pod.netns, [envoyPath, "-c", path, "--disable-hot-restart", "--log-level", "warn"], PROXY_UID);
+  return { agent, envoy: spawn(envoyCommand!, envoyArgs, { stdio: ["ignore", "inherit", "inherit"] }) };
 }
 
 /** The pod's app (demo-pod.ts), started with this process's Node and loader; resolves once it listens. */

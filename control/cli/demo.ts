@@ -9,6 +9,7 @@ import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { stringify } from "yaml";
 import { bootstrapYaml } from "../bootstrap/bootstrap.js";
 import { startControlPlane } from "../control-plane.js";
 import { locateEnvoy } from "../envoy-binary/locate.js";
@@ -34,11 +35,9 @@ export async function runDemo(options: { loopback?: boolean; observability?: boo
     console.error("skiff demo: the loopback layout (services on 127.0.0.1, no sidecars): the mesh layout, with pods and sidecars, needs Linux and root");
   }
   let stopServices: () => Promise<void>;
-  let xdsHost = "127.0.0.1";
   let meshDemo: MeshDemo | undefined;
   if (mesh) {
     meshDemo = await startMeshDemo({ root, envoyPath: envoyBinary.path, xdsPort: XDS_PORT, httpPort: CONTROL_HTTP_PORT, log });
-    xdsHost = meshDemo.hostAddress;
     stopServices = meshDemo.stop;
   } else {
     stopServices = await startDemoServices();
@@ -62,10 +61,15 @@ export async function runDemo(options: { loopback?: boolean; observability?: boo
 
   const dir = mkdtempSync(join(tmpdir(), "skiff-demo-"));
   const bootstrapPath = join(dir, "gateway.yaml");
-  writeFileSync(
-    bootstrapPath,
-    bootstrapYaml({ nodeId: "ingressgateway", role: "gateway", labels: { istio: "ingressgateway" }, xdsHost, xdsPort: XDS_PORT, adminPort: ADMIN_PORT }),
-  );
+  const gateway = { nodeId: "ingressgateway", labels: { istio: "ingressgateway" } };
+  // The mesh layout is secured: the gateway's agent (in this process) gets its certificate and relays its xDS.
+  const gatewayBootstrap = meshDemo
+    ? await meshDemo.gatewayBootstrap(gateway, ADMIN_PORT).then(stringify, async (error: Error) => {
+        await stopServices();
+        throw error;
+      })
+    : bootstrapYaml({ ...gateway, role: "gateway", xdsHost: "127.0.0.1", xdsPort: XDS_PORT, adminPort: ADMIN_PORT });
+  writeFileSync(bootstrapPath, gatewayBootstrap);
   const envoy = spawn(envoyBinary.path, ["-c", bootstrapPath, "--disable-hot-restart", "--log-level", "warn"], { cwd: root, stdio: "inherit" });
   const exited = new Promise<number | null>((resolve) => envoy.once("exit", resolve));
 
@@ -84,7 +88,7 @@ export async function runDemo(options: { loopback?: boolean; observability?: boo
     printTryLines(envoyBinary.version, meshDemo);
     if (options.observability) {
       // The control plane's HTTP port is on the mesh's bridge address in the mesh layout, else on 127.0.0.1.
-      observability = await startDemoObservability({ controlPlane: `${xdsHost}:${CONTROL_HTTP_PORT}`, gatewayAdmin: `127.0.0.1:${ADMIN_PORT}` }).catch((error: Error) => {
+      observability = await startDemoObservability({ controlPlane: `${meshDemo?.hostAddress ?? "127.0.0.1"}:${CONTROL_HTTP_PORT}`, gatewayAdmin: `127.0.0.1:${ADMIN_PORT}` }).catch((error: Error) => {
         console.error(`--observability: ${error.message}\nThe demo runs without Prometheus and Jaeger.`);
         return undefined;
       });
@@ -151,13 +155,16 @@ function printTryLines(version: string, mesh: MeshDemo | undefined): void {
     lines.push(
       [`npx skiff mesh exec ${DEMO_MESH} webapp -- curl -s http://catalog.istioinaction.svc.cluster.local:3000/items`, "east-west from the webapp pod: its sidecar routes catalog 90/10"],
       [`curl -s http://${mesh.pods[0]!.address}:15000/clusters | grep catalog`, "the webapp sidecar's clusters (its admin on the pod's address)"],
+      [`curl -s http://${mesh.pods[1]!.address}:15000/stats | grep -E 'ssl.handshake|rbac'`, "catalog-v1's sidecar: mutual TLS handshakes, and what the AuthorizationPolicy allowed and denied"],
+      [`npx skiff mesh exec ${DEMO_MESH} catalog-v1 -- curl -s http://catalog.istioinaction.svc.cluster.local:3000/items`, "403 RBAC: access denied: catalog's own identity is not one the policy allows"],
     );
   }
   console.log(`
 Envoy ${version} is the coolstore ingress gateway on ${gw}, configured only by the Skiff control plane from examples/.
 ${
   mesh
-    ? `The mesh layout: webapp, catalog-v1 and catalog-v2 run in pods (${mesh.pods.map((pod) => `${pod.name} ${pod.address}`).join(", ")}) of mesh "${DEMO_MESH}", each with a capturing sidecar; webapp calls catalog east-west through both sidecars.`
+    ? `The mesh layout: webapp, catalog-v1 and catalog-v2 run in pods (${mesh.pods.map((pod) => `${pod.name} ${pod.address}`).join(", ")}) of mesh "${DEMO_MESH}", each with a capturing sidecar; webapp calls catalog east-west through both sidecars.
+Secured: the control plane is the mesh's CA (xDS over TLS; each sidecar and the gateway have a \`skiff agent\`), mutual TLS is STRICT between the pods, and only webapp and the gateway may call catalog (examples/security.yaml).`
     : "The loopback layout: the services listen on 127.0.0.1 and webapp calls catalog through the gateway."
 }
 Try:

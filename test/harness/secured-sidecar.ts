@@ -4,13 +4,11 @@
 // mTLS; then Envoy in the pod on the bootstrap the agent wrote. The agent's own connection to the control plane is
 // uid 1337's, so the pod's capture rules leave it alone. Both are stopped with the mesh.
 import { type ChildProcess, spawn } from "node:child_process";
-import { chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, dirname, join } from "node:path";
-import { componentPath } from "../../control/components/build.js";
+import { join } from "node:path";
+import { podAgentLaunch } from "../../control/agent/pod.js";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
-import { PROXY_UID } from "../../control/mesh/capture.js";
-import { podCommand } from "../../control/mesh/mesh.js";
 import { type Envoy, waitFor } from "./envoy.js";
 import type { MeshControlPlane, TestPod } from "./pods.js";
 import { CHILD_MARKER, type Stoppable, testRunId, track, untrack } from "./processes.js";
@@ -65,39 +63,25 @@ export class PodAgent implements Stoppable {
 export async function startSecuredSidecar(pod: TestPod, controlPlane: MeshControlPlane, options: { serviceAccount: string; certTtlSeconds?: number; concurrency?: number }): Promise<SecuredSidecar> {
   const { ca, tokens } = controlPlane.controlPlane;
   if (!ca || !tokens) throw new Error("startSecuredSidecar needs a control plane started with `security: { dataDir }`");
-  const { namespace, labels, address } = pod.record;
-  // The agent's files: readable by the proxy's uid only (the token is a credential).
+  // The agent's files: readable by the proxy's uid only (the token is a credential); control/agent/pod.ts.
   const dir = mkdtempSync(join(tmpdir(), `skiff-pod-agent-${pod.name}-`));
-  const rootFile = join(dir, "root-cert.pem");
-  const tokenFile = join(dir, "token");
-  writeFileSync(rootFile, ca.rootPem);
-  writeFileSync(tokenFile, tokens.issue({ namespace, serviceAccount: options.serviceAccount }, 600), { mode: 0o600 });
-  for (const path of [dir, rootFile, tokenFile]) chownSync(path, PROXY_UID, PROXY_UID);
-  const agentDir = join(dir, "agent");
-  const nodeId = `sidecar~${address}~${pod.name}.${namespace}~${namespace}.svc.cluster.local`;
-  const command = [
-    process.execPath, "--import", "tsx", join(PROJECT_ROOT, "control/cli/main.ts"), "agent",
-    "--control-plane", `${controlPlane.host}:${controlPlane.xdsPort}`,
-    "--root-cert", rootFile,
-    "--token-file", tokenFile,
-    "--namespace", namespace,
-    "--service-account", options.serviceAccount,
-    "--trust-domain", ca.trustDomain,
-    ...(options.certTtlSeconds ? ["--cert-ttl", `${options.certTtlSeconds}s`] : []),
-    "--dir", agentDir,
-    "--node", nodeId,
-    "--role", "sidecar",
-    ...Object.entries(labels).flatMap(([key, value]) => ["--label", `${key}=${value}`]),
-    "--ip", address,
-    "--no-envoy",
-  ];
-  const [binary, ...args] = podCommand(pod.netns, command, PROXY_UID);
-  const env = { ...process.env, SKIFF_COMPONENTS_DIR: readableComponents(dir), [CHILD_MARKER]: testRunId() };
-  const child = spawn(binary, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"], env });
+  const { namespace } = pod.record;
+  const { command, env, bootstrapFile } = podAgentLaunch({
+    pod: pod.record,
+    skiff: [process.execPath, "--import", "tsx", join(PROJECT_ROOT, "control/cli/main.ts")],
+    controlPlane: `${controlPlane.host}:${controlPlane.xdsPort}`,
+    rootPem: ca.rootPem,
+    token: tokens.issue({ namespace, serviceAccount: options.serviceAccount }, 600),
+    trustDomain: ca.trustDomain,
+    serviceAccount: options.serviceAccount,
+    certTtlSeconds: options.certTtlSeconds,
+    dir,
+  });
+  const [binary, ...args] = command;
+  const child = spawn(binary!, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...env, [CHILD_MARKER]: testRunId() } });
   const agent = new PodAgent(child, dir, pod.name);
   track(agent);
   pod.mesh.adopt(agent);
-  const bootstrapFile = join(agentDir, "envoy.json");
   await waitFor(() => {
     if (!agent.running) throw new Error(`the agent of pod ${pod.name} exited: ${agent.logTail()}`);
     return existsSync(bootstrapFile);
@@ -111,15 +95,4 @@ export async function startSecuredSidecar(pod: TestPod, controlPlane: MeshContro
     readyTimeoutMs: 120_000,
   });
   return { envoy, agent, identity: `spiffe://${ca.trustDomain}/ns/${namespace}/sa/${options.serviceAccount}`, bootstrap };
-}
-
-/** The agent decodes Envoy's requests with the Envoy API descriptor set (control/protos/registry.ts). As uid 1337 it
- * cannot read a components folder under /root (a shared SKIFF_COMPONENTS_DIR), so it gets a copy in its own folder. */
-function readableComponents(dir: string): string {
-  const descriptors = componentPath("descriptors");
-  const root = join(dir, "components");
-  const copy = join(root, basename(dirname(descriptors)));
-  mkdirSync(copy, { recursive: true });
-  copyFileSync(descriptors, join(copy, basename(descriptors)));
-  return root;
 }
