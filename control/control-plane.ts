@@ -190,7 +190,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     let resources = translations.get(kind);
     if (!resources) {
       const start = process.hrtime.bigint();
-      resources = inlineServedModules(translate(current, contextFor(current, proxy)), modules);
+      resources = inlineServedModules(translate(current, contextFor(current, proxy)), modules, MODULE_CLUSTER);
       translations.set(kind, resources);
       metrics.translated(proxy.role, Number(process.hrtime.bigint() - start) / 1e9);
     }

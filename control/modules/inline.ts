@@ -16,11 +16,12 @@ interface WasmCode {
 }
 
 /** Returns `resources` with the remote code of Wasm extension configs that `modules` serves replaced by inline
- * bytes (the bytes the control plane pinned by that sha256). Other resources are shared, not copied. */
-export function inlineServedModules(resources: ProxyResources, modules: ModuleServer): ProxyResources {
-  return {
-    ...resources,
-    [TypeUrl.ExtensionConfig]: resources[TypeUrl.ExtensionConfig].map((resource) => {
+ * bytes (the bytes the control plane pinned by that sha256). Other resources are shared, not copied. The cluster
+ * `moduleCluster` (the module server, at this control plane's own address) goes too once no remote code is left to
+ * fetch through it: replicas of the control plane listen on different addresses, and a cluster naming one of them
+ * would give the same inputs different configurations (and versions) on different replicas. */
+export function inlineServedModules(resources: ProxyResources, modules: ModuleServer, moduleCluster: string): ProxyResources {
+  const extensionConfigs = resources[TypeUrl.ExtensionConfig].map((resource) => {
       const typed = resource.body.typed_config as { "@type"?: string; config?: { vm_config?: { code?: WasmCode } } } | undefined;
       const remote = typed?.config?.vm_config?.code?.remote;
       const bytes = remote?.sha256 ? modules.bytes(remote.sha256) : undefined;
@@ -30,6 +31,11 @@ export function inlineServedModules(resources: ProxyResources, modules: ModuleSe
         name: resource.name,
         body: { ...resource.body, typed_config: { ...typed, config: { ...typed.config, vm_config: { ...typed.config.vm_config, code } } } },
       };
-    }),
+    });
+  const stillFetched = extensionConfigs.some((resource) => JSON.stringify(resource.body).includes(`"cluster":${JSON.stringify(moduleCluster)}`));
+  return {
+    ...resources,
+    [TypeUrl.ExtensionConfig]: extensionConfigs,
+    [TypeUrl.Cluster]: stillFetched ? resources[TypeUrl.Cluster] : resources[TypeUrl.Cluster].filter((cluster) => cluster.name !== moduleCluster),
   };
 }

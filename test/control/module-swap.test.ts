@@ -35,7 +35,7 @@ for (const delta of [false, true]) describeE2E(`Wasm filter delivered by ECDS, s
       routeTo: "backend",
       wasm: { module, moduleCluster: { name: "skiff-modules", port: modules.port }, configuration },
     });
-    cache.set("gw-wasm", inline ? inlineServedModules(resources, modules) : resources);
+    cache.set("gw-wasm", inline ? inlineServedModules(resources, modules, "skiff-modules") : resources);
   };
 
   beforeAll(async () => {

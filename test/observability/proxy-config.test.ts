@@ -56,7 +56,7 @@ describeE2E("skiff proxy-config", () => {
     expect(clusters.split("\n")[0]).toMatch(/^SERVICE FQDN\s+PORT\s+SUBSET\s+DIRECTION\s+TYPE$/);
     expect(clusters).toMatch(/catalog\.shop\.svc\.cluster\.local\s+\d+\s+-\s+outbound\s+EDS/);
     const listeners = (await skiff(GATEWAY.nodeId, "listeners", "--envoy-admin", mesh.envoy.adminUrl)).stdout;
-    expect(listeners).toMatch(/127\.0\.0\.1_\d+\s+127\.0\.0\.1\s+\d+\s+OUTBOUND\s+1\s+istio\.stats\.outbound,envoy\.filters\.http\.router/);
+    expect(listeners).toMatch(/127\.0\.0\.1_\d+\s+127\.0\.0\.1\s+\d+\s+OUTBOUND\s+1\s+istio\.stats\.outbound,envoy\.filters\.http\.fault,envoy\.filters\.http\.cors,envoy\.filters\.http\.router/);
     const ecds = (await skiff(GATEWAY.nodeId, "ecds")).stdout;
     expect(ecds).toMatch(/istio\.stats\.outbound\s+Wasm\s+istio\.stats\.outbound\s+inline \(\d+ KiB\)/);
     const json = JSON.parse((await skiff(GATEWAY.nodeId, "endpoints", "-o", "json")).stdout) as { endpoints: Array<{ cluster_name: string }> };
