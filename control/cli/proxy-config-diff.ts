@@ -6,17 +6,11 @@ import { Command, InvalidArgumentError } from "commander";
 import { createTwoFilesPatch } from "diff";
 import { stringify } from "yaml";
 import type { ResourceChange } from "../translate/config-diff.js";
-import { TypeUrl } from "../resources.js";
+import type { TypeUrl } from "../resources.js";
 import { port } from "./options.js";
+import { CONFIG_TYPES } from "./config-types.js";
 
-const TYPES: Record<string, TypeUrl> = {
-  listeners: TypeUrl.Listener,
-  routes: TypeUrl.RouteConfiguration,
-  clusters: TypeUrl.Cluster,
-  endpoints: TypeUrl.ClusterLoadAssignment,
-  secrets: TypeUrl.Secret,
-  ecds: TypeUrl.ExtensionConfig,
-};
+const TYPES: Record<string, TypeUrl> = CONFIG_TYPES;
 const SHORT = Object.fromEntries(Object.entries(TYPES).map(([short, typeUrl]) => [typeUrl, short]));
 
 export function proxyConfigDiffCommand(): Command {

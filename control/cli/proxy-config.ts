@@ -6,19 +6,10 @@ import { Command, Option } from "commander";
 import { fromJson, toJson } from "@bufbuild/protobuf";
 import { messageType } from "../protos/encode.js";
 import { envoyRegistry } from "../protos/registry.js";
-import { TypeUrl } from "../resources.js";
 import { port } from "./options.js";
 import { proxyConfigDiffCommand } from "./proxy-config-diff.js";
+import { CONFIG_TYPES, type ConfigType } from "./config-types.js";
 
-export const CONFIG_TYPES = {
-  listeners: TypeUrl.Listener,
-  routes: TypeUrl.RouteConfiguration,
-  clusters: TypeUrl.Cluster,
-  endpoints: TypeUrl.ClusterLoadAssignment,
-  secrets: TypeUrl.Secret,
-  ecds: TypeUrl.ExtensionConfig,
-} as const;
-export type ConfigType = keyof typeof CONFIG_TYPES;
 
 type Body = Record<string, unknown>;
 /** Resources by type, then by name. */
