@@ -64,7 +64,10 @@ describeE2E("deadlines filter in Envoy, two hops", () => {
     expect(response.status).toBe(504);
     expect(response.body).toBe("upstream request timeout");
     expect(response.headers["x-skiff-deadline"]).toBe("exceeded");
-    expect(await front.stat("wasmcustom.deadlines.exceeded")).toBeGreaterThanOrEqual(1);
+    // The next hop got what was left of the budget, so either hop's router may be the one that times out first:
+    // that hop's filter marks and counts it; the other passes the marked 504 on.
+    const exceeded = async () => ((await front.stat("wasmcustom.deadlines.exceeded")) ?? 0) + ((await back.stat("wasmcustom.deadlines.exceeded")) ?? 0);
+    await expect.poll(exceeded).toBeGreaterThanOrEqual(1);
     expect(await front.stat("wasmcustom.deadlines.timeout_set")).toBeGreaterThanOrEqual(1);
   });
 
