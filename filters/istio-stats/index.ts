@@ -72,6 +72,25 @@ class TcpMetrics {
   }
 }
 
+/** A peer's labels in the order `tags` joins them: as source (before and after source_principal), as destination
+ * (before and after destination_principal, and its canonical service and cluster after the service labels). */
+function peerLabels(peer: Peer): string[] {
+  let labels = peer.labels;
+  if (labels === null) {
+    labels = [
+      tag("source_workload", peer.workload) + tag("source_workload_namespace", peer.namespace),
+      tag("source_app", peer.app) + tag("source_version", peer.version) + tag("source_canonical_service", peer.app) +
+        tag("source_canonical_revision", peer.version) + tag("source_cluster", peer.cluster),
+      tag("destination_workload", peer.workload) + tag("destination_workload_namespace", peer.namespace),
+      tag("destination_app", peer.app) + tag("destination_version", peer.version),
+      tag("destination_canonical_service", peer.app) + tag("destination_canonical_revision", peer.version) +
+        tag("destination_cluster", peer.cluster),
+    ];
+    peer.labels = labels;
+  }
+  return labels;
+}
+
 function tag(name: string, value: string): string {
   return name + VALUE_SEPARATOR + (value.length > 0 ? value : UNKNOWN) + FIELD_SEPARATOR;
 }
@@ -91,6 +110,8 @@ class Observation {
 class IstioStatsRoot extends RootContext {
   outbound: bool = true;
   exchange: bool = true;
+  /** `reporter`: fixed by the configuration. */
+  reporterTag: string = "";
   local: Peer = UNKNOWN_PEER;
   localId: string = "";
   localHeader: string = "";
@@ -114,6 +135,7 @@ class IstioStatsRoot extends RootContext {
       return false;
     }
     this.outbound = reporter == "source";
+    this.reporterTag = tag("reporter", reporter);
     this.exchange = exchange;
     this.local = new Peer(workload, namespace, app, version, cluster);
     this.localId = workload + "." + namespace;
@@ -146,26 +168,15 @@ class IstioStatsRoot extends RootContext {
     const serviceName = dot > 0 ? service.slice(0, dot) : service;
     const rest = dot > 0 ? service.slice(dot + 1) : "";
     const serviceNamespace = rest.endsWith(".svc.cluster.local") ? rest.slice(0, rest.indexOf(".")) : UNKNOWN;
-    return tag("reporter", this.outbound ? "source" : "destination") +
-      tag("source_workload", source.workload) +
-      tag("source_workload_namespace", source.namespace) +
-      tag("source_principal", seen.sourcePrincipal) +
-      tag("source_app", source.app) +
-      tag("source_version", source.version) +
-      tag("source_canonical_service", source.app) +
-      tag("source_canonical_revision", source.version) +
-      tag("source_cluster", source.cluster) +
-      tag("destination_workload", destination.workload) +
-      tag("destination_workload_namespace", destination.namespace) +
-      tag("destination_principal", seen.destinationPrincipal) +
-      tag("destination_app", destination.app) +
-      tag("destination_version", destination.version) +
+    const from = peerLabels(source);
+    const to = peerLabels(destination);
+    return this.reporterTag +
+      from[0] + tag("source_principal", seen.sourcePrincipal) + from[1] +
+      to[2] + tag("destination_principal", seen.destinationPrincipal) + to[3] +
       tag("destination_service", service) +
       tag("destination_service_name", serviceName) +
       tag("destination_service_namespace", serviceNamespace) +
-      tag("destination_canonical_service", destination.app) +
-      tag("destination_canonical_revision", destination.version) +
-      tag("destination_cluster", destination.cluster) +
+      to[4] +
       tag("request_protocol", seen.protocol) +
       tag("connection_security_policy", seen.securityPolicy);
   }

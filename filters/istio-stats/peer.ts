@@ -17,6 +17,11 @@ export class Peer {
     public version: string = UNKNOWN,
     public cluster: string = UNKNOWN,
   ) {}
+
+  /** This peer's metric labels, built on first use and kept with the peer (the local peer and those the metadata
+   * exchange named are cached, so their labels are built once, not on every request): as the source or the
+   * destination, each in two parts around the principal label, which depends on the connection. */
+  labels: string[] | null = null;
 }
 
 export const UNKNOWN_PEER = new Peer();
