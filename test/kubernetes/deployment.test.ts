@@ -12,6 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { CONTROL_PLANE_NAME } from "../../control/ca/protocol.js";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+import { INFORMER_VERBS, istioKinds, watchedKinds } from "../../control/sources/kubernetes/kinds.js";
 import { describeE2E } from "../harness/e2e.js";
 import { type KubeCluster, type Manifest, startKubeCluster, toObjects } from "../harness/kube-apiserver.js";
 import { CHILD_MARKER, testRunId, track, untrack } from "../harness/processes.js";
@@ -29,8 +30,7 @@ interface Container {
 describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
   let cluster: KubeCluster;
   let dir: string;
-  let child: ChildProcess | undefined;
-  const log: string[] = [];
+  const children: ChildProcess[] = [];
   const manifests: Manifest[] = readdirSync(EXAMPLES)
     .filter((file) => file.endsWith(".yaml"))
     .flatMap((file) => toObjects(readFileSync(join(EXAMPLES, file), "utf8")));
@@ -56,11 +56,7 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
   }, 400_000);
 
   afterAll(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child!.once("close", resolve));
-      child.kill("SIGTERM");
-      await Promise.race([exited, sleep(10_000).then(() => child!.kill("SIGKILL"))]);
-    }
+    await Promise.all(children.map(stopChild));
     await cluster?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -99,19 +95,15 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
       });
       return Boolean(JSON.parse(review.body).status.allowed);
     };
+    // Derived from the code, not copied: every kind the informers watch (kinds.ts: KINDS' Istio kinds and the
+    // registry), each Istio kind's status, and what the control plane writes or reads by name.
     const needed: Array<Partial<Record<string, string>>> = [
-      ...["gateways", "virtualservices", "destinationrules", "serviceentries", "sidecars", "envoyfilters"].flatMap((resource) =>
-        ["list", "watch"].map((verb) => ({ group: "networking.istio.io", resource, verb })),
-      ),
-      ...["peerauthentications", "authorizationpolicies", "requestauthentications"].map((resource) => ({ group: "security.istio.io", resource, verb: "watch" })),
-      { group: "extensions.istio.io", resource: "wasmplugins", verb: "watch" },
-      { group: "telemetry.istio.io", resource: "telemetries", verb: "watch" },
-      { group: "networking.istio.io", resource: "virtualservices", subresource: "status", verb: "patch" },
-      ...["services", "pods", "nodes"].map((resource) => ({ group: "", resource, verb: "watch" })),
-      { group: "discovery.k8s.io", resource: "endpointslices", verb: "watch" },
+      ...watchedKinds().flatMap(({ group, plural }) => INFORMER_VERBS.map((verb) => ({ group, resource: plural, verb }))),
+      ...istioKinds().map(({ group, plural }) => ({ group, resource: plural, subresource: "status", verb: "patch" })),
       { group: "", resource: "events", verb: "create", namespace: "shop" },
       { group: "", resource: "secrets", verb: "watch", namespace: "shop", name: "webapp-credential" },
     ];
+    expect(needed.map(({ resource }) => resource)).toEqual(expect.arrayContaining(["telemetries", "wasmplugins", "services", "endpointslices"]));
     for (const attributes of needed) expect(await allowed(attributes), JSON.stringify(attributes)).toBe(true);
     // Not needed, not granted: Secrets at large (the CA comes by the Deployment's volume, not the API), writes of specs.
     for (const attributes of [
@@ -138,13 +130,7 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
       for (const mount of container.volumeMounts) if (mounts[mount.name]) value = value.replace(mount.mountPath, mounts[mount.name]!);
       return value;
     });
-    const env = { ...process.env, KUBECONFIG: await cluster.serviceAccountKubeconfig("skiff-system", "skiff"), [CHILD_MARKER]: testRunId() };
-    child = spawn(process.execPath, ["--import", "tsx", "control/cli/main.ts", ...args], { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"], env });
-    const collect = (chunk: Buffer) => log.push(...chunk.toString().trimEnd().split("\n"));
-    child.stdout!.on("data", collect);
-    child.stderr!.on("data", collect);
-    const tracked = { description: `skiff control-plane as the Deployment runs it (pid ${child.pid})`, stop: async () => void child?.kill("SIGTERM"), logTail: () => log.slice(-40).join("\n") };
-    track(tracked);
+    const { child, log, tracked } = await runSkiff(args, "skiff");
     try {
       await eventually(async () => {
         expect(child!.exitCode, log.join("\n")).toBeNull();
@@ -154,8 +140,70 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
       // Every informer listed with the rules of rbac.yaml (a refused one logs HTTP 403 and retries).
       expect(log.filter((line) => line.includes("HTTP 403"))).toEqual([]);
       expect(log.join("\n")).toContain("kubernetes: synced");
+      expect(log.filter((line) => line.includes("RBAC"))).toEqual([]);
     } finally {
       untrack(tracked);
     }
   }, 200_000);
+
+  it("a control plane whose rules miss a kind names the kind and the verbs at start, instead of waiting in silence", async () => {
+    // rbac.yaml's ClusterRole as it was before telemetry.istio.io was added, and with EndpointSlices listable but not
+    // watchable, bound to a service account of its own.
+    const role = structuredClone(find("ClusterRole", "skiff-control-plane")!) as Manifest & { rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> };
+    role.metadata = { name: "skiff-incomplete" };
+    for (const rule of role.rules) {
+      rule.apiGroups = rule.apiGroups.filter((group) => group !== "telemetry.istio.io");
+      if (rule.resources.includes("endpointslices")) rule.verbs = rule.verbs.filter((verb) => verb !== "watch");
+    }
+    await cluster.apply([
+      { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "skiff-incomplete", namespace: "skiff-system" } },
+      role,
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "ClusterRoleBinding",
+        metadata: { name: "skiff-incomplete" },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "skiff-incomplete" },
+        subjects: [{ kind: "ServiceAccount", name: "skiff-incomplete", namespace: "skiff-system" }],
+      },
+    ]);
+    const args = ["control-plane", "--kubernetes", "--plaintext", `--listen=127.0.0.1:${await freePort()}`, `--http-listen=127.0.0.1:${await freePort()}`];
+    const { child, log, tracked } = await runSkiff(args, "skiff-incomplete");
+    try {
+      await eventually(async () => {
+        const text = log.join("\n");
+        expect(text).toContain('kubernetes: RBAC: this control plane may not list or watch telemetries.telemetry.istio.io (kind Telemetry, API group "telemetry.istio.io"): it cannot sync');
+        expect(text).toContain('kubernetes: RBAC: this control plane may not watch endpointslices.discovery.k8s.io (kind EndpointSlice, API group "discovery.k8s.io"): it would never see a change');
+        // The informer's own refusal says the same, with the API server's message.
+        expect(text).toMatch(/telemetries\.telemetry\.istio\.io: refused to list telemetries\.telemetry\.istio\.io \(kind Telemetry\): HTTP 403: .*cannot list resource "telemetries"/);
+      }, 60_000);
+      // Only what is missing is named, and a control plane that cannot list a kind does not serve.
+      expect(log.filter((line) => line.includes("RBAC:"))).toHaveLength(2);
+      expect(log.join("\n")).not.toContain("kubernetes: synced");
+      expect(child.exitCode).toBeNull();
+    } finally {
+      untrack(tracked);
+      await stopChild(child);
+    }
+  }, 120_000);
+
+  /** `skiff <args>` as a container would run it, with the token of service account skiff-system/`serviceAccount`. */
+  async function runSkiff(args: string[], serviceAccount: string) {
+    const env = { ...process.env, KUBECONFIG: await cluster.serviceAccountKubeconfig("skiff-system", serviceAccount), [CHILD_MARKER]: testRunId() };
+    const child = spawn(process.execPath, ["--import", "tsx", "control/cli/main.ts", ...args], { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"], env });
+    children.push(child);
+    const log: string[] = [];
+    const collect = (chunk: Buffer) => log.push(...chunk.toString().trimEnd().split("\n"));
+    child.stdout!.on("data", collect);
+    child.stderr!.on("data", collect);
+    const tracked = { description: `skiff ${args[0]} as ${serviceAccount} (pid ${child.pid})`, stop: async () => void child.kill("SIGTERM"), logTail: () => log.slice(-40).join("\n") };
+    track(tracked);
+    return { child, log, tracked };
+  }
 });
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("close", resolve));
+  child.kill("SIGTERM");
+  await Promise.race([exited, sleep(10_000).then(() => child.kill("SIGKILL"))]);
+}

@@ -33,6 +33,7 @@ export class CredentialWatcher {
       const fieldSelector = `metadata.name=${name}`;
       const informer = new Informer<V1Secret>(this.config, {
         description: `secret ${key}`,
+        kind: "Secret",
         path: `/api/v1/namespaces/${namespace}/secrets`,
         fieldSelector,
         list: () => this.core.listNamespacedSecret({ namespace, fieldSelector }),

@@ -23,9 +23,10 @@ import { LastGoodMesh, type MeshCheck } from "../assemble.js";
 import { Debouncer } from "../debounce.js";
 import type { ConfigError, MeshConfig } from "../model.js";
 import { type ParsedFile, parseObject } from "../parse.js";
-import { type Kind, KINDS } from "../schema/index.js";
+import { reportMissingAccess } from "./access.js";
 import { CredentialWatcher } from "./credentials.js";
 import { Informer } from "./informer.js";
+import { istioKinds, REGISTRY_KINDS, resourceName, type WatchedKind, watchedKinds, watchPath } from "./kinds.js";
 import { kubernetesRegistry } from "./services.js";
 import { type IstioObject, StatusWriter } from "./status.js";
 
@@ -67,13 +68,6 @@ export interface KubernetesSource {
   close(): Promise<void>;
 }
 
-/** One Istio kind as the API serves it: the newest version Skiff reads (the last in KINDS), and its plural as the
- * CRDs name it (gateways, authorizationpolicies, serviceentries, telemetries). */
-export function istioResource(kind: Kind): { group: string; version: string; plural: string } {
-  const { group, versions } = KINDS[kind];
-  return { group, version: versions[versions.length - 1]!, plural: kind.toLowerCase().replace(/([^aeiou])y$/, "$1ie") + "s" };
-}
-
 /** Watches the cluster and calls `onChange` with the mesh after each debounced burst of changes that changes it,
  * `onErrors` whenever the list of invalid objects changes; both first once every informer has synced. */
 export function watchKubernetes(
@@ -93,17 +87,19 @@ export function watchKubernetes(
   const debouncer = new Debouncer((firstChangeAt) => synced && reload(firstChangeAt));
   const changed = () => debouncer.changed();
 
-  const watch = <T extends KubernetesObject>(description: string, path: string, list: () => Promise<KubernetesListObject<T>>) =>
-    new Informer<T>(config, { description, path, list, onChange: changed, log }).start();
-  const istio = Object.keys(KINDS).map((kind) => {
-    const { group, version, plural } = istioResource(kind as Kind);
-    const informer = watch<IstioObject & KubernetesObject>(`${plural}.${group}`, `/apis/${group}/${version}/${plural}`, () => custom.listClusterCustomObject({ group, version, plural }));
-    return { kind: kind as Kind, group, plural, informer };
+  // Only kinds of kinds.ts are watched: they are what the access check and the RBAC tests know about.
+  void reportMissingAccess(config, watchedKinds(), log);
+  const watch = <T extends KubernetesObject>(kind: WatchedKind, list: () => Promise<KubernetesListObject<T>>) =>
+    new Informer<T>(config, { description: resourceName(kind), kind: kind.kind, path: watchPath(kind), list, onChange: changed, log }).start();
+  const istio = istioKinds().map((kind) => {
+    const { group, version, plural } = kind;
+    const informer = watch<IstioObject & KubernetesObject>(kind, () => custom.listClusterCustomObject({ group, version, plural }));
+    return { kind: kind.kind, group, plural, informer };
   });
-  const services = watch<V1Service>("services", "/api/v1/services", () => core.listServiceForAllNamespaces());
-  const slices = watch<V1EndpointSlice>("endpointslices.discovery.k8s.io", "/apis/discovery.k8s.io/v1/endpointslices", () => discovery.listEndpointSliceForAllNamespaces());
-  const pods = watch<V1Pod>("pods", "/api/v1/pods", () => core.listPodForAllNamespaces());
-  const nodes = watch<V1Node>("nodes", "/api/v1/nodes", () => core.listNode());
+  const services = watch<V1Service>(REGISTRY_KINDS.services, () => core.listServiceForAllNamespaces());
+  const slices = watch<V1EndpointSlice>(REGISTRY_KINDS.endpointslices, () => discovery.listEndpointSliceForAllNamespaces());
+  const pods = watch<V1Pod>(REGISTRY_KINDS.pods, () => core.listPodForAllNamespaces());
+  const nodes = watch<V1Node>(REGISTRY_KINDS.nodes, () => core.listNode());
   const credentials = new CredentialWatcher(config, core, changed, log);
   let gatewayNamespaces = new Set<string>();
   let credentialNames = new Set<string>();

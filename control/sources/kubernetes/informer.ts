@@ -9,6 +9,8 @@ import { type KubeConfig, type KubernetesListObject, type KubernetesObject, List
 export interface InformerOptions<T extends KubernetesObject> {
   /** What it is, for log lines: "services", "virtualservices.networking.istio.io". */
   description: string;
+  /** The object kind, for a refusal's log line: "Service", "Telemetry", "Secret". */
+  kind: string;
   /** The watch path, e.g. `/api/v1/services` or `/apis/networking.istio.io/v1/virtualservices`. */
   path: string;
   list(): Promise<KubernetesListObject<T>>;
@@ -28,6 +30,8 @@ export class Informer<T extends KubernetesObject> {
   private retry?: NodeJS.Timeout;
   private stopped = false;
   private listedOnce = false;
+  /** What the informer was doing when an error came: a list, or the watch that follows it. */
+  private verb: "list" | "watch" = "list";
   private settle!: () => void;
   /** Resolves once a list has succeeded, or the API answered that it serves no such kind (404: a CRD not installed,
    * watched until it is). Other errors are retried and keep it pending, so nothing is served from a partial view. */
@@ -38,7 +42,9 @@ export class Informer<T extends KubernetesObject> {
     private readonly options: InformerOptions<T>,
   ) {
     const list = async () => {
+      this.verb = "list";
       const result = await options.list();
+      this.verb = "watch";
       this.listedOnce = true;
       this.settle();
       return result;
@@ -77,19 +83,28 @@ export class Informer<T extends KubernetesObject> {
     const delay = Math.min(BACKOFF.maxMs, BACKOFF.initialMs * 2 ** this.attempts++) * (1 + Math.random() * BACKOFF.jitter);
     // The first failure of a kind is worth a line; a server that stays away would otherwise fill the log.
     if (this.attempts <= 3 || this.attempts % 10 === 0) {
-      this.options.log(`kubernetes: ${this.options.description}: ${describe(error)}; retrying in ${(delay / 1000).toFixed(1)} s`);
+      // A refusal is the API server's RBAC answer: say which verb on which kind, as retrying will not fix it.
+      const refused = status(error) === 403 ? `refused to ${this.verb} ${this.options.description} (kind ${this.options.kind}): ` : "";
+      this.options.log(`kubernetes: ${this.options.description}: ${refused}${describe(error)}; retrying in ${(delay / 1000).toFixed(1)} s`);
     }
-    if ((error as { code?: number }).code === 404 || (error as { statusCode?: number }).statusCode === 404) this.settle();
+    if (status(error) === 404) this.settle();
     this.retry = setTimeout(() => {
       if (!this.stopped) void this.listWatch.start();
     }, delay);
   }
 }
 
+/** An API error's HTTP status (client-node's ApiException has `code`, a watch's error `statusCode`). */
+function status(error: unknown): number | undefined {
+  const e = error as { code?: unknown; statusCode?: unknown };
+  const code = e.code ?? e.statusCode;
+  return typeof code === "number" ? code : undefined;
+}
+
 /** An API error as one line: the HTTP status and the server's message, or the network error. */
 export function describe(error: unknown): string {
-  const e = error as { code?: number; statusCode?: number; body?: unknown; message?: string };
-  const status = e.code ?? e.statusCode;
+  const e = error as { body?: unknown; message?: string };
+  const code = status(error);
   let message = e.message ?? String(error);
   if (typeof e.body === "string") {
     try {
@@ -98,5 +113,5 @@ export function describe(error: unknown): string {
       // Not a Status object.
     }
   }
-  return typeof status === "number" ? `HTTP ${status}: ${message.split("\n")[0]}` : message.split("\n")[0]!;
+  return code !== undefined ? `HTTP ${code}: ${message.split("\n")[0]}` : message.split("\n")[0]!;
 }
