@@ -245,13 +245,18 @@ export function clientTlsFiles(dir: string, tls: ClientTls): { certificate?: str
 
 /** Every file a DestinationRule's SIMPLE or MUTUAL settings name must exist (Envoy would refuse the cluster). */
 function checkDestinationRuleTls(dir: string, spec: DestinationRuleSpec, credentials: "files" | "secrets"): Array<{ field: string; message: string }> {
-  const policies: Array<[string, DestinationRuleSpec["trafficPolicy"]]> = [
+  type Policy = DestinationRuleSpec["trafficPolicy"];
+  const levels: Array<[string, Policy]> = [
     ["spec.trafficPolicy", spec.trafficPolicy],
-    ...(spec.subsets ?? []).map((subset, index): [string, DestinationRuleSpec["trafficPolicy"]] => [`spec.subsets[${index}].trafficPolicy`, subset.trafficPolicy]),
+    ...(spec.subsets ?? []).map((subset, index): [string, Policy] => [`spec.subsets[${index}].trafficPolicy`, subset.trafficPolicy]),
   ];
+  // Each level's own tls and each of its ports' (a port's settings replace the level's tls for that port).
+  const settings: Array<[string, ClientTls | undefined]> = levels.flatMap(([at, policy]): Array<[string, ClientTls | undefined]> => [
+    [at, policy?.tls],
+    ...(policy?.portLevelSettings ?? []).map((port, index): [string, ClientTls | undefined] => [`${at}.portLevelSettings[${index}]`, port.tls]),
+  ]);
   const problems: Array<{ field: string; message: string }> = [];
-  for (const [at, policy] of policies) {
-    const tls = policy?.tls;
+  for (const [at, tls] of settings) {
     if (tls?.mode !== "SIMPLE" && tls?.mode !== "MUTUAL") continue;
     // From Kubernetes a credentialName names a Secret, not files (sidecars do not read those yet).
     if (tls.credentialName && credentials === "secrets") continue;

@@ -4,6 +4,7 @@ import { createServer as createHttp1Server, type IncomingMessage, type Server, t
 import { createServer as createH2cServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import { TLSSocket } from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
 import { track, untrack } from "./processes.js";
 
@@ -26,6 +27,9 @@ export interface ReceivedRequest {
   /** The connection's peer (e.g. 127.0.0.6 when a sidecar's inbound passthrough delivered it) and local port. */
   remoteAddress: string;
   localPort: number;
+  /** Over TLS: the SNI the client sent, and the CN of the certificate it presented (servers with `tls.ca`). */
+  serverName?: string;
+  clientCertificate?: string;
 }
 
 /** Decides the reply to one request; `index` counts from 0 over this server's life. */
@@ -35,8 +39,9 @@ export interface UpstreamOptions {
   /** The identity this server reports in `x-upstream` (e.g. "v1", "host-a"). */
   name: string;
   protocol?: "http1" | "h2c";
-  /** Serve HTTP/1.1 over TLS with this certificate (a backend that terminates TLS itself). */
-  tls?: { cert: Buffer | string; key: Buffer | string };
+  /** Serve HTTP/1.1 over TLS with this certificate (a backend that terminates TLS itself); with `ca`, only to clients
+   * presenting a certificate that CA signed. */
+  tls?: { cert: Buffer | string; key: Buffer | string; ca?: Buffer | string };
   script?: Script;
   /** Where to listen (default 127.0.0.1, a free port); a pod's server listens on 0.0.0.0 and a fixed port. */
   host?: string;
@@ -62,7 +67,8 @@ export class Upstream {
     let upstream!: Upstream;
     const handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) =>
       void upstream.handle(req, res);
-    const server = options.tls ? createHttpsServer(options.tls, handler) : options.protocol === "h2c" ? createH2cServer(handler) : createHttp1Server(handler);
+    const tls = options.tls && { ...options.tls, ...(options.tls.ca ? { requestCert: true, rejectUnauthorized: true } : {}) };
+    const server = tls ? createHttpsServer(tls, handler) : options.protocol === "h2c" ? createH2cServer(handler) : createHttp1Server(handler);
     // Node closes an idle keep-alive connection after 5 s; Envoy (idle timeout 1 h) may send the next request on it
     // at that moment and answer 503 "upstream connection reset". A worker busy for seconds (a large Wasm module
     // compiling, a loaded machine) makes that race likely. Servers behind Envoy keep connections longer than Envoy
@@ -104,6 +110,7 @@ export class Upstream {
       body: Buffer.concat(chunks).toString(),
       remoteAddress: req.socket.remoteAddress ?? "",
       localPort: req.socket.localPort ?? 0,
+      ...(req.socket instanceof TLSSocket ? tlsPeer(req.socket) : {}),
     };
     const index = this.requests.push(received) - 1;
     const reply = await this.script(received, index);
@@ -122,6 +129,12 @@ export class Upstream {
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+function tlsPeer(socket: TLSSocket): Pick<ReceivedRequest, "serverName" | "clientCertificate"> {
+  const servername = (socket as TLSSocket & { servername?: string | false }).servername;
+  const subject = socket.getPeerCertificate().subject as { CN?: string } | undefined;
+  return { ...(servername ? { serverName: servername } : {}), ...(subject?.CN ? { clientCertificate: subject.CN } : {}) };
 }
 
 export function startUpstream(options: UpstreamOptions): Promise<Upstream> {

@@ -23,6 +23,7 @@ export const CASES: Array<[fixture: string, proxy: ProxyIdentity]> = [
   ["locality", { ...capturedWebapp, locality: { region: "r1", zone: "z1", subZone: "s1" } }],
   ["sidecar-capture", capturedWebapp],
   ["mesh-mtls", capturedReviews],
+  ["upstream-tls-levels", shopWebapp],
   ["gateway-hosts", gateway],
   ["gateway-l4", gateway],
   ["mesh-routing", webapp],

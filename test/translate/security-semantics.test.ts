@@ -79,6 +79,34 @@ spec:
       expect.stringMatching(/spec\.trafficPolicy\.tls\.caCertificates: file .*missing-ca\.crt does not exist/),
     ]);
   });
+
+  it("checks a port's and a subset port's settings too, naming the port's entry", () => {
+    const config = configFolder({
+      "dr.yaml": `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: api, namespace: shop }
+spec:
+  host: api.example.com
+  trafficPolicy:
+    portLevelSettings:
+    - port: { number: 443 }
+      tls: { mode: SIMPLE, caCertificates: certs/missing-ca.crt }
+  subsets:
+  - name: v1
+    labels: { version: v1 }
+    trafficPolicy:
+      portLevelSettings:
+      - port: { number: 443 }
+        tls: { mode: MUTUAL, credentialName: missing-credential }
+`,
+    });
+    expect(config.messages).toEqual([
+      expect.stringMatching(/DestinationRule shop\/api: spec\.trafficPolicy\.portLevelSettings\[0\]\.tls\.caCertificates: file .*missing-ca\.crt does not exist/),
+      expect.stringMatching(/spec\.subsets\[0\]\.trafficPolicy\.portLevelSettings\[0\]\.tls\.credentialName: file .*missing-credential\/tls\.crt does not exist/),
+      expect.stringMatching(/spec\.subsets\[0\]\.trafficPolicy\.portLevelSettings\[0\]\.tls\.credentialName: file .*missing-credential\/tls\.key does not exist/),
+      expect.stringMatching(/spec\.subsets\[0\]\.trafficPolicy\.portLevelSettings\[0\]\.tls\.credentialName: file .*missing-credential\/ca\.crt does not exist/),
+    ]);
+  });
 });
 
 describe("without workload certificates (--plaintext control plane)", () => {
