@@ -130,7 +130,8 @@ function meshTelemetry(config: z.infer<typeof meshConfigSchema>, defaults: MeshT
 function unknownProviders(mesh: MeshConfig): ConfigError[] {
   const errors: ConfigError[] = [];
   const kindOf = (name: string) => {
-    const provider = mesh.telemetry.extensionProviders.find((p) => p.name === name);
+    // istiod's fetchProvider compares names without case.
+    const provider = mesh.telemetry.extensionProviders.find((p) => p.name.toLowerCase() === name.toLowerCase());
     return provider?.prometheus ? "metrics" : provider ? "tracing" : undefined;
   };
   const check = (name: string, want: "tracing" | "metrics", error: Omit<ConfigError, "message">) => {

@@ -80,10 +80,13 @@ export type Telemetry = Resource<z.infer<typeof telemetrySpec>>;
 
 /** MeshConfig's telemetry fields (meshconfig.yaml), with Istio's defaults. */
 export interface MeshTelemetry {
-  /** Whether `defaultProviders.tracing` applies (Telemetry resources apply regardless). Default true, as Istio. */
-  enableTracing: boolean;
-  /** `defaultConfig.tracing.sampling`: the sampling percentage when a Telemetry gives none (Istio: 1). */
-  defaultSampling: number;
+  /** As written (Istio's default: true). istiod reads it only for a proxy that no tracing provider reaches (no
+   * Telemetry tracing, no `defaultProviders.tracing`), to trace with the bootstrap's tracer, which Skiff's bootstrap
+   * does not have: it changes no configuration, and skiff validate warns where it would mislead. */
+  enableTracing?: boolean;
+  /** `defaultConfig.tracing.sampling` as written: the sampling percentage when a Telemetry gives none (0 or unset:
+   * istiod's default 1%). */
+  defaultSampling?: number;
   defaultProviders: { tracing: string[]; metrics: string[] };
   /** `extensionProviders`, plus Istio's built-in `prometheus` when not redefined. */
   extensionProviders: ExtensionProvider[];
@@ -190,8 +193,6 @@ export function emptyMesh(dir: string): MeshConfig {
     outboundTrafficPolicy: "ALLOW_ANY",
     telemetries: [],
     telemetry: {
-      enableTracing: true,
-      defaultSampling: 1,
       // Istio's default profile turns on Prometheus metrics for every proxy (meshConfig.defaultProviders.metrics).
       defaultProviders: { tracing: [], metrics: ["prometheus"] },
       extensionProviders: [{ name: "prometheus", prometheus: {} }],

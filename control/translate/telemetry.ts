@@ -1,14 +1,14 @@
 // Istio's telemetry for every HTTP connection manager of a proxy, gateways and sidecars alike: Istio's standard
 // metrics (the istio-stats filter, by ECDS, first in each chain) and tracing (the HCM's `tracing` block with a Zipkin
 // or OpenTelemetry provider and the collector's cluster), from Telemetry resources and MeshConfig as istiod resolves
-// them (pilot/pkg/model/telemetry.go: a workload's Telemetry over its namespace's over the root namespace's, field by
-// field; providers from `defaultProviders` when a Telemetry names none).
+// them (pilot/pkg/model/telemetry.go: `applicableTelemetries`, `Tracing`, `mergeMetrics`; the Envoy side in
+// pilot/pkg/networking/core/tracing.go `configureTracingFromTelemetry`).
 //
 // Applied after the listeners are built, to every HCM they hold: traffic_direction INBOUND is the server side
-// (reporter=destination, SERVER spans), anything else the client side (sidecar outbound and gateways: reporter=source,
-// CLIENT spans), so the listener builders need not know about telemetry.
+// (reporter=destination, SERVER spans), anything else the client side (sidecar outbound and gateways, as istiod's
+// `workloadMode` and `MetricsForClass` class gateways as CLIENT), so the listener builders need not know about telemetry.
 import type { MeshConfig } from "../sources/index.js";
-import type { CustomTag, ExtensionProvider } from "../sources/schema/index.js";
+import type { CustomTag, ExtensionProvider, IstioMetric } from "../sources/schema/index.js";
 import type { Telemetry } from "../sources/model.js";
 import type { ProxyIdentity, TranslationContext, XdsResource } from "../resources.js";
 import { clusterName, typed } from "./envoy.js";
@@ -17,10 +17,26 @@ import { workloadOf } from "./workload.js";
 import { wasmFilter } from "./extensions.js";
 import { HCM_NAME, TCP_PROXY_NAME } from "./listeners.js";
 
-/** Istio's default max_path_tag_length. */
-const MAX_PATH_TAG_LENGTH = 256;
+/** istiod's PILOT_TRACE_SAMPLING default: the sampling percentage when neither a Telemetry nor
+ * `defaultConfig.tracing.sampling` gives one (tracing.go `proxyConfigSamplingValue`). */
+const DEFAULT_SAMPLING = 1;
 
 type Side = "client" | "server";
+const SIDES: readonly Side[] = ["client", "server"];
+
+/** The Prometheus name of each of Istio's metrics (telemetry.go `metricToPrometheusMetric`, with Istio's `istio_`
+ * prefix as the istio-stats filter records them). */
+const PROMETHEUS_NAMES: Record<Exclude<IstioMetric, "ALL_METRICS">, string> = {
+  REQUEST_COUNT: "istio_requests_total",
+  REQUEST_DURATION: "istio_request_duration_milliseconds",
+  REQUEST_SIZE: "istio_request_bytes",
+  RESPONSE_SIZE: "istio_response_bytes",
+  TCP_OPENED_CONNECTIONS: "istio_tcp_connections_opened_total",
+  TCP_CLOSED_CONNECTIONS: "istio_tcp_connections_closed_total",
+  TCP_SENT_BYTES: "istio_tcp_sent_bytes_total",
+  TCP_RECEIVED_BYTES: "istio_tcp_received_bytes_total",
+};
+const EVERY_METRIC = Object.keys(PROMETHEUS_NAMES) as Array<keyof typeof PROMETHEUS_NAMES>;
 
 export interface TelemetryOutput {
   /** The istio-stats filter configurations (ECDS), one per side in use. */
@@ -33,46 +49,115 @@ export interface TelemetryOutput {
   listeners: XdsResource[];
 }
 
+/** A Telemetry without selector labels is namespace-wide (istiod: `len(matchLabels) == 0`). */
+const namespaceWide = (telemetry: Telemetry) => Object.keys(telemetry.spec.selector?.matchLabels ?? {}).length === 0;
 
-/** The Telemetry that decides `field` for a proxy: a workload's (selector matching, same namespace) over its
- * namespace's (no selector) over the root namespace's; within one level, the first by name. */
-function effective<F extends "tracing" | "metrics">(mesh: MeshConfig, proxy: ProxyIdentity, field: F): Telemetry | undefined {
-  const withField = mesh.telemetries.filter((t) => t.spec[field] !== undefined).sort((a, b) => a.name.localeCompare(b.name));
+/** The Telemetry resources that apply to a proxy, in istiod's order (`applicableTelemetries`): the root namespace's
+ * namespace-wide one, the proxy namespace's namespace-wide one, then those of the proxy's namespace whose selector
+ * matches it; each later one overrides the earlier ones field by field. istiod takes the oldest namespace-wide
+ * Telemetry of a namespace and orders by creation time; files have no creation time, so Skiff takes the first by
+ * name (a second namespace-wide one is a warning). */
+export function applicableTelemetries(mesh: MeshConfig, proxy: ProxyIdentity): Telemetry[] {
+  const sorted = [...mesh.telemetries].sort((a, b) => a.name.localeCompare(b.name));
+  const wide = (namespace: string) => sorted.find((t) => t.namespace === namespace && namespaceWide(t));
   const selects = (t: Telemetry) => Object.entries(t.spec.selector?.matchLabels ?? {}).every(([k, v]) => proxy.labels[k] === v);
-  return (
-    withField.find((t) => t.namespace === proxy.namespace && t.spec.selector && selects(t)) ??
-    withField.find((t) => t.namespace === proxy.namespace && !t.spec.selector && t.namespace !== mesh.rootNamespace) ??
-    withField.find((t) => t.namespace === mesh.rootNamespace && !t.spec.selector)
-  );
+  return [
+    wide(mesh.rootNamespace),
+    proxy.namespace !== mesh.rootNamespace ? wide(proxy.namespace) : undefined,
+    ...sorted.filter((t) => t.namespace === proxy.namespace && !namespaceWide(t) && selects(t)),
+  ].filter((t): t is Telemetry => t !== undefined);
 }
 
-function modeCovers(mode: string | undefined, side: Side): boolean {
-  return mode === undefined || mode === "CLIENT_AND_SERVER" || (mode === "CLIENT" ? side === "client" : side === "server");
+/** istiod's `fetchProvider`: names compare without case. */
+export function findProvider(mesh: MeshConfig, name: string): ExtensionProvider | undefined {
+  return mesh.telemetry.extensionProviders.find((p) => p.name.toLowerCase() === name.toLowerCase());
 }
 
-interface TracingPlan {
-  provider: ExtensionProvider;
-  sampling: number;
-  customTags: Record<string, CustomTag>;
-  mode?: string;
+/** The sides an override or a tracing entry applies to (telemetry.go `getModes`; no mode is both). */
+function sidesOf(mode: string | undefined): readonly Side[] {
+  return mode === "CLIENT" ? ["client"] : mode === "SERVER" ? ["server"] : SIDES;
 }
 
-function tracingPlan(mesh: MeshConfig, proxy: ProxyIdentity): TracingPlan | undefined {
-  const entry = effective(mesh, proxy, "tracing")?.spec.tracing?.[0];
-  if (entry?.disableSpanReporting) return undefined;
-  const name = entry?.providers?.[0]?.name ?? (entry || mesh.telemetry.enableTracing ? mesh.telemetry.defaultProviders.tracing[0] : undefined);
-  const provider = mesh.telemetry.extensionProviders.find((p) => p.name === name && (p.zipkin || p.opentelemetry));
-  if (!provider) return undefined;
-  return { provider, sampling: entry?.randomSamplingPercentage ?? mesh.telemetry.defaultSampling, customTags: entry?.customTags ?? {}, mode: entry?.match?.mode };
+interface TracingSpec {
+  provider?: ExtensionProvider;
+  disabled: boolean;
+  sampling?: number;
+  customTags?: Record<string, CustomTag>;
 }
 
-/** Metrics for `side`: a prometheus provider (from the Telemetry, else defaultProviders.metrics), not disabled by an
- * override matching that side. */
-function metricsOn(mesh: MeshConfig, proxy: ProxyIdentity, side: Side): boolean {
-  const entry = effective(mesh, proxy, "metrics")?.spec.metrics?.[0];
-  const names = entry?.providers?.map((p) => p.name) ?? mesh.telemetry.defaultProviders.metrics;
-  if (!names.some((name) => mesh.telemetry.extensionProviders.find((p) => p.name === name)?.prometheus)) return false;
-  return !(entry?.overrides ?? []).some((override) => override.disabled && modeCovers(override.match?.mode, side));
+/** Tracing per side as istiod's `Telemetries.Tracing`: the first default provider, then every applicable tracing
+ * entry in order, each setting what it says for the sides its `match.mode` names. Undefined where istiod falls back
+ * to the proxy's bootstrap tracer (no tracing entry and no default provider; `enableTracing` decides there): Skiff's
+ * bootstrap has no tracer, so that is no tracing (skiff validate warns about an `enableTracing` that cannot act). */
+function tracingSpecs(mesh: MeshConfig, telemetries: Telemetry[]): Record<Side, TracingSpec> | undefined {
+  const entries = telemetries.flatMap((t) => t.spec.tracing ?? []);
+  const defaults = mesh.telemetry.defaultProviders.tracing;
+  if (entries.length === 0 && defaults.length === 0) return undefined;
+  const provider = defaults[0] !== undefined ? findProvider(mesh, defaults[0]) : undefined;
+  const specs: Record<Side, TracingSpec> = { client: { provider, disabled: false }, server: { provider, disabled: false } };
+  for (const entry of entries) {
+    for (const side of sidesOf(entry.match?.mode)) {
+      const spec = specs[side];
+      if (entry.providers?.[0]) spec.provider = findProvider(mesh, entry.providers[0].name);
+      if (entry.disableSpanReporting !== undefined) spec.disabled = entry.disableSpanReporting;
+      if (entry.customTags !== undefined) spec.customTags = entry.customTags;
+      if (entry.randomSamplingPercentage !== undefined) spec.sampling = entry.randomSamplingPercentage;
+    }
+  }
+  return specs;
+}
+
+/** `defaultConfig.tracing.sampling` as istiod reads it (`proxyConfigSamplingValue`): 0 (unset) is the default 1%. */
+export function defaultSampling(mesh: MeshConfig): number {
+  const sampling = mesh.telemetry.defaultSampling;
+  return sampling !== undefined && sampling !== 0 && sampling <= 100 ? sampling : DEFAULT_SAMPLING;
+}
+
+/** The istio-stats configuration per side, as istiod's `mergeMetrics` and `generateStatsConfig` resolve it: the
+ * providers are the last applicable entry's that names some (else `defaultProviders.metrics`); each entry's overrides
+ * apply, in order, to its providers (or its parent's) on the sides their `match.mode` names. An override of all metrics
+ * with `disabled: true` removes the filter from those sides (until a later override of that side), any other override
+ * sets `disabled` per metric, which becomes the filter's `drop` list. Undefined: no filter on that side. istiod builds
+ * one stats filter per prometheus provider; Skiff builds one, from the first. */
+function metricsPlan(mesh: MeshConfig, telemetries: Telemetry[]): Record<Side, { drop: string[] } | undefined> {
+  const entries = telemetries.flatMap((t) => t.spec.metrics ?? []);
+  const defaults = mesh.telemetry.defaultProviders.metrics;
+  const names = (entry: (typeof entries)[number]) => entry.providers?.map((p) => p.name) ?? [];
+  const inScope = entries.reduce((scope, entry) => (names(entry).length > 0 ? names(entry) : scope), defaults);
+  // provider -> side -> metric -> disabled
+  const providers = new Map<string, Record<Side, Map<string, boolean | undefined>>>();
+  const fresh = () => ({ client: new Map(), server: new Map() });
+  if (entries.length === 0) for (const name of defaults) providers.set(name, fresh());
+  const disabledAll = new Set<string>();
+  let parent = defaults;
+  for (const entry of entries) {
+    const own = names(entry).length > 0 ? names(entry) : parent;
+    parent = own;
+    for (const name of own.filter((n) => inScope.includes(n))) {
+      if (!providers.has(name)) providers.set(name, fresh());
+      const bySide = providers.get(name)!;
+      for (const override of entry.overrides ?? []) {
+        const metric = override.match?.metric ?? "ALL_METRICS";
+        if (metric === "ALL_METRICS" && override.disabled) {
+          for (const side of sidesOf(override.match?.mode)) disabledAll.add(`${name}/${side}`);
+          continue;
+        }
+        for (const side of sidesOf(override.match?.mode)) {
+          disabledAll.delete(`${name}/${side}`);
+          for (const each of metric === "ALL_METRICS" ? EVERY_METRIC : [metric]) {
+            if (override.disabled !== undefined) bySide[side].set(each, override.disabled);
+          }
+        }
+      }
+    }
+  }
+  const prometheus = [...providers.keys()].find((name) => findProvider(mesh, name)?.prometheus);
+  const plan = (side: Side) => {
+    if (prometheus === undefined || disabledAll.has(`${prometheus}/${side}`)) return undefined;
+    const dropped = [...providers.get(prometheus)![side]].filter(([, disabled]) => disabled).map(([metric]) => PROMETHEUS_NAMES[metric as keyof typeof PROMETHEUS_NAMES]);
+    return { drop: dropped.sort() };
+  };
+  return { client: plan("client"), server: plan("server") };
 }
 
 /** `clusters`: the names of the clusters the proxy already has (a collector in the registry is reached through its
@@ -80,12 +165,15 @@ function metricsOn(mesh: MeshConfig, proxy: ProxyIdentity, side: Side): boolean 
 export function buildTelemetry(mesh: MeshConfig, registry: Registry, context: TranslationContext, listeners: XdsResource[], clusters: Set<string>): TelemetryOutput {
   const proxy = context.proxy;
   const identity = workloadOf(proxy);
+  const telemetries = applicableTelemetries(mesh, proxy);
   const out: TelemetryOutput = { extensionConfigs: [], clusters: [], usesModules: false, listeners };
   // Per side, the HTTP filter that goes first in each HTTP connection manager and the network filter that goes just
   // before each tcp_proxy (Istio's TCP metrics; istio/proxy's stats filter is both kinds, placed alike by istiod).
   const statsFilters = new Map<string, { filter: Record<string, unknown>; extensionConfig: XdsResource }>();
-  for (const side of ["client", "server"] as const) {
-    if (!context.statsModule || !metricsOn(mesh, proxy, side)) continue;
+  const metrics = metricsPlan(mesh, telemetries);
+  for (const side of SIDES) {
+    const plan = metrics[side];
+    if (!context.statsModule || !plan) continue;
     const direction = side === "client" ? "outbound" : "inbound";
     for (const kind of ["http", "tcp"] as const) {
       const stats = wasmFilter(`istio.stats.${direction}${kind === "tcp" ? ".tcp" : ""}`, context, {
@@ -93,24 +181,31 @@ export function buildTelemetry(mesh: MeshConfig, registry: Registry, context: Tr
         network: kind === "tcp",
         // Metrics must never cost a request: a stats filter that cannot start lets traffic through.
         failurePolicy: "FAIL_OPEN",
-        configuration: { reporter: side === "client" ? "source" : "destination", ...identity },
+        configuration: { reporter: side === "client" ? "source" : "destination", ...identity, ...(plan.drop.length > 0 ? { drop: plan.drop } : {}) },
       });
       statsFilters.set(`${side}/${kind}`, stats);
     }
   }
 
-  const plan = tracingPlan(mesh, proxy);
-  const collectorClusters: XdsResource[] = [];
-  const tracing = plan ? tracingConfig(plan, identity, registry, clusters, collectorClusters) : undefined;
+  const specs = tracingSpecs(mesh, telemetries);
+  const collectorClusters = new Map<string, XdsResource>();
+  const tracing = Object.fromEntries(
+    SIDES.map((side) => {
+      const spec = specs?.[side];
+      // istiod: a side without a (tracing) provider, or with span reporting disabled, has no tracing block.
+      const on = spec && !spec.disabled && (spec.provider?.zipkin || spec.provider?.opentelemetry);
+      return [side, on ? tracingConfig(mesh, spec, spec.provider!, identity, registry, clusters, collectorClusters) : undefined];
+    }),
+  ) as Record<Side, { config: Record<string, unknown>; cluster: string } | undefined>;
 
   const sideOf = (listener: Record<string, unknown>): Side => (listener.traffic_direction === "INBOUND" ? "server" : "client");
   const used = new Set<string>();
-  let traceUsed = false;
+  const tracedSides = new Set<Side>();
   out.listeners = listeners.map((listener) => {
     const side = sideOf(listener.body);
     const httpStats = statsFilters.get(`${side}/http`);
     const tcpStats = statsFilters.get(`${side}/tcp`);
-    const traced = tracing && modeCovers(plan!.mode, side) ? tracing : undefined;
+    const traced = tracing[side]?.config;
     if (!httpStats && !tcpStats && !traced) return listener;
     return {
       name: listener.name,
@@ -118,7 +213,7 @@ export function buildTelemetry(mesh: MeshConfig, registry: Registry, context: Tr
         if (filter.name === HCM_NAME && (httpStats || traced)) {
           const manager = filter.typed_config as Record<string, unknown>;
           if (httpStats) used.add(httpStats.extensionConfig.name);
-          if (traced) traceUsed = true;
+          if (traced) tracedSides.add(side);
           return [
             {
               ...filter,
@@ -141,7 +236,8 @@ export function buildTelemetry(mesh: MeshConfig, registry: Registry, context: Tr
   out.extensionConfigs = [...statsFilters.values()].map((stats) => stats.extensionConfig).filter((config) => used.has(config.name));
   out.usesModules = out.extensionConfigs.length > 0;
   // The collector's cluster only where spans are sent from.
-  if (traceUsed) out.clusters = collectorClusters;
+  const neededClusters = new Set([...tracedSides].map((side) => tracing[side]!.cluster));
+  out.clusters = [...collectorClusters.values()].filter((cluster) => neededClusters.has(cluster.name));
   return out;
 }
 
@@ -157,33 +253,36 @@ function mapChainFilters(listener: Record<string, unknown>, change: (filter: Rec
   };
 }
 
-/** The HCM `tracing` block as istiod writes it (pilot/pkg/networking/core/tracing.go): sampling in percent, the
- * provider with its collector cluster, Istio's own tags plus the Telemetry's custom tags. */
+/** The HCM `tracing` block as istiod writes it (tracing.go `configureTracingFromTelemetry`, `configureFromProviderConfig`,
+ * `configureCustomTags`): random sampling from the Telemetry, else `defaultConfig.tracing.sampling`, client and
+ * overall sampling 100; `max_path_tag_length` only when the provider sets a non-zero `maxTagLength` (Envoy's default,
+ * 256, otherwise); Istio's tags and the custom tags (`environment` reads the proxy's environment variable, with
+ * `defaultValue` when unset), all sorted by tag; the provider with its collector cluster. */
 function tracingConfig(
-  plan: TracingPlan,
+  mesh: MeshConfig,
+  spec: TracingSpec,
+  provider: ExtensionProvider,
   identity: ReturnType<typeof workloadOf>,
   registry: Registry,
   existing: Set<string>,
-  clusters: XdsResource[],
-): Record<string, unknown> {
-  const { provider } = plan;
+  clusters: Map<string, XdsResource>,
+): { config: Record<string, unknown>; cluster: string } {
   const collector = (provider.zipkin ?? provider.opentelemetry)!;
   const tags = [
     { tag: "istio.canonical_revision", literal: { value: identity.version } },
     { tag: "istio.canonical_service", literal: { value: identity.app } },
     { tag: "istio.namespace", literal: { value: identity.namespace } },
-    ...Object.entries(plan.customTags)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([tag, custom]) => ({
-        tag,
-        ...(custom.literal ? { literal: { value: custom.literal.value } } : {}),
-        ...(custom.environment ? { environment: { name: custom.environment.name, default_value: custom.environment.defaultValue ?? "" } } : {}),
-        ...(custom.header ? { request_header: { name: custom.header.name, default_value: custom.header.defaultValue ?? "" } } : {}),
-      })),
-  ];
+    ...Object.entries(spec.customTags ?? {}).map(([tag, custom]) => ({
+      tag,
+      ...(custom.literal ? { literal: { value: custom.literal.value } } : {}),
+      ...(custom.environment ? { environment: { name: custom.environment.name, default_value: custom.environment.defaultValue ?? "" } } : {}),
+      ...(custom.header ? { request_header: { name: custom.header.name, default_value: custom.header.defaultValue ?? "" } } : {}),
+    })),
+  ].sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
   let tracer: Record<string, unknown>;
+  let cluster: string;
   if (provider.zipkin) {
-    const cluster = collectorCluster("zipkin", collector, registry, existing, clusters, false);
+    cluster = collectorCluster("zipkin", collector, registry, existing, clusters, false);
     tracer = {
       name: "envoy.tracers.zipkin",
       typed_config: typed("envoy.config.trace.v3.ZipkinConfig", {
@@ -197,7 +296,7 @@ function tracingConfig(
       }),
     };
   } else {
-    const cluster = collectorCluster("opentelemetry", collector, registry, existing, clusters, true);
+    cluster = collectorCluster("opentelemetry", collector, registry, existing, clusters, true);
     tracer = {
       name: "envoy.tracers.opentelemetry",
       typed_config: typed("envoy.config.trace.v3.OpenTelemetryConfig", {
@@ -206,14 +305,15 @@ function tracingConfig(
       }),
     };
   }
-  return {
+  const config = {
     client_sampling: { value: 100 },
-    random_sampling: { value: plan.sampling },
+    random_sampling: { value: spec.sampling ?? defaultSampling(mesh) },
     overall_sampling: { value: 100 },
-    max_path_tag_length: collector.maxTagLength ?? MAX_PATH_TAG_LENGTH,
+    ...(collector.maxTagLength ? { max_path_tag_length: collector.maxTagLength } : {}),
     custom_tags: tags,
     provider: tracer,
   };
+  return { config, cluster };
 }
 
 /** The collector's cluster: the registry's (`outbound|port||host`) for Zipkin when the service is in it and the
@@ -224,14 +324,14 @@ function collectorCluster(
   collector: { service: string; port: number },
   registry: Registry,
   existing: Set<string>,
-  clusters: XdsResource[],
+  clusters: Map<string, XdsResource>,
   http2: boolean,
 ): string {
   const service = registry.lookup(collector.service, "default");
   const registryCluster = service && clusterName(collector.port, undefined, service.host);
   if (registryCluster && !http2 && existing.has(registryCluster)) return registryCluster;
   const name = `${kind}|${collector.port}||${collector.service}`;
-  clusters.push({
+  clusters.set(name, {
     name,
     body: {
       name,

@@ -1,7 +1,7 @@
 // What a valid mesh does that its author may not expect: references that route nowhere, resources Istio merges or
 // ignores, fields that wait for parts Skiff does not have yet. `skiff validate` prints these as warnings and the
 // control plane logs them; neither refuses the configuration, because Istio accepts it.
-import type { ConfigError, MeshConfig } from "../sources/index.js";
+import { type ConfigError, MESH_CONFIG_FILE, type MeshConfig } from "../sources/index.js";
 import type { ServiceEntry, VirtualService } from "../sources/model.js";
 import { mergePolicies } from "./clusters.js";
 import { localityPolicy } from "./locality.js";
@@ -22,7 +22,48 @@ export function meshWarnings(mesh: MeshConfig): ConfigError[] {
     ...peerAuthenticationWarnings(mesh),
     ...clientTlsWarnings(mesh),
     ...overrideHostWarnings(mesh, registry),
+    ...telemetryWarnings(mesh),
   ];
+}
+
+/** Telemetry settings istiod accepts that would not do what they say (pilot/pkg/networking/core/tracing.go,
+ * pilot/pkg/model/telemetry.go): `enableTracing` counts only for a proxy no tracing provider reaches, and then means
+ * the bootstrap's tracer, which Skiff's bootstrap does not have; `defaultConfig.tracing.sampling: 0` is "unset" (1%);
+ * a second namespace-wide Telemetry in a namespace is ignored. */
+function telemetryWarnings(mesh: MeshConfig): ConfigError[] {
+  const warnings: ConfigError[] = [];
+  const { enableTracing, defaultSampling, defaultProviders } = mesh.telemetry;
+  const tracingEntries = mesh.telemetries.flatMap((t) => t.spec.tracing ?? []);
+  const meshWarning = (field: string, message: string) => warnings.push({ file: MESH_CONFIG_FILE, field, message });
+  if (enableTracing === false && (defaultProviders.tracing.length > 0 || tracingEntries.length > 0)) {
+    meshWarning(
+      "enableTracing",
+      "has no effect where defaultProviders.tracing or a Telemetry's tracing applies (istiod then traces regardless); turn tracing off with a Telemetry `tracing: [{ disableSpanReporting: true }]`",
+    );
+  }
+  if (enableTracing === true && defaultProviders.tracing.length === 0 && !tracingEntries.some((entry) => entry.providers?.length)) {
+    meshWarning(
+      "enableTracing",
+      "traces nothing: no tracing provider is named (istiod would use the proxy bootstrap's tracer, proxyConfig.tracing, which Skiff's bootstrap does not have); name one in defaultProviders.tracing or a Telemetry",
+    );
+  }
+  if (defaultSampling === 0) {
+    meshWarning("defaultConfig.tracing.sampling", "0 is istiod's \"unset\": proxies sample the default 1%; to sample nothing, set randomSamplingPercentage: 0 in a Telemetry");
+  }
+  const firstWide = new Map<string, string>();
+  for (const telemetry of [...mesh.telemetries].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (Object.keys(telemetry.spec.selector?.matchLabels ?? {}).length > 0) continue;
+    const first = firstWide.get(telemetry.namespace);
+    if (first === undefined) firstWide.set(telemetry.namespace, telemetry.name);
+    else {
+      warnings.push({
+        file: telemetry.file,
+        resource: `Telemetry ${telemetry.namespace}/${telemetry.name}`,
+        message: `another namespace-wide Telemetry in ${telemetry.namespace} comes first (${first}); istiod uses only the oldest, Skiff the first by name, so this one has no effect`,
+      });
+    }
+  }
+  return warnings;
 }
 
 /** Locality settings that cannot act: failover without outlier detection (Istio warns the same: Envoy never leaves a

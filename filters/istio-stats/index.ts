@@ -45,30 +45,46 @@ export function responseFlags(bits: u64): string {
   return out.length > 0 ? out : "-";
 }
 
+/** The metrics the filter records, in `drop` order (bit i of `Dropped` is METRICS[i]). */
+const METRICS = [
+  "istio_requests_total", "istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes",
+  "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total", "istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total",
+];
+
+/** A metric dropped by the configuration (Istio's stats config `metrics[].drop`, from Telemetry overrides) is never
+ * defined, so it is absent from /stats/prometheus. */
+function counter(dropped: u32, index: i32, name: string): Counter | null {
+  return (dropped & (1 << index)) != 0 ? null : new Counter(name);
+}
+
+function histogram(dropped: u32, index: i32, name: string): Histogram | null {
+  return (dropped & (1 << index)) != 0 ? null : new Histogram(name);
+}
+
 /** The metrics of one label set, defined on first use. */
 class HttpMetrics {
-  requests: Counter;
-  duration: Histogram;
-  requestBytes: Histogram;
-  responseBytes: Histogram;
-  constructor(tags: string) {
-    this.requests = new Counter(tags + "istio_requests_total");
-    this.duration = new Histogram(tags + "istio_request_duration_milliseconds");
-    this.requestBytes = new Histogram(tags + "istio_request_bytes");
-    this.responseBytes = new Histogram(tags + "istio_response_bytes");
+  requests: Counter | null;
+  duration: Histogram | null;
+  requestBytes: Histogram | null;
+  responseBytes: Histogram | null;
+  constructor(tags: string, dropped: u32) {
+    this.requests = counter(dropped, 0, tags + METRICS[0]);
+    this.duration = histogram(dropped, 1, tags + METRICS[1]);
+    this.requestBytes = histogram(dropped, 2, tags + METRICS[2]);
+    this.responseBytes = histogram(dropped, 3, tags + METRICS[3]);
   }
 }
 
 class TcpMetrics {
-  opened: Counter;
-  closed: Counter;
-  sent: Counter;
-  received: Counter;
-  constructor(tags: string) {
-    this.opened = new Counter(tags + "istio_tcp_connections_opened_total");
-    this.closed = new Counter(tags + "istio_tcp_connections_closed_total");
-    this.sent = new Counter(tags + "istio_tcp_sent_bytes_total");
-    this.received = new Counter(tags + "istio_tcp_received_bytes_total");
+  opened: Counter | null;
+  closed: Counter | null;
+  sent: Counter | null;
+  received: Counter | null;
+  constructor(tags: string, dropped: u32) {
+    this.opened = counter(dropped, 4, tags + METRICS[4]);
+    this.closed = counter(dropped, 5, tags + METRICS[5]);
+    this.sent = counter(dropped, 6, tags + METRICS[6]);
+    this.received = counter(dropped, 7, tags + METRICS[7]);
   }
 }
 
@@ -110,6 +126,8 @@ class Observation {
 class IstioStatsRoot extends RootContext {
   outbound: bool = true;
   exchange: bool = true;
+  /** The metrics not recorded: bit i for METRICS[i]. */
+  dropped: u32 = 0;
   /** `reporter`: fixed by the configuration. */
   reporterTag: string = "";
   local: Peer = UNKNOWN_PEER;
@@ -129,6 +147,13 @@ class IstioStatsRoot extends RootContext {
     const version = config.string("version", UNKNOWN);
     const cluster = config.string("cluster", "Kubernetes");
     const exchange = config.bool("exchange", true);
+    const drop = config.stringArray("drop");
+    let dropped: u32 = 0;
+    for (let i = 0; i < drop.length; i++) {
+      const index = METRICS.indexOf(drop[i]);
+      if (index < 0) config.problem("drop[" + i.toString() + "]", "expected one of " + METRICS.join(", "));
+      else dropped |= <u32>1 << <u32>index;
+    }
     config.rejectUnknownFields();
     if (!config.ok) {
       log(LogLevel.Error, "istio-stats: configuration rejected: " + config.error);
@@ -137,6 +162,7 @@ class IstioStatsRoot extends RootContext {
     this.outbound = reporter == "source";
     this.reporterTag = tag("reporter", reporter);
     this.exchange = exchange;
+    this.dropped = dropped;
     this.local = new Peer(workload, namespace, app, version, cluster);
     this.localId = workload + "." + namespace;
     this.localHeader = base64Encode(
@@ -184,7 +210,7 @@ class IstioStatsRoot extends RootContext {
   http(tags: string): HttpMetrics {
     if (this.httpMetrics.has(tags)) return this.httpMetrics.get(tags);
     if (this.httpMetrics.size >= MAX_METRIC_SETS) this.httpMetrics.clear();
-    const metrics = new HttpMetrics(tags);
+    const metrics = new HttpMetrics(tags, this.dropped);
     this.httpMetrics.set(tags, metrics);
     return metrics;
   }
@@ -192,7 +218,7 @@ class IstioStatsRoot extends RootContext {
   tcp(tags: string): TcpMetrics {
     if (this.tcpMetrics.has(tags)) return this.tcpMetrics.get(tags);
     if (this.tcpMetrics.size >= MAX_METRIC_SETS) this.tcpMetrics.clear();
-    const metrics = new TcpMetrics(tags);
+    const metrics = new TcpMetrics(tags, this.dropped);
     this.tcpMetrics.set(tags, metrics);
     return metrics;
   }
@@ -337,10 +363,14 @@ class IstioStatsHttp extends HttpContext {
       "grpc_response_status" + VALUE_SEPARATOR + this.grpcStatus + FIELD_SEPARATOR +
       tag("response_flags", responseFlags(getPropertyU64(RESPONSE_FLAGS_PROPERTY)));
     const metrics = root.http(tags);
-    metrics.requests.increment();
-    metrics.duration.record((monotonicNanos() - this.start) / 1_000_000);
-    metrics.requestBytes.record(getPropertyU64(REQUEST_SIZE));
-    metrics.responseBytes.record(getPropertyU64(RESPONSE_SIZE));
+    const requests = metrics.requests;
+    if (requests !== null) requests.increment();
+    const duration = metrics.duration;
+    if (duration !== null) duration.record((monotonicNanos() - this.start) / 1_000_000);
+    const requestBytes = metrics.requestBytes;
+    if (requestBytes !== null) requestBytes.record(getPropertyU64(REQUEST_SIZE));
+    const responseBytes = metrics.responseBytes;
+    if (responseBytes !== null) responseBytes.record(getPropertyU64(RESPONSE_SIZE));
   }
 }
 
@@ -380,10 +410,14 @@ class IstioStatsTcp extends TcpContext {
     const other: Peer = known !== null ? known : root.outbound ? root.upstreamPeer() : UNKNOWN_PEER;
     const tags = root.tags(root.outbound ? root.local : other, root.outbound ? other : root.local, seen);
     const metrics = root.tcp(tags);
-    metrics.opened.increment();
-    metrics.closed.increment();
-    metrics.sent.increment(<i64>this.sent);
-    metrics.received.increment(<i64>this.received);
+    const opened = metrics.opened;
+    if (opened !== null) opened.increment();
+    const closed = metrics.closed;
+    if (closed !== null) closed.increment();
+    const sent = metrics.sent;
+    if (sent !== null) sent.increment(<i64>this.sent);
+    const received = metrics.received;
+    if (received !== null) received.increment(<i64>this.received);
   }
 }
 

@@ -78,6 +78,7 @@ describe("istio-stats configuration", () => {
     for (const [config, message] of [
       [{ reporter: "sideways" }, "reporter"],
       [{ workloadName: "x" }, "workloadName: unknown field"],
+      [{ drop: ["istio_requests"] }, "drop[0]: expected one of istio_requests_total, "],
     ] as const) {
       const vm = await Emulator.load(WASM, { pluginConfig: config, logLevel: "info" });
       expect(vm.configAccepted).toBe(false);
@@ -258,5 +259,26 @@ describe("istio-stats over TCP", () => {
     expect(vm.metric(`${tags}istio_tcp_connections_closed_total`)).toBe(1);
     expect(vm.metric(`${tags}istio_tcp_received_bytes_total`)).toBe(5);
     expect(vm.metric(`${tags}istio_tcp_sent_bytes_total`)).toBe(11);
+  });
+});
+
+describe("istio-stats with metrics dropped (Telemetry metric overrides)", () => {
+  it("never defines a dropped metric and records the others as before, over HTTP and TCP", async () => {
+    const vm = await load({ reporter: "source", ...WEBAPP, drop: ["istio_requests_total", "istio_response_bytes", "istio_tcp_sent_bytes_total"] });
+    const stream = vm.http();
+    stream.setProperty(["request", "total_size"], 120);
+    stream.sendRequestHeaders({ ":method": "GET", ":path": "/items", ":authority": "catalog" }, { endOfStream: true });
+    stream.sendResponseHeaders({ ":status": "200" }, { endOfStream: true });
+    const connection = vm.tcp();
+    connection.sendDownstreamData("hello");
+    connection.sendUpstreamData("hello back!");
+    connection.closeDownstream();
+    expect(istioMetrics(vm, "istio_requests_total")).toEqual([]);
+    expect(istioMetrics(vm, "istio_response_bytes")).toEqual([]);
+    expect(istioMetrics(vm, "istio_tcp_sent_bytes_total")).toEqual([]);
+    expect(only(vm, "istio_request_duration_milliseconds").labels).toMatchObject({ reporter: "source", response_code: "200" });
+    expect(only(vm, "istio_request_bytes").labels.source_workload).toBe("webapp");
+    expect(vm.metric(only(vm, "istio_tcp_received_bytes_total").name)).toBe(5);
+    expect(vm.metric(only(vm, "istio_tcp_connections_opened_total").name)).toBe(1);
   });
 });

@@ -63,6 +63,10 @@ export const SHOWN_BY_TEST: Record<string, string> = {
   "MeshConfig.outboundTrafficPolicy.mode=REGISTRY_ONLY": "test/translate/sidecar-semantics.test.ts: REGISTRY_ONLY in meshconfig.yaml refuses them: 502 for HTTP, the blackhole for the rest",
   // REMOVE takes no value, and every other operation needs one: its golden shows it (listener 127.0.0.1_8081 gone).
   "EnvoyFilter.spec.configPatches[].patch.operation=REMOVE": "test/translate/fixtures/envoyfilter-listeners/filters.yaml: patch: { operation: REMOVE }",
+  // Provider names: renaming one in a fixture leaves its references naming no provider, which is refused.
+  "MeshConfig.extensionProviders[].name": "test/translate/telemetry.test.ts: a provider name picks among meshconfig's extensionProviders (defaultProviders and Telemetry alike), case aside",
+  "Telemetry.spec.tracing[].providers[].name": "test/translate/telemetry.test.ts: a provider name picks among meshconfig's extensionProviders (defaultProviders and Telemetry alike), case aside",
+  "Telemetry.spec.metrics[].providers[].name": "test/translate/telemetry.test.ts: metrics providers by name: a Telemetry naming prometheus turns Istio's metrics on where defaultProviders.metrics is empty",
   // gRPC status names: a table, shown value by value in one test (UNAVAILABLE also in the route-features golden).
   ...Object.fromEntries(
     GRPC_STATUS.filter((status) => status !== "UNAVAILABLE").map((status) => [`VirtualService.spec.http[].fault.abort.grpcStatus=${status}`, "test/translate/traffic-api.test.ts: fault.abort.grpcStatus: every gRPC status name aborts with its code"]),
@@ -98,6 +102,8 @@ export const INFORMATIONAL: Record<string, string> = {
   "RequestAuthentication.spec.jwtRules[].timeout":
     "bounds Envoy's fetch of a remote key set; the control plane fetches jwksUri itself and inlines the keys (as istiod does by default), so Envoy fetches nothing",
   "EnvoyFilter.spec.targetRefs[].namespace": "must be the EnvoyFilter's own namespace (refused otherwise, as Istio matches nothing then), so writing it changes nothing",
+  "MeshConfig.enableTracing":
+    "istiod reads it only for a proxy no tracing provider reaches (no Telemetry tracing, no defaultProviders.tracing), to trace with the bootstrap's tracer (proxyConfig.tracing), which Skiff's bootstrap does not have; skiff validate warns when it is false while a provider applies (istiod traces regardless) and when it is true with no provider named (test/translate/telemetry.test.ts)",
   "EnvoyFilter.spec.configPatches[].applyTo=BOOTSTRAP": "refused at load: Skiff's bootstrap comes from skiff bootstrap, not from the control plane",
 };
 
@@ -105,16 +111,4 @@ export const INFORMATIONAL: Record<string, string> = {
  * the field changes the output, or a SHOWN_BY_TEST / INFORMATIONAL entry). The guard lets these through and prints
  * them; it refuses any other field without evidence, so the list only shrinks. Remove an entry with its evidence. */
 export const OWED: Record<string, string> = {
-  "MeshConfig.defaultConfig.tracing.sampling": "observability",
-  "MeshConfig.enableTracing": "observability",
-  "MeshConfig.extensionProviders[].name": "observability",
-  "MeshConfig.extensionProviders[].opentelemetry.maxTagLength": "observability",
-  "Telemetry.spec.metrics[].overrides[].match.metric": "observability",
-  "Telemetry.spec.metrics[].overrides[].match.mode=CLIENT_AND_SERVER": "observability",
-  "Telemetry.spec.metrics[].overrides[].match.mode=SERVER": "observability",
-  "Telemetry.spec.metrics[].providers[].name": "observability",
-  "Telemetry.spec.tracing[].customTags.*.environment.defaultValue": "observability",
-  "Telemetry.spec.tracing[].match.mode=CLIENT": "observability",
-  "Telemetry.spec.tracing[].match.mode=CLIENT_AND_SERVER": "observability",
-  "Telemetry.spec.tracing[].providers[].name": "observability",
 };

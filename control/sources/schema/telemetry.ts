@@ -1,7 +1,8 @@
 // Telemetry (telemetry.istio.io): the spec schema. Istio's reference: istio.io/latest/docs/reference/config/telemetry/.
 // Implemented: `selector`, `tracing` (providers, randomSamplingPercentage, customTags, disableSpanReporting, match
-// mode) and `metrics` (providers, overrides with `disabled`, which turns the istio-stats filter off). Not: accessLogging,
-// targetRefs, metric tagOverrides.
+// mode) and `metrics` (providers, overrides by metric and mode with `disabled`: the istio-stats filter off for a side,
+// or a metric dropped). Not: accessLogging, targetRefs, metric tagOverrides, customMetric, reportingInterval, the
+// tracing fields useRequestIdForTraceSampling, enableIstioTags, disableContextPropagation (refused as unknown fields).
 import { z } from "zod";
 import { labels } from "./common.js";
 
@@ -28,12 +29,32 @@ const tracing = z.strictObject({
   customTags: z.record(z.string(), customTag).optional(),
 });
 
+/** Istio's metrics (MetricSelector.IstioMetric) that the istio-stats filter records; Istio's gRPC message counters
+ * (GRPC_REQUEST_MESSAGES, GRPC_RESPONSE_MESSAGES) are not recorded, so an override of them is refused. */
+export const ISTIO_METRICS = [
+  "ALL_METRICS",
+  "REQUEST_COUNT",
+  "REQUEST_DURATION",
+  "REQUEST_SIZE",
+  "RESPONSE_SIZE",
+  "TCP_OPENED_CONNECTIONS",
+  "TCP_CLOSED_CONNECTIONS",
+  "TCP_SENT_BYTES",
+  "TCP_RECEIVED_BYTES",
+] as const;
+export type IstioMetric = (typeof ISTIO_METRICS)[number];
+
 const metrics = z.strictObject({
   providers: z.array(providerRef).optional(),
   overrides: z
     .array(
       z.strictObject({
-        match: z.strictObject({ metric: z.literal("ALL_METRICS", { message: 'only "ALL_METRICS" is implemented' }).optional(), mode: z.enum(TRACING_MODES).optional() }).optional(),
+        match: z
+          .strictObject({
+            metric: z.enum(ISTIO_METRICS, { message: `one of ${ISTIO_METRICS.join(", ")} (the istio-stats filter records no gRPC message counts)` }).optional(),
+            mode: z.enum(TRACING_MODES).optional(),
+          })
+          .optional(),
         disabled: z.boolean().optional(),
       }),
     )
@@ -42,6 +63,7 @@ const metrics = z.strictObject({
 
 export const telemetrySpec = z.strictObject({
   selector: z.strictObject({ matchLabels: labels }).optional(),
-  tracing: z.array(tracing).max(1, "one tracing entry is implemented").optional(),
-  metrics: z.array(metrics).max(1, "one metrics entry is implemented").optional(),
+  // Several entries apply in order, each to the sides its match.mode names (istiod's merge).
+  tracing: z.array(tracing).optional(),
+  metrics: z.array(metrics).optional(),
 });
