@@ -15,7 +15,7 @@ import { send, sendMany } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";
 import { parseMetrics, type Sample } from "../harness/metrics-text.js";
 import { startUpstream, type Upstream } from "../harness/upstream.js";
-import { eventually, freePort, GATEWAY, type Mesh, serviceEntry, startMesh } from "../scenarios/mesh.js";
+import { eventually, freePort, GATEWAY, gatewayRoute, type Mesh, serviceEntry, startMesh } from "../scenarios/mesh.js";
 
 const HOST = "catalog.example.com";
 
@@ -53,23 +53,7 @@ describeE2E("Telemetry overrides in Envoy", () => {
         "meshconfig.yaml": meshConfig(jaeger.ports.zipkin),
         "telemetry.yaml": telemetry("SERVER"),
         "services.yaml": serviceEntry("catalog", await freePort(), { v1: catalog.port }),
-        "gateway.yaml": `apiVersion: networking.istio.io/v1beta1
-kind: Gateway
-metadata: { name: gw, namespace: shop }
-spec:
-  selector: { istio: ingressgateway }
-  servers:
-  - port: { number: ${gatewayPort}, name: http, protocol: HTTP }
-    hosts: ["${HOST}"]
----
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: { name: catalog, namespace: shop }
-spec:
-  hosts: ["${HOST}"]
-  gateways: [gw]
-  http: [{ route: [{ destination: { host: catalog } }] }]
-`,
+        "gateway.yaml": gatewayRoute(gatewayPort, HOST, "catalog"),
       },
       GATEWAY,
     );
