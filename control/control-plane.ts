@@ -27,7 +27,8 @@ import { certificateService } from "./ca/protocol.js";
 import { certificateServiceHandlers } from "./ca/service.js";
 import { ServingCredentials } from "./ca/serving.js";
 import { DEFAULT_TRUST_DOMAIN } from "./ca/spiffe.js";
-import { BootstrapTokens } from "./ca/tokens.js";
+import { BootstrapTokens, type TokenAuthenticator } from "./ca/tokens.js";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { MESH_RANGE, inSubnet } from "./mesh/addresses.js";
 
@@ -60,18 +61,21 @@ export interface ControlPlaneOptions {
 }
 
 export interface SecurityOptions {
-  /** Where the CA keeps its root and the bootstrap token key. */
+  /** Where the CA keeps its root and (folder mode) the bootstrap token key. */
   dataDir: string;
   /** Istio's plugged-in CA folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem). */
   cacertsDir?: string;
   trustDomain?: string;
   /** Default lifetime of workload certificates, in seconds (24 h). */
   workloadTtlSeconds?: number;
+  /** With `kubernetes`: the audiences a workload's service account token may be for (default istio-ca). */
+  tokenAudiences?: string[];
 }
 
 export interface ControlPlane {
   xds: XdsServer;
-  /** With security: the CA, and the issuer of bootstrap tokens for workloads. */
+  /** With security: the CA, and (folder mode) the issuer of bootstrap tokens for workloads. With `kubernetes`, a
+   * workload's first CSR is authenticated by its service account token instead (TokenReview), so there are none. */
   ca?: CertificateAuthority;
   tokens?: BootstrapTokens;
   modules: ModuleServer;
@@ -130,7 +134,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const proxies = new Map<string, ProxyIdentity>();
   let mesh: MeshConfig | undefined;
   let xds: XdsServer | undefined;
-  const secured = "dataDir" in options.security ? await startSecurity(options.security, log) : undefined;
+  const secured = "dataDir" in options.security ? await startSecurity(options.security, log, options.kubernetes?.config) : undefined;
   const metrics = new ControlPlaneMetrics();
   if (!ISTIO_STATS_MODULE) log("the istio-stats module is not built (npm run build): proxies get no Istio standard metrics");
   const modules = await ModuleServer.start({
@@ -301,14 +305,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     throw error;
   }
   log(
-    `xDS (ADS) on ${host}:${xds.port} ${secured ? `over TLS, with the CA (${secured.ca.origin}, trust domain ${secured.ca.trustDomain})` : "in PLAIN TEXT, unauthenticated (development mode)"}, ` +
+    `xDS (ADS) on ${host}:${xds.port} ${secured ? `over TLS, with the CA (${secured.ca.origin}, trust domain ${secured.ca.trustDomain}; a first CSR authenticated by a ${secured.tokens.kind})` : "in PLAIN TEXT, unauthenticated (development mode)"}, ` +
       `modules, /status and /metrics on http://${modules.host}:${modules.port}`,
   );
   const [server, folderWatcher] = [xds, watcher];
   return {
     xds: server,
     ca: secured?.ca,
-    tokens: secured?.tokens,
+    tokens: secured?.tokens instanceof BootstrapTokens ? secured.tokens : undefined,
     modules,
     cache,
     metrics,
@@ -357,11 +361,17 @@ function redacted(body: Record<string, unknown>): Record<string, unknown> {
 
 /** The CA, the control plane's TLS identity, and the rule by which a stream is served: its caller must present a
  * workload certificate of this trust domain, and the node it claims must be that identity's, as istiod's
- * checkConnectionIdentity (pilot/pkg/xds/ads.go): namespace equal, service account equal when the node names one. */
-async function startSecurity(options: SecurityOptions, log: (line: string) => void) {
+ * checkConnectionIdentity (pilot/pkg/xds/ads.go): namespace equal, service account equal when the node names one.
+ * A first CSR is authenticated by a bootstrap token of this control plane, or, in a cluster, by the workload's
+ * Kubernetes service account token, which the API server reviews: instead of bootstrap tokens, not beside them, since
+ * a bootstrap token's key is one replica's (its data folder) and a second kind of credential would be a second way in. */
+async function startSecurity(options: SecurityOptions, log: (line: string) => void, cluster?: KubeConfig) {
   const trustDomain = options.trustDomain ?? DEFAULT_TRUST_DOMAIN;
   const ca = await CertificateAuthority.open({ dataDir: options.dataDir, cacertsDir: options.cacertsDir, trustDomain, workloadTtlSeconds: options.workloadTtlSeconds });
-  const tokens = BootstrapTokens.open(options.dataDir);
+  if (options.tokenAudiences && !cluster) throw new Error("tokenAudiences are for Kubernetes service account tokens: they need the kubernetes source");
+  const tokens: TokenAuthenticator = cluster
+    ? new (await import("./ca/token-review.js")).KubernetesTokens(cluster, options.tokenAudiences)
+    : BootstrapTokens.open(options.dataDir);
   const credentials = await ServingCredentials.start(ca, { ttlSeconds: options.workloadTtlSeconds ?? 24 * 3600, log });
   const xds: XdsSecurity = {
     credentials,

@@ -1,6 +1,6 @@
 // The workload's certificate, as istio-agent's secret manager keeps it (security/pkg/nodeagent/cache): a private key
 // made here, in memory, never sent anywhere; a CSR to the control plane's CA (Istio's CreateCertificate), the first
-// one authenticated by the bootstrap token, later ones by the current certificate; a new key and certificate at half
+// one authenticated by a token (the pod's service account token in a cluster, else a bootstrap token), later ones by the current certificate; a new key and certificate at half
 // the lifetime (SECRET_GRACE_PERIOD_RATIO 0.5, with istio-agent's 1% jitter).
 import { type ChannelCredentials, Client, credentials as grpcCredentials, Metadata, status as grpcStatus } from "@grpc/grpc-js";
 import { certificateService, CONTROL_PLANE_NAME, type CertificateRequest, type CertificateResponse } from "../ca/protocol.js";
@@ -23,8 +23,11 @@ export interface CertificateClientOptions {
   address: string;
   /** The root certificate that the control plane's serving certificate must chain to (`skiff ca root`). */
   rootPem: string;
-  /** Returns the bootstrap token (read anew each time: it may be replaced on disk). */
+  /** Returns the token for a first certificate (read anew each time: a projected token is replaced on disk): a
+   * Kubernetes service account token in a cluster, else a bootstrap token. */
   token: () => string | undefined;
+  /** Where the token comes from, for error messages (e.g. its file). */
+  tokenSource?: string;
   namespace: string;
   serviceAccount: string;
   trustDomain: string;
@@ -66,7 +69,7 @@ export async function requestCertificate(options: CertificateClientOptions, curr
   const metadata = new Metadata();
   if (!useCertificate) {
     const token = options.token();
-    if (!token) throw new Error("no valid certificate and no bootstrap token to ask the CA with");
+    if (!token) throw new Error(`no valid certificate and no token to ask the CA with${options.tokenSource ? ` (nothing in ${options.tokenSource})` : ""}`);
     metadata.set("authorization", `Bearer ${token}`);
   }
   const client = new Client(options.address, controlPlaneCredentials(options.rootPem, useCertificate ? current : undefined), CONTROL_PLANE_CHANNEL_OPTIONS);

@@ -20,11 +20,23 @@ const ISSUER = "skiff";
 const HEADER = base64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
 const SUBJECT = /^system:serviceaccount:([^:]+):([^:]+)$/;
 
+/** Who vouches for the identity of a bearer token on a first CSR: the control plane's own bootstrap tokens (the
+ * folder mode), or the Kubernetes API server (token-review.ts, with --kubernetes). */
+export interface TokenAuthenticator {
+  /** What the log calls a token of this kind. */
+  readonly kind: string;
+  /** The identity the token stands for; rejects with TokenError (a reason safe to log) when it is refused. */
+  authenticate(token: string): Promise<TokenIdentity>;
+}
+
+/** A token that is refused; the message says why and never holds the token. */
 export class TokenError extends Error {
   override name = "TokenError";
 }
 
-export class BootstrapTokens {
+export class BootstrapTokens implements TokenAuthenticator {
+  readonly kind = "bootstrap token";
+
   private constructor(private readonly key: Buffer) {}
 
   /** The signing key of `<dataDir>/token-key`, made on first use (0600). */
@@ -64,6 +76,10 @@ export class BootstrapTokens {
     const subject = SUBJECT.exec(typeof claims.sub === "string" ? claims.sub : "");
     if (!subject) throw new TokenError("the token names no service account");
     return { namespace: subject[1]!, serviceAccount: subject[2]! };
+  }
+
+  async authenticate(token: string): Promise<TokenIdentity> {
+    return this.verify(token);
   }
 
   private signature(input: string): string {

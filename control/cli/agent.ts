@@ -1,6 +1,7 @@
 // `skiff agent`: the agent beside one Envoy (what `pilot-agent proxy` is in Istio). It gets the workload certificate
-// with a bootstrap token, writes the Envoy bootstrap into its folder, starts Envoy on it, serves it certificates by
-// SDS and relays its xDS over mTLS until Envoy exits or the agent is stopped (SIGINT/SIGTERM stop both).
+// with a token from a file (in a cluster the pod's projected service account token, else a bootstrap token), writes
+// the Envoy bootstrap into its folder, starts Envoy on it, serves it certificates by SDS and relays its xDS over mTLS
+// until Envoy exits or the agent is stopped (SIGINT/SIGTERM stop both).
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
@@ -9,10 +10,13 @@ import { locateEnvoy } from "../envoy-binary/locate.js";
 import type { Locality } from "../resources.js";
 import { label, port, seconds } from "./options.js";
 
+/** Where istio-agent reads the pod's projected service account token (pilot-agent's default third-party JWT path). */
+const ISTIO_TOKEN_FILE = "/var/run/secrets/tokens/istio-token";
+
 interface AgentCommandOptions {
   controlPlane: string;
   rootCert: string;
-  tokenFile?: string;
+  tokenFile: string;
   namespace: string;
   serviceAccount: string;
   trustDomain: string;
@@ -29,9 +33,16 @@ interface AgentCommandOptions {
 
 export const agentCommand = new Command("agent")
   .description("run beside one Envoy as istio-agent does: workload certificate by SDS, xDS relayed over mTLS, then start Envoy")
-  .requiredOption("--control-plane <host:port>", "the control plane's xDS and CA address")
+  .requiredOption(
+    "--control-plane <address>",
+    "the control plane's xDS and CA address, host:port (in a cluster its Service, skiff-control-plane.skiff-system.svc:15012), or a gRPC target such as ipv4:10.0.0.1:15012,10.0.0.2:15012 (replicas tried in order)",
+  )
   .requiredOption("--root-cert <file>", "the mesh root the control plane's certificate must chain to (`skiff ca root`)")
-  .option("--token-file <file>", "bootstrap token for the first certificate (`skiff ca token`); read again whenever needed")
+  .option(
+    "--token-file <file>",
+    "the token for the first certificate, read again whenever needed: in a cluster the pod's service account token for audience istio-ca (a projected volume), else a bootstrap token (`skiff ca token`)",
+    ISTIO_TOKEN_FILE,
+  )
   .option("--namespace <ns>", "the workload's namespace", "default")
   .requiredOption("--service-account <name>", "the workload's service account")
   .option("--trust-domain <name>", "the mesh's trust domain", DEFAULT_TRUST_DOMAIN)
@@ -60,7 +71,8 @@ async function runAgent(options: AgentCommandOptions): Promise<void> {
     dir: options.dir,
     address: options.controlPlane,
     rootPem: readFileSync(options.rootCert, "utf8"),
-    token: () => (options.tokenFile && existsSync(options.tokenFile) ? readFileSync(options.tokenFile, "utf8").trim() : undefined),
+    token: () => (existsSync(options.tokenFile) ? readFileSync(options.tokenFile, "utf8").trim() : undefined),
+    tokenSource: options.tokenFile,
     namespace: options.namespace,
     serviceAccount: options.serviceAccount,
     trustDomain: options.trustDomain,

@@ -9,7 +9,7 @@ export const caCommand = new Command("ca").description("the control plane's cert
 
 caCommand
   .command("token")
-  .description("print a bootstrap token with which one workload's agent gets its first certificate")
+  .description("print a bootstrap token with which one workload's agent gets its first certificate (not with --kubernetes: there it is the pod's service account token, `kubectl create token SA --audience istio-ca`)")
   .requiredOption("--namespace <ns>", "the workload's namespace")
   .requiredOption("--service-account <name>", "the workload's service account")
   .option("--ttl <duration>", "how long the token is accepted (e.g. 10m, 1h)", seconds, 3600)

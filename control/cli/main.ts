@@ -70,15 +70,21 @@ program
   .option("--port <port>", "xDS (ADS) port", port, 18000)
   .option("--http-port <port>", "port for Wasm modules, /status and /metrics", port, 18080)
   .option("-n, --namespace <ns>", "namespace of resources whose metadata names none, as kubectl's", "default")
-  .option("--data-dir <dir>", "where the CA keeps its root and token key (made on first start, mode 0700)", DEFAULT_DATA_DIR)
+  .option("--data-dir <dir>", "where the CA keeps its root and (without --kubernetes) the bootstrap token key (made on first start, mode 0700)", DEFAULT_DATA_DIR)
   .option("--cacerts <dir>", "use Istio's plugged-in CA layout from this folder (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem)")
   .option("--trust-domain <name>", "the trust domain of workload identities (spiffe://<trust-domain>/ns/<ns>/sa/<sa>)", DEFAULT_TRUST_DOMAIN)
   .option("--workload-cert-ttl <duration>", "lifetime of workload certificates (e.g. 24h, 30s)", seconds, 24 * 3600)
+  .option(
+    "--token-audience <audience...>",
+    "with --kubernetes: the audience a workload's service account token must be for (checked by TokenReview), repeatable",
+    (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+  )
   .option("--plaintext", "serve xDS WITHOUT TLS or authentication, to anyone who connects: local development only")
-  .action(async (options: { config?: string; kubernetes?: boolean; kubeconfig?: string; listen?: { host: string; port?: number }; httpListen?: { host: string; port?: number }; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; plaintext?: boolean }) => {
+  .action(async (options: { config?: string; kubernetes?: boolean; kubeconfig?: string; listen?: { host: string; port?: number }; httpListen?: { host: string; port?: number }; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; tokenAudience?: string[]; plaintext?: boolean }) => {
     if (Boolean(options.config) === Boolean(options.kubernetes || options.kubeconfig)) {
       program.error("give either --config DIR (a folder of YAML) or --kubernetes (a cluster)");
     }
+    if (options.tokenAudience && options.config) program.error("--token-audience goes with --kubernetes (service account tokens); the folder mode uses bootstrap tokens (`skiff ca token`)");
     const { startControlPlane } = await import("../control-plane.js");
     const controlPlane = await startControlPlane({
       ...(options.config ? { configDir: options.config } : { kubernetes: { config: (await import("../sources/kubernetes/index.js")).loadKubeConfig(options.kubeconfig) } }),
@@ -90,7 +96,7 @@ program
       log: (line) => console.log(`${new Date().toISOString()} ${line}`),
       security: options.plaintext
         ? { plaintext: true }
-        : { dataDir: options.dataDir, cacertsDir: options.cacerts, trustDomain: options.trustDomain, workloadTtlSeconds: options.workloadCertTtl },
+        : { dataDir: options.dataDir, cacertsDir: options.cacerts, trustDomain: options.trustDomain, workloadTtlSeconds: options.workloadCertTtl, tokenAudiences: options.tokenAudience },
     });
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);

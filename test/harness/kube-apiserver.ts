@@ -212,12 +212,28 @@ export class KubeCluster implements Stoppable {
     );
   }
 
-  /** A token for a service account (the TokenRequest API), and a kubeconfig file that uses it. */
+  /** A token for a service account from the TokenRequest API (`POST .../serviceaccounts/<sa>/token`), as the kubelet
+   * gets a projected one: for `audiences` (none: the API server's own), valid `expirationSeconds` (at least 600). */
+  async serviceAccountToken(namespace: string, serviceAccount: string, options: { audiences?: string[]; expirationSeconds?: number } = {}): Promise<string> {
+    const request = await this.core.createNamespacedServiceAccountToken({
+      name: serviceAccount,
+      namespace,
+      body: { spec: { audiences: options.audiences ?? [], expirationSeconds: options.expirationSeconds ?? 3600 } },
+    });
+    return request.status!.token;
+  }
+
+  /** A kubeconfig file that uses a token of the service account (for the API server itself). */
   async serviceAccountKubeconfig(namespace: string, serviceAccount: string): Promise<string> {
-    const review = await this.core.createNamespacedServiceAccountToken({ name: serviceAccount, namespace, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
     const file = join(this.dir, `${namespace}-${serviceAccount}.kubeconfig`);
-    writeFileSync(file, kubeconfigYaml(this.server, readFileSync(join(this.dir, "ca.crt"), "utf8"), review.status!.token), { mode: 0o600 });
+    writeFileSync(file, kubeconfigYaml(this.server, readFileSync(join(this.dir, "ca.crt"), "utf8"), await this.serviceAccountToken(namespace, serviceAccount)), { mode: 0o600 });
     return file;
+  }
+
+  /** The key the API server signs service account tokens with (`--service-account-signing-key-file`), PEM: a test
+   * may sign a token the API server would accept but for one claim (an expired one). */
+  get serviceAccountSigningKey(): string {
+    return readFileSync(join(this.dir, "sa.key"), "utf8");
   }
 
   /** A request with the admin token (readiness, raw reads, applies): the status and body. */

@@ -102,6 +102,8 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
       ...istioKinds().map(({ group, plural }) => ({ group, resource: plural, subresource: "status", verb: "patch" })),
       { group: "", resource: "events", verb: "create", namespace: "shop" },
       { group: "", resource: "secrets", verb: "watch", namespace: "shop", name: "webapp-credential" },
+      // Workloads' service account tokens, with which their agents ask for a first certificate.
+      { group: "authentication.k8s.io", resource: "tokenreviews", verb: "create" },
     ];
     expect(needed.map(({ resource }) => resource)).toEqual(expect.arrayContaining(["telemetries", "wasmplugins", "services", "endpointslices"]));
     for (const attributes of needed) expect(await allowed(attributes), JSON.stringify(attributes)).toBe(true);
