@@ -369,9 +369,14 @@ async function startSecurity(options: SecurityOptions, log: (line: string) => vo
   const trustDomain = options.trustDomain ?? DEFAULT_TRUST_DOMAIN;
   const ca = await CertificateAuthority.open({ dataDir: options.dataDir, cacertsDir: options.cacertsDir, trustDomain, workloadTtlSeconds: options.workloadTtlSeconds });
   if (options.tokenAudiences && !cluster) throw new Error("tokenAudiences are for Kubernetes service account tokens: they need the kubernetes source");
-  const tokens: TokenAuthenticator = cluster
-    ? new (await import("./ca/token-review.js")).KubernetesTokens(cluster, options.tokenAudiences)
-    : BootstrapTokens.open(options.dataDir);
+  let tokens: TokenAuthenticator;
+  if (cluster) {
+    const reviewed = new (await import("./ca/token-review.js")).KubernetesTokens(cluster, options.tokenAudiences);
+    await reviewed.reportMissingAccess(log);
+    tokens = reviewed;
+  } else {
+    tokens = BootstrapTokens.open(options.dataDir);
+  }
   const credentials = await ServingCredentials.start(ca, { ttlSeconds: options.workloadTtlSeconds ?? 24 * 3600, log });
   const xds: XdsSecurity = {
     credentials,

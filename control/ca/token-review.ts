@@ -7,7 +7,7 @@
 // default "istio-ca") and pkg/kube/tokenreview (ValidateK8sJwt, getTokenReviewResult). Unlike istiod, a token without
 // an audience (a legacy "first-party" token) is never accepted: the audience is always part of the review.
 // Every replica asks the same API server, so a token is accepted by any of them.
-import { AuthenticationV1Api, type KubeConfig, type V1TokenReview } from "@kubernetes/client-node";
+import { AuthenticationV1Api, AuthorizationV1Api, type KubeConfig, type V1TokenReview } from "@kubernetes/client-node";
 import { checkIdentityNames } from "./spiffe.js";
 import { type TokenAuthenticator, TokenError, type TokenIdentity } from "./tokens.js";
 
@@ -23,11 +23,26 @@ export class KubernetesTokens implements TokenAuthenticator {
 
   /** `audiences`: a token is accepted when it is valid for at least one of them. */
   constructor(
-    config: KubeConfig,
+    private readonly config: KubeConfig,
     readonly audiences: string[] = [KUBERNETES_TOKEN_AUDIENCE],
   ) {
     if (audiences.length === 0) throw new Error("Kubernetes tokens need at least one audience to check");
     this.api = config.makeApiClient(AuthenticationV1Api);
+  }
+
+  /** Logs, at start, when this control plane may not create TokenReviews (SelfSubjectAccessReview, as the
+   * informers' access check in sources/kubernetes/access.ts): every first CSR would fail until RBAC allows it. */
+  async reportMissingAccess(log: (line: string) => void): Promise<void> {
+    try {
+      const review = await this.config.makeApiClient(AuthorizationV1Api).createSelfSubjectAccessReview({
+        body: { apiVersion: "authorization.k8s.io/v1", kind: "SelfSubjectAccessReview", spec: { resourceAttributes: { group: "authentication.k8s.io", resource: "tokenreviews", verb: "create" } } },
+      });
+      if (!review.status?.allowed) {
+        log("CA: RBAC: this control plane may not create tokenreviews (API group authentication.k8s.io): no workload can get a first certificate until it may; grant its service account create on them (examples/kubernetes/rbac.yaml)");
+      }
+    } catch (error) {
+      log(`CA: could not check whether this control plane may create tokenreviews (SelfSubjectAccessReview): ${briefly(error)}`);
+    }
   }
 
   async authenticate(token: string): Promise<TokenIdentity> {

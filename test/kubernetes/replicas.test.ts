@@ -237,6 +237,8 @@ spec:
     const first = (await connected())!;
     await eventually(async () => expect(synced((await connected())!.gateway)).toBe(true), 60_000);
     expect(signed(first.replica, gateway.agent.log), first.replica.logTail()).toBe(true);
+    // rbac.yaml lets them review tokens (each checks at start and would say otherwise).
+    for (const replica of replicas) expect(replica.log.filter((line) => line.includes("tokenreviews"))).toEqual([]);
     // A second gateway of the same identity, whose agent knows only the other replica: its certificate from there
     // (the token is the API server's, not a replica's), and the same version, resource for resource.
     const other = replicas.find((replica) => replica !== first.replica)!;

@@ -118,12 +118,20 @@ describeE2E("Kubernetes service account tokens (TokenReview)", () => {
     expect(error.message).toBe('the token is not a service account\'s (user "admin")');
   });
 
-  it("cannot review without the tokenreviews rule of rbac.yaml, and says so without the token", async () => {
+  it("cannot review without the tokenreviews rule of rbac.yaml, and says so at start and without the token", async () => {
     const config = new KubeConfig();
     config.loadFromFile(await cluster.serviceAccountKubeconfig(NAMESPACE, "webapp"));
     const token = await cluster.serviceAccountToken(NAMESPACE, "catalog", { audiences: ["istio-ca"] });
-    const error = await refusal(new KubernetesTokens(config), token);
+    const unauthorized = new KubernetesTokens(config);
+    const error = await refusal(unauthorized, token);
     expect(error).toBeInstanceOf(TokenReviewUnavailable);
     expect(error.message).toMatch(/^the API server did not review the token \(TokenReview: HTTP 403: .*tokenreviews/);
+    // Said at start, before any agent asks: the control plane checks its own access.
+    const log: string[] = [];
+    await unauthorized.reportMissingAccess((line) => log.push(line));
+    expect(log).toEqual([expect.stringMatching(/^CA: RBAC: this control plane may not create tokenreviews .*examples\/kubernetes\/rbac.yaml/)]);
+    const granted: string[] = [];
+    await tokens.reportMissingAccess((line) => granted.push(line));
+    expect(granted).toEqual([]);
   });
 });
