@@ -30,7 +30,7 @@ import { DEFAULT_TRUST_DOMAIN } from "./ca/spiffe.js";
 import { BootstrapTokens, type TokenAuthenticator } from "./ca/tokens.js";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { MESH_RANGE, inSubnet } from "./mesh/addresses.js";
+import { closedNetwork, MESH_RANGE } from "./mesh/addresses.js";
 
 export interface ControlPlaneOptions {
   /** The folder of Istio YAML it serves and watches (the embedded mode); or `kubernetes`. */
@@ -95,11 +95,6 @@ const MODULE_CLUSTER = "skiff-modules";
  * node id but not an identity never share (or overwrite) a snapshot. */
 export function snapshotKey(proxy: ProxyIdentity): string {
   return `${proxy.nodeId} ${translationKey(proxy)}`;
-}
-
-/** Loopback or a pod network's bridge: where nothing from another machine reaches (control/mesh/README.md). */
-function closedNetwork(host: string): boolean {
-  return inSubnet(host, "127.0.0.0/8") || inSubnet(host, MESH_RANGE);
 }
 
 /** Where each server may listen. The HTTP server (modules, /status, /metrics, /debug/config_dump) answers anyone who

@@ -1,9 +1,10 @@
 // Jaeger v2 on 127.0.0.1 with in-memory storage, taking spans as Zipkin (JSON v2) and OTLP (gRPC and HTTP), with a
 // client of its query API. The binary is the `jaeger` component (control/components); its configuration is Jaeger's
-// own all-in-one (cmd/jaeger/internal/all-in-one.yaml in jaegertracing/jaeger) with every port on 127.0.0.1.
+// own all-in-one (cmd/jaeger/internal/all-in-one.yaml in jaegertracing/jaeger) with every port on 127.0.0.1, and the
+// collectors (Zipkin, OTLP) also on a mesh bridge address when given one: sidecars in pods reach the host only there.
 import { stringify } from "yaml";
 import { componentPath } from "../components/build.js";
-import { Backend, freeLocalPort } from "./process.js";
+import { Backend, checkBackendHost, freeLocalPort } from "./process.js";
 
 export interface JaegerSpan {
   traceID: string;
@@ -39,7 +40,9 @@ export class Jaeger {
     return `http://127.0.0.1:${this.ports.query}`;
   }
 
-  static async start(ports: Partial<JaegerPorts> = {}, env?: Record<string, string>): Promise<Jaeger> {
+  /** `meshAddress`: a mesh's host address (control/mesh) where the collectors listen too, for the pods' sidecars. */
+  static async start(ports: Partial<JaegerPorts> = {}, options: { env?: Record<string, string>; meshAddress?: string } = {}): Promise<Jaeger> {
+    const collectorHosts = ["127.0.0.1", ...(options.meshAddress ? [checkBackendHost("jaeger", options.meshAddress)] : [])];
     const all: JaegerPorts = {
       query: ports.query ?? (await freeLocalPort()),
       zipkin: ports.zipkin ?? (await freeLocalPort()),
@@ -48,10 +51,17 @@ export class Jaeger {
     };
     const queryGrpc = await freeLocalPort();
     const health = await freeLocalPort();
+    // One receiver of each kind per address (`otlp`, `otlp/2`: the collector's `type/name` ids), one pipeline for all.
+    const receivers: Record<string, unknown> = {};
+    collectorHosts.forEach((host, i) => {
+      const suffix = i === 0 ? "" : `/${i + 1}`;
+      receivers[`otlp${suffix}`] = { protocols: { grpc: { endpoint: `${host}:${all.otlpGrpc}` }, http: { endpoint: `${host}:${all.otlpHttp}` } } };
+      receivers[`zipkin${suffix}`] = { endpoint: `${host}:${all.zipkin}` };
+    });
     const config = {
       service: {
         extensions: ["jaeger_storage", "jaeger_query", "healthcheckv2"],
-        pipelines: { traces: { receivers: ["otlp", "zipkin"], processors: ["batch"], exporters: ["jaeger_storage_exporter"] } },
+        pipelines: { traces: { receivers: Object.keys(receivers), processors: ["batch"], exporters: ["jaeger_storage_exporter"] } },
         telemetry: { metrics: { level: "none" }, logs: { level: "warn" } },
       },
       extensions: {
@@ -59,10 +69,7 @@ export class Jaeger {
         jaeger_query: { storage: { traces: "memory" }, http: { endpoint: `127.0.0.1:${all.query}` }, grpc: { endpoint: `127.0.0.1:${queryGrpc}` } },
         jaeger_storage: { backends: { memory: { memory: { max_traces: 100_000 } } } },
       },
-      receivers: {
-        otlp: { protocols: { grpc: { endpoint: `127.0.0.1:${all.otlpGrpc}` }, http: { endpoint: `127.0.0.1:${all.otlpHttp}` } } },
-        zipkin: { endpoint: `127.0.0.1:${all.zipkin}` },
-      },
+      receivers,
       // Spans are stored within a tenth of a second, so a test need not wait long for them.
       processors: { batch: { timeout: "100ms" } },
       exporters: { jaeger_storage_exporter: { trace_storage: "memory" } },
@@ -73,7 +80,7 @@ export class Jaeger {
       files: () => ({ "jaeger.yaml": stringify(config) }),
       args: (dir) => ["--config", `${dir}/jaeger.yaml`],
       readyUrl: `http://127.0.0.1:${all.query}/api/services`,
-      env,
+      env: options.env,
     });
     return new Jaeger(backend, all);
   }

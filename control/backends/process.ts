@@ -7,6 +7,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { closedNetwork, MESH_RANGE } from "../mesh/addresses.js";
 
 export interface BackendOptions {
   name: string;
@@ -77,6 +78,13 @@ export class Backend {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** `host`, if a backend may listen there: the backends answer anyone without authentication, so only on loopback or a
+ * mesh bridge address (control/mesh: nothing from another machine reaches either). */
+export function checkBackendHost(name: string, host: string): string {
+  if (!closedNetwork(host)) throw new Error(`${name} cannot listen on ${host}: it answers without authentication, so only on 127.0.0.1 or a mesh bridge address in ${MESH_RANGE}`);
+  return host;
 }
 
 /** A port free on 127.0.0.1 right now (for backends that cannot be given port 0 and tell which one they took). */

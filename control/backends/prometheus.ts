@@ -1,14 +1,18 @@
-// Prometheus on 127.0.0.1, scraping what it is given (the control plane's /metrics, Envoys' /stats/prometheus) every
-// second, with an instant-query helper. The binary is the `prometheus` component (control/components).
+// Prometheus on 127.0.0.1 (and on a mesh bridge address when given one, where the pods reach the host), scraping what
+// it is given (the control plane's /metrics, Envoys' /stats/prometheus) every second, with an instant-query helper.
+// The binary is the `prometheus` component (control/components).
 import { stringify } from "yaml";
 import { componentPath } from "../components/build.js";
-import { Backend, freeLocalPort } from "./process.js";
+import { Backend, checkBackendHost, freeLocalPort } from "./process.js";
 
 export interface ScrapeTarget {
+  /** Targets of one job share its path: one scrape config per job, a static config per target. */
   job: string;
   /** host:port */
   address: string;
   path: string;
+  /** Labels on every series of this target (e.g. `pod`), beside Prometheus's `job` and `instance`. */
+  labels?: Record<string, string>;
 }
 
 export interface PromSample {
@@ -22,17 +26,27 @@ export class Prometheus {
     readonly url: string,
   ) {}
 
-  static async start(targets: ScrapeTarget[], options: { port?: number; scrapeInterval?: string; env?: Record<string, string> } = {}): Promise<Prometheus> {
+  static async start(
+    targets: ScrapeTarget[],
+    options: { port?: number; scrapeInterval?: string; env?: Record<string, string>; meshAddress?: string } = {},
+  ): Promise<Prometheus> {
     const port = options.port ?? (await freeLocalPort());
     const interval = options.scrapeInterval ?? "1s";
+    const jobs = new Map<string, ScrapeTarget[]>();
+    for (const target of targets) jobs.set(target.job, [...(jobs.get(target.job) ?? []), target]);
     const config = {
       global: { scrape_interval: interval, evaluation_interval: interval },
-      scrape_configs: targets.map((target) => ({
-        job_name: target.job,
-        metrics_path: target.path,
-        static_configs: [{ targets: [target.address] }],
-      })),
+      scrape_configs: [...jobs].map(([job, group]) => {
+        const paths = new Set(group.map((target) => target.path));
+        if (paths.size > 1) throw new Error(`Prometheus job ${job}: its targets have different paths (${[...paths].join(", ")})`);
+        return {
+          job_name: job,
+          metrics_path: group[0]!.path,
+          static_configs: group.map((target) => ({ targets: [target.address], ...(target.labels ? { labels: target.labels } : {}) })),
+        };
+      }),
     };
+    const listen = [`127.0.0.1:${port}`, ...(options.meshAddress ? [`${checkBackendHost("prometheus", options.meshAddress)}:${port}`] : [])];
     const url = `http://127.0.0.1:${port}`;
     const backend = await Backend.start({
       name: "prometheus",
@@ -41,7 +55,7 @@ export class Prometheus {
       args: (dir) => [
         `--config.file=${dir}/prometheus.yml`,
         `--storage.tsdb.path=${dir}/data`,
-        `--web.listen-address=127.0.0.1:${port}`,
+        ...listen.map((address) => `--web.listen-address=${address}`),
         "--log.level=warn",
       ],
       readyUrl: `${url}/-/ready`,

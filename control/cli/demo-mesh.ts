@@ -6,8 +6,16 @@
 //
 // The control plane reads examples/ through a generated folder, .skiff-demo/ beside it: the same files, with the
 // ServiceEntry endpoints' 127.0.0.1 replaced by the pods' addresses (matched by their app and version labels) and
-// marked with the pod's service account (so clients use mutual TLS to them: auto-mTLS, and check that identity). Edits
-// in examples/ are carried over within a second, so the demo follows them as the loopback layout does.
+// marked with the pod's service account (so clients use mutual TLS to them: auto-mTLS, and check that identity), and
+// meshconfig.yaml's tracing collectors at 127.0.0.1 moved to the mesh's host address (a sidecar's 127.0.0.1 is its
+// pod's own; the host, where Jaeger runs, is reachable from a pod only at the bridge address). Edits in examples/ are
+// carried over within a second, so the demo follows them as the loopback layout does.
+//
+// The collector cluster is the sidecar Envoy's own connection (uid 1337), which the capture rules leave alone and
+// no listener sees: Sidecar egress and outboundTrafficPolicy (REGISTRY_ONLY in examples/) govern the app's traffic,
+// not it. It is plain text, like Istio's Zipkin cluster to a collector outside the mesh; STRICT mutual TLS is about
+// what the pods accept, and Prometheus scrapes each sidecar's admin port (15000), which capture leaves alone as
+// Istio's leaves its 15090.
 //
 // Secured as Istio runs it: the control plane is the mesh's CA and serves xDS over TLS only to proxies presenting a
 // workload certificate. Each pod runs `skiff agent` as the proxy's uid (1337, as pilot-agent shares the pod and uid
@@ -21,13 +29,14 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { parseAllDocuments, stringify } from "yaml";
+import { parseAllDocuments, parseDocument, stringify } from "yaml";
 import type { Agent } from "../agent/agent.js";
 import { podAgentLaunch } from "../agent/pod.js";
 import { type ControlPlane, startControlPlane } from "../control-plane.js";
 import { PROXY_UID, SIDECAR_ADMIN_PORT } from "../mesh/capture.js";
 import { ensureMeshPrerequisites } from "../mesh/host.js";
 import { addPod, addService, createMesh, deleteMesh, type PodRecord, podCommand } from "../mesh/mesh.js";
+import { MESH_CONFIG_FILE } from "../sources/parse.js";
 import type { DemoService } from "./demo-services.js";
 
 export const DEMO_MESH = "demo";
@@ -92,7 +101,7 @@ export async function startMeshDemo(options: { root: string; envoyPath: string; 
     for (const name of SERVICE_NAMES) addService(DEMO_MESH, name);
 
     const examples = join(root, "examples");
-    const generate = () => writeMeshConfig(examples, configDir, pods);
+    const generate = () => writeMeshConfig(examples, configDir, pods, record.hostAddress);
     generate();
     stopWatching = watchFolder(examples, generate, log);
     controlPlane = await startControlPlane({
@@ -131,8 +140,9 @@ export async function startMeshDemo(options: { root: string; envoyPath: string; 
   }
 }
 
-/** examples/ into `configDir`, every ServiceEntry endpoint at 127.0.0.1 moved to the pod with its app and version. */
-function writeMeshConfig(examples: string, configDir: string, pods: PodRecord[]): void {
+/** examples/ into `configDir`, every ServiceEntry endpoint at 127.0.0.1 moved to the pod with its app and version,
+ * and the tracing collectors at 127.0.0.1 to the mesh's host address. */
+function writeMeshConfig(examples: string, configDir: string, pods: PodRecord[], hostAddress: string): void {
   mkdirSync(configDir, { recursive: true });
   for (const file of readdirSync(configDir)) rmSync(join(configDir, file), { recursive: true, force: true });
   for (const file of readdirSync(examples, { recursive: true, withFileTypes: true })) {
@@ -141,8 +151,23 @@ function writeMeshConfig(examples: string, configDir: string, pods: PodRecord[])
     const target = join(configDir, path.slice(examples.length + 1));
     mkdirSync(dirname(target), { recursive: true });
     const text = readFileSync(path, "utf8");
-    writeFileSync(target, /\.ya?ml$/.test(file.name) ? placeEndpoints(text, pods) : text);
+    const place = target === join(configDir, MESH_CONFIG_FILE) ? (yaml: string) => placeCollectors(yaml, hostAddress) : (yaml: string) => placeEndpoints(yaml, pods);
+    writeFileSync(target, /\.ya?ml$/.test(file.name) ? place(text) : text);
   }
+}
+
+/** meshconfig.yaml with each Zipkin and OpenTelemetry provider at 127.0.0.1 (or localhost) sent to `hostAddress`,
+ * the rest (and its comments) unchanged. */
+function placeCollectors(text: string, hostAddress: string): string {
+  const document = parseDocument(text);
+  const providers = (document.toJS() as { extensionProviders?: Array<Record<string, { service?: string } | undefined>> } | null)?.extensionProviders ?? [];
+  providers.forEach((provider, i) => {
+    for (const kind of ["zipkin", "opentelemetry"]) {
+      const service = provider[kind]?.service;
+      if (service === "127.0.0.1" || service === "localhost") document.setIn(["extensionProviders", i, kind, "service"], hostAddress);
+    }
+  });
+  return document.toString();
 }
 
 function placeEndpoints(text: string, pods: PodRecord[]): string {

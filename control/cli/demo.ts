@@ -13,6 +13,7 @@ import { stringify } from "yaml";
 import { bootstrapYaml } from "../bootstrap/bootstrap.js";
 import { startControlPlane } from "../control-plane.js";
 import { locateEnvoy } from "../envoy-binary/locate.js";
+import { SIDECAR_ADMIN_PORT } from "../mesh/capture.js";
 import { hasNetAdmin } from "../mesh/host.js";
 import { projectDir } from "../project.js";
 import { DEMO_MESH, type MeshDemo, startMeshDemo } from "./demo-mesh.js";
@@ -87,13 +88,19 @@ export async function runDemo(options: { loopback?: boolean; observability?: boo
   if (ready) {
     printTryLines(envoyBinary.version, meshDemo);
     if (options.observability) {
-      // The control plane's HTTP port is on the mesh's bridge address in the mesh layout, else on 127.0.0.1.
-      observability = await startDemoObservability({ controlPlane: `${meshDemo?.hostAddress ?? "127.0.0.1"}:${CONTROL_HTTP_PORT}`, gatewayAdmin: `127.0.0.1:${ADMIN_PORT}` }).catch((error: Error) => {
+      // The control plane's HTTP port is on the mesh's bridge address in the mesh layout, else on 127.0.0.1; the
+      // sidecars' admin is on their pod's address.
+      observability = await startDemoObservability({
+        controlPlane: `${meshDemo?.hostAddress ?? "127.0.0.1"}:${CONTROL_HTTP_PORT}`,
+        envoys: [{ name: gateway.nodeId, admin: `127.0.0.1:${ADMIN_PORT}` }, ...(meshDemo?.pods ?? []).map((pod) => ({ name: pod.name, admin: `${pod.address}:${SIDECAR_ADMIN_PORT}` }))],
+        meshAddress: meshDemo?.hostAddress,
+      }).catch((error: Error) => {
         console.error(`--observability: ${error.message}\nThe demo runs without Prometheus and Jaeger.`);
         return undefined;
       });
       if (observability) console.log(observabilityLines(observability, await demoTraceId()));
     }
+    printClosingLines();
   } else if (!stopping) console.error("Envoy stopped before it was ready; its log is above.");
   const code = await exited;
   await observability?.stop();
@@ -104,15 +111,28 @@ export async function runDemo(options: { loopback?: boolean; observability?: boo
   if (!stopping && code !== 0) process.exitCode = code ?? 1;
 }
 
-/** The trace id of one request through the gateway to webapp (which echoes the B3 headers it got). */
+/** The trace id of one request through the gateway to webapp and on to catalog (webapp echoes the B3 headers it got),
+ * retried for a few seconds until webapp's call to catalog succeeds (sidecars may still be taking their config), so
+ * the printed trace has every hop. */
 async function demoTraceId(): Promise<string | undefined> {
+  let traceId: string | undefined;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const answer = await demoRequest();
+    traceId = answer?.trace?.["x-b3-traceid"];
+    if (answer?.catalog?.status === 200 && traceId) break;
+    await sleep(500);
+  }
+  return traceId;
+}
+
+function demoRequest(): Promise<{ trace?: Record<string, string>; catalog?: { status: number } } | undefined> {
   return new Promise((resolve) => {
     const req = httpRequest({ host: "127.0.0.1", port: DEMO_PORTS.gateway, path: "/api/catalog", headers: { host: "webapp.istioinaction.io" } }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (chunk: Buffer) => chunks.push(chunk));
       res.on("end", () => {
         try {
-          resolve((JSON.parse(Buffer.concat(chunks).toString()) as { trace?: Record<string, string> }).trace?.["x-b3-traceid"]);
+          resolve(JSON.parse(Buffer.concat(chunks).toString()) as { trace?: Record<string, string>; catalog?: { status: number } });
         } catch {
           resolve(undefined);
         }
@@ -168,7 +188,10 @@ Secured: the control plane is the mesh's CA (xDS over TLS; each sidecar and the 
     : "The loopback layout: the services listen on 127.0.0.1 and webapp calls catalog through the gateway."
 }
 Try:
-${lines.map(([command, comment]) => `  # ${comment}\n  ${command}`).join("\n")}
-Edit a file in examples/ and the gateway follows within a second (npx skiff validate examples checks it first).
+${lines.map(([command, comment]) => `  # ${comment}\n  ${command}`).join("\n")}`);
+}
+
+function printClosingLines(): void {
+  console.log(`Edit a file in examples/ and the gateway follows within a second (npx skiff validate examples checks it first).
 Ctrl-C stops everything.`);
 }

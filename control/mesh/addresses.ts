@@ -82,6 +82,12 @@ export function checkHostName(name: string): void {
   }
 }
 
+/** Loopback or a pod network's bridge: where nothing from another machine reaches (README "A closed world"). Servers
+ * that answer without authentication (the control plane's HTTP, Prometheus, Jaeger) listen only there. */
+export function closedNetwork(host: string): boolean {
+  return inSubnet(host, "127.0.0.0/8") || inSubnet(host, MESH_RANGE);
+}
+
 /** Whether `address` is an IPv4 address inside `cidr`. */
 export function inSubnet(address: string, cidr: string): boolean {
   const [network, bits] = cidr.split("/");

@@ -20,5 +20,5 @@ export async function startPrometheus(targets: ScrapeTarget[]): Promise<Promethe
 }
 
 export async function startJaeger(): Promise<Jaeger> {
-  return tracked(await Jaeger.start({}, { [CHILD_MARKER]: testRunId() }));
+  return tracked(await Jaeger.start({}, { env: { [CHILD_MARKER]: testRunId() } }));
 }
