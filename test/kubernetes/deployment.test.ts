@@ -2,15 +2,19 @@
 // user would (`kubectl apply -f examples/kubernetes/`), the API server accepting each object; the service account's
 // rules let it do what the control plane needs and no more (SubjectAccessReview, the API server's own answer); and the
 // Deployment's own arguments, run as its container would run them (with that service account's token, the cacerts
-// that cacerts.sh makes), start a control plane that serves secured xDS where the Service sends workloads. The API
-// server has no kubelet here, so no pod runs: the container's $(POD_IP) is 127.0.0.1 and its paths are test folders.
+// that cacerts.sh makes), start a control plane that serves secured xDS where the Service sends workloads; the
+// gateway's agent, run with its Deployment's arguments and a token as the kubelet projects it, gets its certificate.
+// The API server has no kubelet here, so no pod runs: $(POD_IP) is 127.0.0.1 and the mounts are test folders.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { CONTROL_PLANE_NAME } from "../../control/ca/protocol.js";
+import { KUBERNETES_TOKEN_AUDIENCE } from "../../control/ca/token-review.js";
+import type { StreamStatus } from "../../control/xds/streams.js";
+import { startEnvoy } from "../harness/envoy.js";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { INFORMER_VERBS, istioKinds, watchedKinds } from "../../control/sources/kubernetes/kinds.js";
 import { describeE2E } from "../harness/e2e.js";
@@ -25,12 +29,23 @@ interface Container {
   args: string[];
   ports: Array<{ name: string; containerPort: number }>;
   volumeMounts: Array<{ name: string; mountPath: string }>;
+  env?: Array<{ name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
+}
+
+interface PodTemplate {
+  spec: {
+    serviceAccountName: string;
+    containers: Container[];
+    volumes: Array<{ name: string; projected?: { sources: Array<{ serviceAccountToken?: { audience: string; expirationSeconds: number; path: string } }> } }>;
+  };
 }
 
 describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
   let cluster: KubeCluster;
   let dir: string;
   const children: ChildProcess[] = [];
+  // The control plane that the Deployment's arguments started: its xDS and CA address, and its log.
+  let controlPlane: { address: string; httpPort: number; log: string[] } | undefined;
   const manifests: Manifest[] = readdirSync(EXAMPLES)
     .filter((file) => file.endsWith(".yaml"))
     .flatMap((file) => toObjects(readFileSync(join(EXAMPLES, file), "utf8")));
@@ -63,7 +78,7 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
 
   it("the API server accepts every object of the manifests as written", async () => {
     expect(manifests.map((object) => `${object.kind}/${object.metadata?.name}`)).toEqual(
-      expect.arrayContaining(["Namespace/skiff-system", "ServiceAccount/skiff", "ClusterRole/skiff-control-plane", "ClusterRoleBinding/skiff-control-plane", "Deployment/skiff-control-plane", "Service/skiff-control-plane"]),
+      expect.arrayContaining(["Namespace/skiff-system", "ServiceAccount/skiff", "ClusterRole/skiff-control-plane", "ClusterRoleBinding/skiff-control-plane", "Deployment/skiff-control-plane", "Service/skiff-control-plane", "Deployment/istio-ingressgateway"]),
     );
     for (const object of manifests) {
       const stored = await cluster.read<Manifest>(object);
@@ -133,6 +148,7 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
       return value;
     });
     const { child, log, tracked } = await runSkiff(args, "skiff");
+    controlPlane = { address: `127.0.0.1:${ports["--listen"]}`, httpPort: ports["--http-listen"], log };
     try {
       await eventually(async () => {
         expect(child!.exitCode, log.join("\n")).toBeNull();
@@ -145,6 +161,59 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
       expect(log.filter((line) => line.includes("RBAC"))).toEqual([]);
     } finally {
       untrack(tracked);
+    }
+  }, 200_000);
+
+  it("the gateway's agent, run with its Deployment's arguments and the token the kubelet projects, gets its certificate and its Envoy its configuration", async () => {
+    expect(controlPlane, "the control plane the previous test started").toBeDefined();
+    const pod = (await cluster.read<{ spec: { template: PodTemplate } }>(find("Deployment", "istio-ingressgateway")!)).spec.template;
+    const container = pod.spec.containers[0]!;
+    // The projected token is for the audience the control plane checks, where the agent reads it without being told.
+    const volume = pod.spec.volumes.find((candidate) => candidate.projected)!;
+    const source = volume.projected!.sources[0]!.serviceAccountToken!;
+    expect(source.audience).toBe(KUBERNETES_TOKEN_AUDIENCE);
+    const tokenMount = container.volumeMounts.find((mount) => mount.name === volume.name)!;
+    expect(`${tokenMount.mountPath}/${source.path}`).toBe("/var/run/secrets/tokens/istio-token");
+    expect(container.args.filter((arg) => arg.startsWith("--token-file"))).toEqual([]);
+    expect(container.args).toContain(`--control-plane=${CONTROL_PLANE_NAME}:15012`);
+    // The kubelet's part: the token from the TokenRequest API for the pod's service account, with the volume's
+    // audience and lifetime; the ConfigMap with the mesh root; the downward API's values; the mounts as test folders
+    // (so the token file is named, the one argument added besides --no-envoy: this test starts Envoy itself).
+    const token = await cluster.serviceAccountToken("shop", pod.spec.serviceAccountName, { audiences: [source.audience], expirationSeconds: source.expirationSeconds });
+    const mounts: Record<string, string> = { [volume.name]: join(dir, "istio-token"), "root-cert": join(dir, "cacerts"), agent: join(dir, "gateway") };
+    mkdirSync(mounts[volume.name]!, { mode: 0o700 });
+    writeFileSync(join(mounts[volume.name]!, source.path), token, { mode: 0o600 });
+    const fields: Record<string, string> = { "metadata.name": "istio-ingressgateway-7d9f", "metadata.namespace": "shop", "status.podIP": "127.0.0.1", "spec.serviceAccountName": pod.spec.serviceAccountName };
+    const env = Object.fromEntries((container.env ?? []).map(({ name, valueFrom }) => [name, fields[valueFrom!.fieldRef!.fieldPath]!]));
+    const args = container.args.map((arg) => {
+      let value = arg.replace(/\$\((\w+)\)/g, (_, name: string) => env[name]!).replace(`${CONTROL_PLANE_NAME}:15012`, controlPlane!.address);
+      for (const mount of container.volumeMounts) if (mounts[mount.name]) value = value.replace(mount.mountPath, mounts[mount.name]!);
+      return value;
+    });
+    const { child, log, tracked } = await runSkiff([...args, `--token-file=${join(mounts[volume.name]!, source.path)}`, "--no-envoy"]);
+    const bootstrapFile = join(mounts.agent!, "agent", "envoy.json");
+    try {
+      await eventually(async () => {
+        expect(child.exitCode, log.join("\n")).toBeNull();
+        expect(existsSync(bootstrapFile)).toBe(true);
+      }, 60_000);
+      expect(controlPlane!.log.join("\n")).toContain("CA: signed a certificate for spiffe://cluster.local/ns/shop/sa/istio-ingressgateway-service-account (Kubernetes service account token");
+      const envoy = await startEnvoy({ bootstrap: JSON.parse(readFileSync(bootstrapFile, "utf8")) as Record<string, unknown>, readyTimeoutMs: 60_000 });
+      try {
+        await eventually(async () => {
+          const status = (await (await fetch(`http://127.0.0.1:${controlPlane!.httpPort}/status`)).json()) as StreamStatus[];
+          const gateway = status.find((stream) => stream.nodeId === fields["metadata.name"]);
+          // Its Envoy connected as the pod's identity and took what the control plane sent (listeners come once a
+          // Gateway selects it; the notes say so).
+          expect(Object.entries(gateway?.types ?? {}).map(([type, state]) => `${type} ${state?.status}`)).toEqual(["Cluster SYNCED", "Listener SYNCED"]);
+        }, 60_000);
+      } finally {
+        await envoy.stop();
+      }
+      expect([...controlPlane!.log, ...log].filter((line) => line.includes(token.split(".")[2]!))).toEqual([]);
+    } finally {
+      untrack(tracked);
+      await stopChild(child);
     }
   }, 200_000);
 
@@ -188,16 +257,18 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
     }
   }, 120_000);
 
-  /** `skiff <args>` as a container would run it, with the token of service account skiff-system/`serviceAccount`. */
-  async function runSkiff(args: string[], serviceAccount: string) {
-    const env = { ...process.env, KUBECONFIG: await cluster.serviceAccountKubeconfig("skiff-system", serviceAccount), [CHILD_MARKER]: testRunId() };
+  /** `skiff <args>` as a container would run it, with the token of service account skiff-system/`serviceAccount` for
+   * the API server (none: the container talks to no API server, as the gateway's agent). */
+  async function runSkiff(args: string[], serviceAccount?: string) {
+    const kubeconfig = serviceAccount ? { KUBECONFIG: await cluster.serviceAccountKubeconfig("skiff-system", serviceAccount) } : {};
+    const env = { ...process.env, ...kubeconfig, [CHILD_MARKER]: testRunId() };
     const child = spawn(process.execPath, ["--import", "tsx", "control/cli/main.ts", ...args], { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"], env });
     children.push(child);
     const log: string[] = [];
     const collect = (chunk: Buffer) => log.push(...chunk.toString().trimEnd().split("\n"));
     child.stdout!.on("data", collect);
     child.stderr!.on("data", collect);
-    const tracked = { description: `skiff ${args[0]} as ${serviceAccount} (pid ${child.pid})`, stop: async () => void child.kill("SIGTERM"), logTail: () => log.slice(-40).join("\n") };
+    const tracked = { description: `skiff ${args[0]}${serviceAccount ? ` as ${serviceAccount}` : ""} (pid ${child.pid})`, stop: async () => void child.kill("SIGTERM"), logTail: () => log.slice(-40).join("\n") };
     track(tracked);
     return { child, log, tracked };
   }
