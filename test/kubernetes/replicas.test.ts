@@ -15,6 +15,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { requestCertificate } from "../../control/agent/certificates.js";
+import { BootstrapTokens } from "../../control/ca/tokens.js";
 import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import type { StreamStatus } from "../../control/xds/streams.js";
 import { steadyLoad } from "../control/load.js";
@@ -258,7 +259,7 @@ spec:
     }
   });
 
-  it("refuses a token for another audience, a forged one and one of a deleted service account, saying why in its log", async () => {
+  it("refuses a token for another audience, a forged one, a bootstrap token and one of a deleted service account, saying why in its log", async () => {
     const replica = replicas[1]!;
     const ask = (credential: string) =>
       requestCertificate({ address: replica.address, rootPem: readFileSync(join(dir, "cacerts", "root-cert.pem"), "utf8"), token: () => credential, namespace: NAMESPACE, serviceAccount: "leaver", trustDomain: "cluster.local" });
@@ -273,6 +274,11 @@ spec:
     const renamed = Buffer.from(Buffer.from(claims, "base64url").toString("utf8").replaceAll("leaver", GATEWAY_ACCOUNT)).toString("base64url");
     tokens.push(`${header}.${renamed}.${signature}`);
     await refusedFor(`${header}.${renamed}.${signature}`, "the API server refused the token: [invalid bearer token, go-jose/go-jose: error in cryptographic primitive]");
+    // A bootstrap token (`skiff ca token`, the folder mode's credential) is not one: with --kubernetes only the API
+    // server vouches for an identity.
+    const bootstrapToken = BootstrapTokens.open(join(dir, "bootstrap")).issue({ namespace: NAMESPACE, serviceAccount: "leaver" }, 600);
+    tokens.push(bootstrapToken);
+    await refusedFor(bootstrapToken, "Kubernetes service account token: the API server refused the token: ");
     expect((await ask(valid)).chainPem).toBeTruthy();
     await cluster.delete({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "leaver", namespace: NAMESPACE } });
     // The API server finds the deletion through its own cache, within seconds.
