@@ -6,7 +6,7 @@
 // nothing behind. The demos share fixed ports and the mesh name "demo", so they run one after the other in this file.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { connect } from "node:net";
 import { hasNetAdmin } from "../../control/mesh/host.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -85,6 +85,20 @@ function markedProcesses(entry: string): Array<{ pid: number; command: string }>
     }
   }
   return found;
+}
+
+/** The network namespaces of the mesh layout's pods (skiff.demo.*) by inode: another run's demo, started after this
+ * one stopped, has namespaces of the same names. */
+function demoNamespaces(): Set<number> {
+  const dir = "/run/netns";
+  const names = existsSync(dir) ? readdirSync(dir).filter((name) => name.startsWith("skiff.demo.")) : [];
+  return new Set(names.flatMap((name) => {
+    try {
+      return [statSync(`${dir}/${name}`).ino];
+    } catch {
+      return []; // removed while we looked
+    }
+  }));
 }
 
 async function listening(port: number, host = "127.0.0.1"): Promise<boolean> {
@@ -173,12 +187,14 @@ describeE2E("skiff demo", () => {
   });
 
   it("stops the control plane, Envoy and the services on Ctrl-C", async () => {
+    const pods = demoNamespaces();
+    expect(pods.size).toBe(hasNetAdmin() ? 3 : 0);
     demo.child.kill("SIGINT");
     expect(await demo.exited).toBe(0);
     for (const port of DEMO_PORTS) expect(await listening(port), `port ${port}`).toBe(false);
     expect(demo.processes()).toEqual([]);
     // The mesh layout's pods (network namespaces skiff.demo.*) are gone with it.
-    expect(execFileSync("ip", ["netns", "list"], { encoding: "utf8" })).not.toContain("skiff.demo.");
+    expect([...demoNamespaces()].filter((ino) => pods.has(ino))).toEqual([]);
   });
 });
 
@@ -322,12 +338,35 @@ function describeObservability(args: string[], layout: "mesh" | "loopback"): voi
       }
     });
 
+    if (layout === "mesh") {
+      it("lets a pod's sidecar (uid 1337) reach Jaeger's collectors and Prometheus at the bridge address; an app's call there is captured and refused (REGISTRY_ONLY)", () => {
+        const host = /xDS \(ADS\) on (198\.\d+\.\d+\.1):18000/.exec(demo.output())![1]!;
+        const curl = (uid: number | undefined, args: string[]) => {
+          const user = uid === undefined ? [] : ["setpriv", "--reuid", String(uid), "--regid", String(uid), "--clear-groups", "--"];
+          try {
+            return execFileSync("ip", ["netns", "exec", "skiff.demo.webapp", ...user, "curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", ...args], { encoding: "utf8" });
+          } catch (error) {
+            return `curl failed: ${(error as { stdout?: string }).stdout ?? ""}`;
+          }
+        };
+        const json = ["-H", "content-type: application/json"];
+        // As the sidecar's uid, not captured: Zipkin, OTLP over HTTP and Prometheus answer on the bridge address.
+        expect(curl(1337, [...json, "--data", "[]", `http://${host}:9411/api/v2/spans`])).toBe("202");
+        expect(curl(1337, [...json, "--data", "{}", `http://${host}:4318/v1/traces`])).toBe("200");
+        expect(curl(1337, [`http://${host}:9090/-/ready`])).toBe("200");
+        // As the app (root in the pod): the call is captured by the sidecar, and the host's address is no registry host.
+        expect(curl(undefined, [`http://${host}:9090/-/ready`])).not.toBe("200");
+      });
+    }
+
     it("stops Prometheus, Jaeger and everything else on Ctrl-C", async () => {
+      const pods = demoNamespaces();
+      expect(pods.size).toBe(layout === "mesh" ? 3 : 0);
       demo.child.kill("SIGINT");
       expect(await demo.exited).toBe(0);
       for (const port of [...DEMO_PORTS, ...OBSERVABILITY_PORTS]) expect(await listening(port), `port ${port}`).toBe(false);
       expect(demo.processes()).toEqual([]);
-      expect(execFileSync("ip", ["netns", "list"], { encoding: "utf8" })).not.toContain("skiff.demo.");
+      expect([...demoNamespaces()].filter((ino) => pods.has(ino))).toEqual([]);
     });
   });
 }
