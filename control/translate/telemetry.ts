@@ -173,15 +173,23 @@ export function buildTelemetry(mesh: MeshConfig, registry: Registry, context: Tr
   const metrics = metricsPlan(mesh, telemetries);
   for (const side of SIDES) {
     const plan = metrics[side];
-    if (!context.statsModule || !plan) continue;
+    if (!context.statsModule) continue;
     const direction = side === "client" ? "outbound" : "inbound";
     for (const kind of ["http", "tcp"] as const) {
+      // TCP keeps the filter with metrics off, for Istio's TCP metadata exchange alone: every mesh mTLS connection
+      // starts with the client's frame, which the server's filter takes off the stream (Istio's exchange filters stay
+      // on whatever the Telemetry says, too).
+      if (!plan && kind !== "tcp") continue;
       const stats = wasmFilter(`istio.stats.${direction}${kind === "tcp" ? ".tcp" : ""}`, context, {
         module: context.statsModule,
         network: kind === "tcp",
         // Metrics must never cost a request: a stats filter that cannot start lets traffic through.
         failurePolicy: "FAIL_OPEN",
-        configuration: { reporter: side === "client" ? "source" : "destination", ...identity, ...(plan.drop.length > 0 ? { drop: plan.drop } : {}) },
+        configuration: {
+          reporter: side === "client" ? "source" : "destination",
+          ...identity,
+          ...(plan ? (plan.drop.length > 0 ? { drop: plan.drop } : {}) : { metrics: false }),
+        },
       });
       statsFilters.set(`${side}/${kind}`, stats);
     }

@@ -7,7 +7,8 @@ import {
   ConfigReader, Counter, DataAction, HeadersAction, Histogram, HttpContext, LogLevel, NetworkAction, PeerType, PropertyPath, RootContext,
   TcpContext, getProperty, getPropertyString, getPropertyU64, log, monotonicNanos, registerRootContext,
 } from "@skiff/proxy-wasm";
-import { base64Encode, decodePeerHeader, encodeStruct, Peer, peerFromEndpointMetadata, UNKNOWN, UNKNOWN_PEER } from "./peer";
+import { base64Encode, decodePeerHeader, encodeExchange, encodeStruct, Peer, peerFromEndpointMetadata, UNKNOWN, UNKNOWN_PEER } from "./peer";
+import { exchangeFrame, FrameReader } from "./tcp-exchange";
 export * from "@skiff/proxy-wasm/dispatcher";
 
 const PEER_ID_HEADER = "x-envoy-peer-metadata-id";
@@ -133,6 +134,11 @@ class IstioStatsRoot extends RootContext {
   local: Peer = UNKNOWN_PEER;
   localId: string = "";
   localHeader: string = "";
+  /** This side's TCP metadata exchange frame (tcp-exchange.ts). */
+  localFrame: ArrayBuffer = new ArrayBuffer(0);
+  /** False: the filter only takes part in the TCP metadata exchange and records nothing (a workload whose metrics
+   * are off still has to take its peers' frames off the stream, as Istio's separate exchange filter does). */
+  metrics: bool = true;
   configured: bool = false;
   peers: Map<string, Peer> = new Map();
   httpMetrics: Map<string, HttpMetrics> = new Map();
@@ -154,6 +160,7 @@ class IstioStatsRoot extends RootContext {
       if (index < 0) config.problem("drop[" + i.toString() + "]", "expected one of " + METRICS.join(", "));
       else dropped |= <u32>1 << <u32>index;
     }
+    const metrics = config.bool("metrics", true);
     config.rejectUnknownFields();
     if (!config.ok) {
       log(LogLevel.Error, "istio-stats: configuration rejected: " + config.error);
@@ -163,14 +170,15 @@ class IstioStatsRoot extends RootContext {
     this.reporterTag = tag("reporter", reporter);
     this.exchange = exchange;
     this.dropped = dropped;
+    this.metrics = metrics;
     this.local = new Peer(workload, namespace, app, version, cluster);
     this.localId = workload + "." + namespace;
-    this.localHeader = base64Encode(
-      encodeStruct(
-        ["CLUSTER_ID", "NAME", "NAMESPACE", "WORKLOAD_NAME"], [cluster, workload, namespace, workload],
-        "LABELS", ["app", "service.istio.io/canonical-name", "service.istio.io/canonical-revision", "version"], [app, app, version, version],
-      ),
+    const node = encodeStruct(
+      ["CLUSTER_ID", "NAME", "NAMESPACE", "WORKLOAD_NAME"], [cluster, workload, namespace, workload],
+      "LABELS", ["app", "service.istio.io/canonical-name", "service.istio.io/canonical-revision", "version"], [app, app, version, version],
     );
+    this.localHeader = base64Encode(node);
+    this.localFrame = exchangeFrame(encodeExchange(node, this.localId));
     this.configured = true;
     return true;
   }
@@ -257,8 +265,7 @@ class IstioStatsRoot extends RootContext {
       }
       return;
     }
-    const mtls = getProperty(CONNECTION_MTLS);
-    if (mtls !== null && mtls.byteLength > 0 && load<u8>(changetype<usize>(mtls)) != 0) {
+    if (connectionIsMutualTls()) {
       seen.securityPolicy = "mutual_tls";
       const peer = getPropertyString(DOWNSTREAM_PEER_SAN);
       if (peer !== null && peer.length > 0) seen.sourcePrincipal = peer;
@@ -349,6 +356,7 @@ class IstioStatsHttp extends HttpContext {
 
   onLog(): void {
     const root = this.plugin;
+    if (!root.metrics) return;
     const seen = new Observation();
     root.observeService(seen, this.authority);
     root.observeSecurity(seen);
@@ -375,25 +383,92 @@ class IstioStatsHttp extends HttpContext {
 }
 
 /** TCP: bytes each way and the connection, recorded when it closes (Istio also reports long connections
- * periodically; a connection is counted opened and closed at its end here). The peer comes from the upstream
- * endpoint's metadata; Istio's ALPN-based TCP metadata exchange needs mTLS between the sidecars (see README.md). */
+ * periodically; a connection is counted opened and closed at its end here), and Istio's TCP metadata exchange
+ * (tcp-exchange.ts) for the peer's labels:
+ * - the source (reporter=source) puts its frame in front of the first bytes it sends over mesh mTLS, and reads the
+ *   destination's frame off the start of what comes back;
+ * - the destination reads the source's frame off the start of a mutual TLS connection, and answers with its own in
+ *   front of the first bytes it sends back, only to a source that sent one before those bytes.
+ * Without a frame the source names the destination from the endpoint's metadata. See README.md for how this differs
+ * from Istio's ALPN-gated filter. */
 class IstioStatsTcp extends TcpContext {
   constructor(id: u32, readonly plugin: IstioStatsRoot) { super(id); }
   sent: u64 = 0;
   received: u64 = 0;
-  upstream: Peer | null = null;
+  /** The other side, from its frame or (at the source) the endpoint's metadata. */
+  peer: Peer | null = null;
+  /** Whether the first bytes each way have gone by. */
+  downstreamStarted: bool = false;
+  upstreamStarted: bool = false;
+  /** Reads the peer's frame: what the upstream sends (source), or what the client sends (destination). */
+  frame: FrameReader | null = null;
+  /** The destination answers with its frame in front of the first bytes it sends back. */
+  answer: bool = false;
   recorded: bool = false;
 
   onDownstreamData(dataSize: usize, endOfStream: bool): NetworkAction {
-    this.received += <u64>dataSize;
+    const root = this.plugin;
+    let passed = <u64>dataSize;
+    if (!this.downstreamStarted && dataSize > 0) {
+      this.downstreamStarted = true;
+      if (root.exchange) {
+        if (root.outbound) {
+          if (this.upstreamIsMeshMtls()) {
+            this.downstreamData.prepend(root.localFrame);
+            // The destination answers only before its own first bytes; once they came, there is nothing to read.
+            if (!this.upstreamStarted) this.frame = new FrameReader();
+          }
+        } else if (connectionIsMutualTls()) {
+          this.frame = new FrameReader();
+        }
+      }
+    }
+    if (!root.outbound) {
+      const frame = this.frame;
+      if (frame !== null && !frame.done) {
+        passed = this.takeFrame(frame, this.downstreamData.bytes(), endOfStream, true);
+        // Answer only a source that sent a frame before the destination's own first bytes.
+        if (frame.found && !this.upstreamStarted) this.answer = true;
+      }
+    }
+    this.received += passed;
     return NetworkAction.Continue;
   }
 
   onUpstreamData(dataSize: usize, endOfStream: bool): NetworkAction {
-    this.sent += <u64>dataSize;
     const root = this.plugin;
-    if (this.upstream === null && root.outbound) this.upstream = root.upstreamPeer();
+    let passed = <u64>dataSize;
+    if (root.outbound) {
+      const frame = this.frame;
+      if (frame !== null && !frame.done) passed = this.takeFrame(frame, this.upstreamData.bytes(), endOfStream, false);
+      if (this.peer === null) this.peer = root.upstreamPeer();
+    } else if (this.answer && dataSize > 0) {
+      this.answer = false;
+      this.upstreamData.prepend(root.localFrame);
+    }
+    if (dataSize > 0) this.upstreamStarted = true;
+    this.sent += passed;
     return NetworkAction.Continue;
+  }
+
+  /** Feeds one chunk to the frame reader, replacing the buffer with what passes on; the number of bytes passed. */
+  takeFrame(frame: FrameReader, chunk: ArrayBuffer, endOfStream: bool, downstream: bool): u64 {
+    const out = frame.take(Uint8Array.wrap(chunk), endOfStream);
+    if (frame.done && frame.peer !== null) this.peer = frame.peer;
+    if (out === null) return <u64>chunk.byteLength;
+    if (downstream) this.downstreamData.replace(out);
+    else this.upstreamData.replace(out);
+    return <u64>out.byteLength;
+  }
+
+  /** The source speaks first only over mesh mTLS (ISTIO_MUTUAL: both certificates SPIFFE IDs, this one the
+   * workload's own), the one transport socket the control plane offers the istio-peer-exchange ALPN on; Envoy does
+   * not tell a Wasm filter which ALPN was negotiated (README.md). */
+  upstreamIsMeshMtls(): bool {
+    const peer = getPropertyString(UPSTREAM_PEER_SAN);
+    if (peer === null || !peer.startsWith("spiffe://")) return false;
+    const local = getPropertyString(UPSTREAM_LOCAL_SAN);
+    return local !== null && local.startsWith("spiffe://");
   }
 
   onDownstreamConnectionClose(peer: PeerType): void { this.record(); }
@@ -403,10 +478,12 @@ class IstioStatsTcp extends TcpContext {
     if (this.recorded) return;
     this.recorded = true;
     const root = this.plugin;
+    if (!root.metrics) return;
     const seen = new Observation();
     seen.protocol = "tcp";
     root.observeService(seen, "");
-    const known = this.upstream;
+    root.observeSecurity(seen);
+    const known = this.peer;
     const other: Peer = known !== null ? known : root.outbound ? root.upstreamPeer() : UNKNOWN_PEER;
     const tags = root.tags(root.outbound ? root.local : other, root.outbound ? other : root.local, seen);
     const metrics = root.tcp(tags);
@@ -419,6 +496,11 @@ class IstioStatsTcp extends TcpContext {
     const received = metrics.received;
     if (received !== null) received.increment(<i64>this.received);
   }
+}
+
+function connectionIsMutualTls(): bool {
+  const mtls = getProperty(CONNECTION_MTLS);
+  return mtls !== null && mtls.byteLength > 0 && load<u8>(changetype<usize>(mtls)) != 0;
 }
 
 registerRootContext((id: u32): RootContext => new IstioStatsRoot(id));

@@ -2,76 +2,14 @@
 // the destination (inbound sidecar), the metadata exchange headers in Istio's format (checked by decoding them with
 // a real protobuf library), the endpoint-metadata fallback for a peer without a sidecar, response flags, gRPC status,
 // request and response sizes, and the TCP metrics. test/observability/istio-stats.test.ts runs it in Envoy.
-import { fromBinary, toBinary, fromJson } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import { StructSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import { Emulator } from "../../sdk/testing/index.js";
+import { endpointMetadata, istioMetrics, load, only, peerHeader, WASM } from "./testing.js";
 
-const WASM = "build/filters/istio-stats.wasm";
 const CATALOG_V2 = { workload: "catalog-v2", namespace: "shop", app: "catalog", version: "v2" };
 const WEBAPP = { workload: "webapp", namespace: "shop", app: "webapp", version: "v1" };
-
-async function load(config: object): Promise<Emulator> {
-  const vm = await Emulator.load(WASM, { pluginConfig: config, logLevel: "info" });
-  expect(vm.configAccepted, vm.logMessages("error").join("\n")).toBe(true);
-  return vm;
-}
-
-/** Istio's encoding of a node's metadata: base64 of a serialized google.protobuf.Struct. */
-function peerHeader(peer: { workload: string; namespace: string; app: string; version: string }): string {
-  const struct = fromJson(StructSchema, {
-    NAMESPACE: peer.namespace,
-    WORKLOAD_NAME: peer.workload,
-    CLUSTER_ID: "Kubernetes",
-    MESH_ID: "cluster.local",
-    LABELS: { app: peer.app, version: peer.version, "security.istio.io/tlsMode": "istio" },
-    PLATFORM_METADATA: {},
-  });
-  return Buffer.from(toBinary(StructSchema, struct)).toString("base64");
-}
-
-function varint(value: number): number[] {
-  const out: number[] = [];
-  while (value >= 0x80) {
-    out.push((value & 0x7f) | 0x80);
-    value >>>= 7;
-  }
-  return [...out, value];
-}
-
-/** envoy.config.core.v3.Metadata { filter_metadata = 1 (map<string, Struct>) } with istiod's endpoint entry. */
-function endpointMetadata(workload: string): Uint8Array {
-  const struct = toBinary(StructSchema, fromJson(StructSchema, { workload }));
-  const entry = [0x0a, ...varint(5), ...Buffer.from("istio"), 0x12, ...varint(struct.length), ...struct];
-  return Uint8Array.from([0x0a, ...varint(entry.length), ...entry]);
-}
-
-interface IstioMetric {
-  metric: string;
-  labels: Record<string, string>;
-  name: string;
-}
-
-/** The metrics the filter defined, read back the way Envoy's stats_tags regexes read them. */
-function istioMetrics(vm: Emulator, metric: string): IstioMetric[] {
-  return vm.metrics
-    .names()
-    .filter((name) => name.endsWith(`;.;${metric}`))
-    .map((name) => {
-      const labels: Record<string, string> = {};
-      for (const part of name.split(";.;").slice(0, -1)) {
-        const [key, value] = part.split("=.=");
-        labels[key!] = value!;
-      }
-      return { metric, labels, name };
-    });
-}
-
-function only(vm: Emulator, metric: string): IstioMetric {
-  const found = istioMetrics(vm, metric);
-  expect(found, `one ${metric}`).toHaveLength(1);
-  return found[0]!;
-}
 
 describe("istio-stats configuration", () => {
   it("rejects an unknown reporter or field, naming it", async () => {

@@ -1,7 +1,8 @@
 // Peer metadata as Istio exchanges it between sidecars: the `x-envoy-peer-metadata` header carries the base64 of a
 // serialized google.protobuf.Struct of the node's metadata (NAMESPACE, WORKLOAD_NAME, LABELS, CLUSTER_ID, ...), and
 // `x-envoy-peer-metadata-id` the node's id (istio/proxy extensions/metadata_exchange; the keys are those of
-// istio/api mesh/v1alpha1/proxy.proto NodeMetadata). Only the fields the standard metrics use are written and read;
+// istio/api mesh/v1alpha1/proxy.proto NodeMetadata); over TCP the same Struct travels in the exchange payload at the
+// end of this file. Only the fields the standard metrics use are written and read;
 // anything else in a peer's Struct is skipped. Also reads the `istio.workload` endpoint metadata istiod puts on EDS
 // endpoints ("workload;namespace;canonical service;canonical revision;cluster"), the fallback for a peer without a
 // sidecar.
@@ -276,4 +277,59 @@ function visitWorkload(key: string, value: Reader, isStruct: bool, peer: Peer): 
   if (parts.length > 2 && parts[2].length > 0) peer.app = parts[2];
   if (parts.length > 3 && parts[3].length > 0) peer.version = parts[3];
   if (parts.length > 4 && parts[4].length > 0) peer.cluster = parts[4];
+}
+
+// ---------------------------------------------------------------------------------------------- TCP exchange payload
+
+// What Istio's TCP metadata exchange sends after its 8-byte header (istio/proxy source/extensions/filters/network/
+// metadata_exchange/metadata_exchange.cc writeNodeMetadata, tryReadProxyData): a google.protobuf.Any { type_url = 1;
+// value = 2 } of a Struct { "x-envoy-peer-metadata": <the node's metadata Struct>, "x-envoy-peer-metadata-id": <id> },
+// serialized deterministically (map keys in order).
+
+const STRUCT_TYPE_URL = "type.googleapis.com/google.protobuf.Struct";
+const EXCHANGE_METADATA = "x-envoy-peer-metadata";
+const EXCHANGE_METADATA_ID = "x-envoy-peer-metadata-id";
+
+function toArray(bytes: Uint8Array): u8[] {
+  const out = new Array<u8>(bytes.length);
+  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i];
+  return out;
+}
+
+/** The exchange payload for a node whose metadata Struct is `node` and whose id is `id`. */
+export function encodeExchange(node: Uint8Array, id: string): Uint8Array {
+  const nested = new Writer();
+  nested.lengthDelimited(5, toArray(node));
+  const metadata = new Writer();
+  metadata.text(1, EXCHANGE_METADATA);
+  metadata.lengthDelimited(2, nested.bytes);
+  const struct = new Writer();
+  struct.lengthDelimited(1, metadata.bytes);
+  struct.lengthDelimited(1, stringEntry(EXCHANGE_METADATA_ID, id));
+  const any = new Writer();
+  any.text(1, STRUCT_TYPE_URL);
+  any.lengthDelimited(2, struct.bytes);
+  const out = new Uint8Array(any.bytes.length);
+  for (let i = 0; i < any.bytes.length; i++) out[i] = any.bytes[i];
+  return out;
+}
+
+function visitExchange(key: string, value: Reader, isStruct: bool, peer: Peer): void {
+  if (isStruct && key == EXCHANGE_METADATA) eachField(value, visitNode, peer);
+}
+
+/** The peer an exchange payload describes; null when it is not an Any of a Struct. */
+export function peerFromExchange(payload: Uint8Array): Peer | null {
+  const any = new Reader(payload, 0, payload.length);
+  let typeUrl = "";
+  let value: Reader | null = null;
+  while (any.more()) {
+    const tag = <u32>any.varint();
+    if (tag == 0x0a) typeUrl = any.sub().text();
+    else if (tag == 0x12) value = any.sub();
+    else any.skip(tag & 7);
+  }
+  if (!any.ok || value === null || typeUrl != STRUCT_TYPE_URL) return null;
+  const peer = new Peer();
+  return eachField(value!, visitExchange, peer) ? peer : null;
 }

@@ -10,6 +10,11 @@
 //                                                          gets `name` and is closed (TLS first with tls: { cert, key })
 //   { id, op: "greeting", host, port, tls? }              connects (TLS with tls: { servername, ca }), returns what the
 //                                                          server said until it closed, and the certificate's subject
+//   { id, op: "echoTcp", port }                           a client-first TCP echo server on 0.0.0.0:port that keeps
+//                                                          the bytes of each connection
+//   { id, op: "echoed", port }                            those bytes, base64, one string per connection
+//   { id, op: "converse", host, port, data }              connects, sends `data` (base64), ends its side, returns
+//                                                          what came back until the server closed (base64)
 // Answers: { id, result } or { id, error: { code, message } }.
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { connect as tlsConnect, createServer as createTlsServer } from "node:tls";
@@ -19,7 +24,7 @@ import { Upstream } from "./upstream.js";
 
 interface Command {
   id: number;
-  op: "listen" | "received" | "request" | "load" | "connect" | "greet" | "greeting";
+  op: "listen" | "received" | "request" | "load" | "connect" | "greet" | "greeting" | "echoTcp" | "echoed" | "converse";
   host?: string;
   port: number;
   name?: string;
@@ -30,6 +35,7 @@ interface Command {
   concurrency?: number;
   timeoutMs?: number;
   tls?: { cert?: string; key?: string; servername?: string; ca?: string };
+  data?: string;
 }
 
 export interface Greeting {
@@ -63,6 +69,37 @@ function greeting(host: string, port: number, tls?: { servername?: string; ca?: 
       const certificateFor = tls ? String((socket as ReturnType<typeof tlsConnect>).getPeerCertificate().subject?.CN) : undefined;
       resolve({ said: Buffer.concat(chunks).toString().trim(), ...(certificateFor ? { certificateFor } : {}) });
     });
+    socket.once("error", reject);
+  });
+}
+
+/** Bytes each connection to an echo server brought, by port. */
+const echoed = new Map<number, Buffer[]>();
+
+function echoTcp(port: number): Promise<void> {
+  const connections: Buffer[] = [];
+  echoed.set(port, connections);
+  const server = createServer((socket: Socket) => {
+    const index = connections.push(Buffer.alloc(0)) - 1;
+    socket.on("error", () => {});
+    socket.on("data", (chunk: Buffer) => {
+      connections[index] = Buffer.concat([connections[index]!, chunk]);
+      socket.write(chunk);
+    });
+  });
+  greeters.push(server);
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "0.0.0.0", () => resolve());
+  });
+}
+
+function converse(host: string, port: number, data: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = connect({ host, port }, () => socket.end(data));
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+    socket.once("close", () => resolve(Buffer.concat(chunks).toString("base64")));
     socket.once("error", reject);
   });
 }
@@ -106,6 +143,12 @@ async function handle(command: Command): Promise<unknown> {
       return greet(command.port, command.name ?? "app", command.tls);
     case "greeting":
       return greeting(command.host ?? "127.0.0.1", command.port, command.tls);
+    case "echoTcp":
+      return echoTcp(command.port);
+    case "echoed":
+      return (echoed.get(command.port) ?? []).map((bytes) => bytes.toString("base64"));
+    case "converse":
+      return converse(command.host ?? "127.0.0.1", command.port, Buffer.from(command.data ?? "", "base64"));
   }
 }
 

@@ -289,6 +289,21 @@ export class PodApp implements Stoppable {
     return this.call({ op: "greeting", host, port, tls });
   }
 
+  /** A client-first TCP echo server on 0.0.0.0:port in the pod that keeps the bytes each connection brought. */
+  async echoTcp(port: number): Promise<void> {
+    await this.call({ op: "echoTcp", port });
+  }
+
+  /** The bytes each connection to the echo server on `port` brought, in order. */
+  async echoed(port: number): Promise<Buffer[]> {
+    return (await this.call<string[]>({ op: "echoed", port })).map((text) => Buffer.from(text, "base64"));
+  }
+
+  /** Connects from the pod, sends `data`, ends its side and returns what came back before the server closed. */
+  async converse(host: string, port: number, data: Uint8Array): Promise<Buffer> {
+    return Buffer.from(await this.call<string>({ op: "converse", host, port, data: Buffer.from(data).toString("base64") }), "base64");
+  }
+
   logTail(): string {
     return this.stderr;
   }
