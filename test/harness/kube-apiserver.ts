@@ -213,12 +213,15 @@ export class KubeCluster implements Stoppable {
   }
 
   /** A token for a service account from the TokenRequest API (`POST .../serviceaccounts/<sa>/token`), as the kubelet
-   * gets a projected one: for `audiences` (none: the API server's own), valid `expirationSeconds` (at least 600). */
-  async serviceAccountToken(namespace: string, serviceAccount: string, options: { audiences?: string[]; expirationSeconds?: number } = {}): Promise<string> {
+   * gets a projected one: for `audiences` (none: the API server's own), valid `expirationSeconds` (at least 600),
+   * bound to `pod` when given. */
+  async serviceAccountToken(namespace: string, serviceAccount: string, options: { audiences?: string[]; expirationSeconds?: number; pod?: string } = {}): Promise<string> {
+    // The kubelet binds a projected token to its pod: the token dies with the pod.
+    const boundObjectRef = options.pod ? { apiVersion: "v1", kind: "Pod", name: options.pod, uid: (await this.core.readNamespacedPod({ name: options.pod, namespace })).metadata!.uid } : undefined;
     const request = await this.core.createNamespacedServiceAccountToken({
       name: serviceAccount,
       namespace,
-      body: { spec: { audiences: options.audiences ?? [], expirationSeconds: options.expirationSeconds ?? 3600 } },
+      body: { spec: { audiences: options.audiences ?? [], expirationSeconds: options.expirationSeconds ?? 3600, ...(boundObjectRef ? { boundObjectRef } : {}) } },
     });
     return request.status!.token;
   }

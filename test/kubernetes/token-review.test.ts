@@ -1,8 +1,9 @@
 // Kubernetes service account tokens as the CA's credential for a first certificate (control/ca/token-review.ts),
 // against a real kube-apiserver: tokens come from its TokenRequest API (what the kubelet projects into a pod), the
 // review is its TokenReview API, made with the rights examples/kubernetes/rbac.yaml grants the control plane. A token
-// for another audience, an expired or forged one, one of a deleted service account, a user that is not a service
-// account are refused, each with a reason that never holds the token; without the RBAC rule the review itself fails.
+// for another audience, an expired or forged one, one of a deleted service account or of a deleted pod, a user that is
+// not a service account are refused, each with a reason that never holds the token; without the RBAC rule the review
+// itself fails.
 import { createSign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -108,6 +109,14 @@ describeE2E("Kubernetes service account tokens (TokenReview)", () => {
     await expect.poll(async () => (await refusal(tokens, token)).message, { timeout: 60_000 }).toMatch(/^the API server refused the token: .*serviceaccounts "gone" not found/);
     expect(await refusal(tokens, token)).toBeInstanceOf(TokenError);
   });
+
+  it("refuses a token bound to a pod once the pod is gone, as the kubelet's projected tokens are", async () => {
+    await cluster.pod(NAMESPACE, "webapp-1", { ip: "198.18.0.10", serviceAccount: "webapp" });
+    const token = await cluster.serviceAccountToken(NAMESPACE, "webapp", { audiences: ["istio-ca"], pod: "webapp-1" });
+    expect(await tokens.authenticate(token)).toEqual({ namespace: NAMESPACE, serviceAccount: "webapp" });
+    await cluster.delete({ apiVersion: "v1", kind: "Pod", metadata: { name: "webapp-1", namespace: NAMESPACE } });
+    await expect.poll(async () => (await refusal(tokens, token)).message, { timeout: 40_000 }).toBe("the API server refused the token: [invalid bearer token, service account token has been invalidated]");
+  }, 120_000);
 
   it("refuses a user that is not a service account", async () => {
     // The admin's static token is valid for the API server's own audience only: reviewed for that audience, it
