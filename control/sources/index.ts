@@ -7,7 +7,7 @@ import { type ConfigError, type MeshConfig, wasmModules } from "./model.js";
 import { type ParsedFile, parseFile } from "./parse.js";
 
 export type { ConfigError, MeshConfig } from "./model.js";
-export { formatConfigError, moduleSha256, wasmModules } from "./model.js";
+export { CA_SECRET_SUFFIX, credentialReference, formatConfigError, moduleSha256, wasmModules } from "./model.js";
 export type { ModuleFile, ModuleImage, ModuleSource } from "./model.js";
 export { clientTlsFiles, type CredentialFiles, credentialFiles, DEFAULT_NAMESPACE, MESH_CONFIG_FILE, pullSecretFile, wasmModulePath } from "./parse.js";
 export { DEBOUNCE } from "./debounce.js";

@@ -122,9 +122,9 @@ export interface MeshConfig {
   /** From meshconfig.yaml, default true as in Istio: a client sidecar uses mutual TLS to the endpoints that have a
    * sidecar (and plain text to the others) when no DestinationRule sets `tls`. */
   enableAutoMtls: boolean;
-  /** From Kubernetes only: the TLS Secrets that Gateways' `credentialName` names, by `<namespace>/<name>` (a gateway
-   * finds its credential in its own namespace, as in Istio). Absent in the folder mode, where `credentialName` names
-   * files of the config folder. Never logged: it holds private keys. */
+  /** From Kubernetes only: the TLS Secrets that Gateways' and DestinationRules' `credentialName` name, by
+   * `<namespace>/<name>` (a proxy finds its credential in its own namespace, as in Istio). Absent in the folder mode,
+   * where `credentialName` names files of the config folder. Never logged: it holds private keys. */
   credentials?: Record<string, TlsCredential>;
   /** Resources that install a mesh rather than configure it (IstioOperator, injected Deployments): not translated,
    * reported with the Skiff command that plays their part (installation.ts). */
@@ -133,6 +133,17 @@ export interface MeshConfig {
 
 /** The Secret Istio reads a MUTUAL server's CA from when the credential itself has none (`<name>-cacert`). */
 export const CA_SECRET_SUFFIX = "-cacert";
+
+/** A DestinationRule's `credentialName` as Istio's SDS reads it (pilot/pkg/model/credentials/resource.go ToResourceName,
+ * ParseResourceName): `name` and `kubernetes://name` are the Secret `name` in the namespace of the proxy that uses it;
+ * `kubernetes://ns/name` (or `ns/name`) names namespace `ns`. `sdsName` is the SDS resource name Envoy is given. */
+export function credentialReference(credentialName: string): { namespace?: string; name: string; sdsName: string } {
+  const sdsName = credentialName.startsWith(KUBERNETES_SECRET_PREFIX) ? credentialName : KUBERNETES_SECRET_PREFIX + credentialName;
+  const [first, second] = sdsName.slice(KUBERNETES_SECRET_PREFIX.length).split("/") as [string, string | undefined];
+  return second === undefined ? { name: first, sdsName } : { namespace: first, name: second, sdsName };
+}
+
+const KUBERNETES_SECRET_PREFIX = "kubernetes://";
 
 /** A Kubernetes TLS Secret's contents, PEM. */
 export interface TlsCredential {

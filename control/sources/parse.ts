@@ -258,7 +258,7 @@ function checkDestinationRuleTls(dir: string, spec: DestinationRuleSpec, credent
   const problems: Array<{ field: string; message: string }> = [];
   for (const [at, tls] of settings) {
     if (tls?.mode !== "SIMPLE" && tls?.mode !== "MUTUAL") continue;
-    // From Kubernetes a credentialName names a Secret, not files (sidecars do not read those yet).
+    // From Kubernetes a credentialName names a Secret in the proxy's namespace, not files (kubernetes/credentials.ts).
     if (tls.credentialName && credentials === "secrets") continue;
     const fields = { certificate: "clientCertificate", privateKey: "privateKey", caCertificates: "caCertificates" } as const;
     for (const [name, path] of Object.entries(clientTlsFiles(dir, tls)) as Array<[keyof typeof fields, string | undefined]>) {

@@ -137,6 +137,7 @@ function addCluster(
     tls: policy?.tls,
     ruleHasWorkloadSelector,
     sidecar: registry.viewer?.role !== "gateway",
+    proxyNamespace: registry.viewer?.namespace,
     trustDomain: security.trustDomain,
     certificates: security.certificates,
   });

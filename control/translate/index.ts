@@ -16,6 +16,8 @@ import { workloadHttpFilters } from "./http-filters.js";
 import { rbacNetworkFilters, workloadPolicies } from "./authz.js";
 import { inboundMtls, modeForPort } from "./peer-authentication.js";
 import { DEFAULT_TRUST_DOMAIN } from "../ca/spiffe.js";
+import { policyForPort } from "./policy.js";
+import { clientCredential } from "./upstream-tls.js";
 
 export type { PatchEffect } from "./envoyfilter/index.js";
 
@@ -91,6 +93,7 @@ export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity, context
       }
     }
   }
+  if (mesh.credentials) notes.push(...clientCredentialNotes(mesh, proxy));
   if (proxy.role === "sidecar") {
     const scope = sidecarScope(mesh, new Registry(mesh, proxy), proxy);
     if (scope.interception === "NONE" && !scope.sidecar?.spec.ingress?.length) {
@@ -121,6 +124,28 @@ export function translationNotes(mesh: MeshConfig, proxy: ProxyIdentity, context
     }
   }
   return notes;
+}
+
+/** From Kubernetes: the clusters whose DestinationRule names a `credentialName` this proxy cannot use (another
+ * namespace's Secret, or one missing or incomplete), which refuse their traffic (upstream-tls.ts). */
+function clientCredentialNotes(mesh: MeshConfig, proxy: ProxyIdentity): string[] {
+  const registry = new Registry(mesh, proxy);
+  const services = proxy.role === "gateway" ? gatewayServices(registry, gatewayVirtualServices(mesh, proxy)) : sidecarScope(mesh, registry, proxy).services;
+  const notes = new Set<string>();
+  for (const service of services) {
+    const rule = registry.destinationRule(service);
+    // Without a workloadSelector, sidecars ignore a credentialName (cluster_tls.go; warnings.ts says so).
+    if (!rule || (proxy.role === "sidecar" && !rule.spec.workloadSelector)) continue;
+    for (const port of service.entry.spec.ports) {
+      for (const subset of [undefined, ...(rule.spec.subsets ?? [])]) {
+        const tls = policyForPort(rule.spec.trafficPolicy, subset?.trafficPolicy, port.number)?.tls;
+        if (!tls?.credentialName || (tls.mode !== "SIMPLE" && tls.mode !== "MUTUAL")) continue;
+        const found = clientCredential(mesh, tls, proxy.namespace);
+        if ("problem" in found) notes.add(`DestinationRule ${rule.namespace}/${rule.name} for ${service.host}: ${found.problem}, so its clusters fail every request (503)`);
+      }
+    }
+  }
+  return [...notes];
 }
 
 /** Where mutual TLS is required but the proxy has no workload certificate (a control plane in --plaintext mode):

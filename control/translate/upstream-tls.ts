@@ -5,9 +5,15 @@
 // - DestinationRule `tls.mode` DISABLE: plain text. SIMPLE: TLS, the server checked against `caCertificates` and
 //   `subjectAltNames` (unless `insecureSkipVerify`); MUTUAL: the same with the client certificate; both from files that
 //   Envoy reads itself (file secrets sent by ADS, as on gateways), or for `credentialName` the files of
-//   `credentials/<name>/` in the config folder (only with a DestinationRule workloadSelector on sidecars: without one
-//   Istio sends such a cluster plain text, and so does Skiff, with a warning). Without `sni`, the SNI is the request's
-//   host (auto_sni), checked against the certificate when no `subjectAltNames` are given (auto_san_validation).
+//   `credentials/<name>/` in the config folder, or from Kubernetes the Secret `<name>` in the proxy's own namespace
+//   (only with a DestinationRule workloadSelector on sidecars: without one Istio sends such a cluster plain text, and
+//   so does Skiff, with a warning). Without `sni`, the SNI is the request's host (auto_sni), checked against the
+//   certificate when no `subjectAltNames` are given (auto_san_validation).
+// - A Kubernetes credential goes to Envoy as Istio's SDS names it: `kubernetes://<name>` (client certificate and key)
+//   and `kubernetes://<name>-cacert` (the CA that checks the server), sent inline by ADS (security/model
+//   ApplyCustomSDSToClientCommonTLSContext). The Secret must be in the proxy's namespace: Istio's SDS refuses any other
+//   (pilot/pkg/xds/sds.go filterAuthorizedResources: "we require the secret to be in the same namespace as the
+//   proxy"); Skiff refuses that cluster's traffic (503) with a note, and so while the Secret is missing.
 // - ISTIO_MUTUAL: mesh mTLS with the workload certificate (`default`) and the mesh root (`ROOTCA`) from the agent; SNI
 //   the cluster's name unless `sni`; the server's certificate must carry one of `subjectAltNames`, else one of the
 //   service's identities (its endpoints' service accounts as SPIFFE IDs, and the ServiceEntry's `subjectAltNames`),
@@ -21,8 +27,8 @@ import type { MeshConfig } from "../sources/index.js";
 import type { ClientTls } from "../sources/schema/index.js";
 import type { XdsResource } from "../resources.js";
 import { spiffeId } from "../ca/spiffe.js";
-import { clientTlsFiles } from "../sources/index.js";
-import { ADS_CONFIG_SOURCE, fileCertificateSecret, fileRootSecret, typed } from "./envoy.js";
+import { CA_SECRET_SUFFIX, clientTlsFiles, credentialReference } from "../sources/index.js";
+import { ADS_CONFIG_SOURCE, fileCertificateSecret, fileRootSecret, inlineCertificateSecret, inlineRootSecret, typed } from "./envoy.js";
 import { meshCommonTlsContext, namespaceMtlsMode, subjectAltNameMatchers } from "./peer-authentication.js";
 import type { Registry, Service } from "./registry.js";
 
@@ -41,6 +47,8 @@ export interface UpstreamTlsInput {
   /** Whether the rule that gave `tls` has a workloadSelector (credentialName on sidecars). */
   ruleHasWorkloadSelector: boolean;
   sidecar: boolean;
+  /** The proxy's namespace, where a Kubernetes `credentialName` Secret is looked up (none in mesh-wide checks). */
+  proxyNamespace: string | undefined;
   trustDomain: string;
   /** False without workload certificates (--plaintext). */
   certificates: boolean;
@@ -67,7 +75,11 @@ export function upstreamTls(input: UpstreamTlsInput): UpstreamTls {
   if (tls?.mode === "SIMPLE" || tls?.mode === "MUTUAL") {
     // cluster_tls.go: a credentialName on a sidecar is looked up only for rules with a workloadSelector.
     if (tls.credentialName && input.sidecar && !input.ruleHasWorkloadSelector) return none;
-    return fileTls(input, tls);
+    if (tls.credentialName && input.mesh.credentials) {
+      const found = clientCredential(input.mesh, tls, input.proxyNamespace);
+      return "problem" in found ? { ...none, refused: found.problem } : secretTls(input, tls, found.secrets);
+    }
+    return secretTls(input, tls, fileSecrets(input.mesh.dir, tls));
   }
   if (tls?.mode === "ISTIO_MUTUAL") {
     if (!input.certificates) return { ...none, refused: "its DestinationRule asks for ISTIO_MUTUAL" };
@@ -128,18 +140,54 @@ function tlsSocket(context: Json): Json {
   return { name: "envoy.transport_sockets.tls", typed_config: typed("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", context) };
 }
 
-/** SIMPLE and MUTUAL (constructUpstreamTLS): certificates from files, or a credentialName folder. */
-function fileTls(input: UpstreamTlsInput, tls: ClientTls): UpstreamTls {
-  const files = clientTlsFiles(input.mesh.dir, tls);
+interface ClientSecrets {
+  certificate?: XdsResource;
+  root?: XdsResource;
+}
+
+/** The file secrets of SIMPLE and MUTUAL: certificate files, or a credentialName folder (the folder mode). */
+function fileSecrets(dir: string, tls: ClientTls): ClientSecrets {
+  const files = clientTlsFiles(dir, tls);
+  return {
+    ...(files.certificate && files.privateKey ? { certificate: fileCertificateSecret(files.certificate, files.privateKey) } : {}),
+    ...(files.caCertificates ? { root: fileRootSecret(files.caCertificates) } : {}),
+  };
+}
+
+/** A DestinationRule's `credentialName` from Kubernetes, for a proxy in `namespace`: the SDS secrets of the Secret
+ * `<name>` of that namespace (MUTUAL: its certificate and key; unless insecureSkipVerify: the CA from `<name>-cacert`,
+ * else the Secret's own, the order of Istio's GetCaCert), or why there are none. */
+export function clientCredential(mesh: MeshConfig, tls: ClientTls, namespace: string | undefined): { secrets: ClientSecrets } | { problem: string } {
+  const reference = credentialReference(tls.credentialName!);
+  if (namespace === undefined) return { problem: `credentialName ${tls.credentialName} is read in the namespace of a proxy, and there is none` };
+  if (reference.namespace !== undefined && reference.namespace !== namespace) {
+    return { problem: `credentialName ${tls.credentialName} names a Secret in namespace ${reference.namespace}, and a proxy may use only Secrets of its own namespace (${namespace}), as with Istio's SDS` };
+  }
+  const found = mesh.credentials?.[`${namespace}/${reference.name}`];
+  const caCertificate = mesh.credentials?.[`${namespace}/${reference.name}${CA_SECRET_SUFFIX}`]?.caCertificate ?? found?.caCertificate;
+  const needsCertificate = tls.mode === "MUTUAL";
+  const needsCa = !tls.insecureSkipVerify;
+  if ((needsCertificate && !(found?.certificate && found.privateKey)) || (needsCa && !caCertificate)) {
+    const wanted = [needsCertificate ? "tls.crt and tls.key" : "", needsCa ? `ca.crt or a Secret ${reference.name}${CA_SECRET_SUFFIX}` : ""].filter(Boolean).join(", and ");
+    return { problem: `credentialName ${tls.credentialName}: no usable Secret ${reference.name} in namespace ${namespace} (${wanted})` };
+  }
+  return {
+    secrets: {
+      ...(needsCertificate ? { certificate: inlineCertificateSecret(reference.sdsName, found!.certificate!, found!.privateKey!) } : {}),
+      ...(needsCa ? { root: inlineRootSecret(reference.sdsName + CA_SECRET_SUFFIX, caCertificate!) } : {}),
+    },
+  };
+}
+
+/** SIMPLE and MUTUAL (constructUpstreamTLS) with the client certificate and the CA from these secrets. */
+function secretTls(input: UpstreamTlsInput, tls: ClientTls, { certificate, root }: ClientSecrets): UpstreamTls {
   const secrets: XdsResource[] = [];
   const common: Json = { tls_params: { tls_minimum_protocol_version: "TLSv1_2", tls_maximum_protocol_version: "TLSv1_3" } };
-  if (files.certificate && files.privateKey) {
-    const certificate = fileCertificateSecret(files.certificate, files.privateKey);
+  if (certificate) {
     secrets.push(certificate);
     common.tls_certificate_sds_secret_configs = [{ name: certificate.name, sds_config: ADS_CONFIG_SOURCE }];
   }
-  if (files.caCertificates) {
-    const root = fileRootSecret(files.caCertificates);
+  if (root) {
     secrets.push(root);
     common.combined_validation_context = {
       default_validation_context: tls.subjectAltNames ? { match_typed_subject_alt_names: subjectAltNameMatchers(tls.subjectAltNames) } : {},

@@ -119,6 +119,7 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
       { group: "", resource: "secrets", verb: "watch", namespace: "shop", name: "webapp-credential" },
       // Workloads' service account tokens, with which their agents ask for a first certificate.
       { group: "authentication.k8s.io", resource: "tokenreviews", verb: "create" },
+      { group: "", resource: "secrets", verb: "watch", namespace: "shop", name: "payments-client" },
     ];
     expect(needed.map(({ resource }) => resource)).toEqual(expect.arrayContaining(["telemetries", "wasmplugins", "services", "endpointslices"]));
     for (const attributes of needed) expect(await allowed(attributes), JSON.stringify(attributes)).toBe(true);

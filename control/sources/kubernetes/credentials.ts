@@ -1,7 +1,7 @@
-// The TLS Secrets that Gateways name in `credentialName`, and only those: one informer per Secret, by name
-// (`fieldSelector=metadata.name=<name>` in the namespace), in the namespaces of the connected gateways, as istiod's
-// SecretGen looks a gateway's credential up in the gateway workload's own namespace. A renewed Secret (cert-manager
-// replaces tls.crt and tls.key in place) reaches the gateways as a changed SDS resource.
+// The TLS Secrets that Gateways and DestinationRules name in `credentialName`, and only those: one informer per Secret,
+// by name (`fieldSelector=metadata.name=<name>` in the namespace), in the namespaces of the proxies that use them, as
+// istiod's SecretGen looks a credential up in the proxy's own namespace (index.ts decides which). A renewed Secret
+// (cert-manager replaces tls.crt and tls.key in place) reaches the proxies as a changed SDS resource.
 import { type CoreV1Api, type KubeConfig, type V1Secret } from "@kubernetes/client-node";
 import { CA_SECRET_SUFFIX, type TlsCredential } from "../model.js";
 import { Informer } from "./informer.js";
@@ -16,11 +16,11 @@ export class CredentialWatcher {
     private readonly log: (line: string) => void,
   ) {}
 
-  /** Watches exactly the Secrets `names` in each of `namespaces` (each credential and its `-cacert` companion); stops
+  /** Watches exactly the Secrets `secrets` (`<namespace>/<name>`: each credential and its `-cacert` companion); stops
    * watching the ones no longer named. */
-  watch(namespaces: Iterable<string>, names: Iterable<string>): void {
+  watch(secrets: Iterable<string>): void {
     const wanted = new Set<string>();
-    for (const namespace of namespaces) for (const name of names) for (const secret of [name, name + CA_SECRET_SUFFIX]) wanted.add(`${namespace}/${secret}`);
+    for (const secret of secrets) for (const key of [secret, secret + CA_SECRET_SUFFIX]) wanted.add(key);
     for (const [key, informer] of this.informers) {
       if (wanted.has(key)) continue;
       void informer.stop();
@@ -42,6 +42,11 @@ export class CredentialWatcher {
       });
       this.informers.set(key, informer.start());
     }
+  }
+
+  /** Resolves once every Secret now watched has been listed once. */
+  synced(): Promise<void> {
+    return Promise.all([...this.informers.values()].map((informer) => informer.synced)).then(() => {});
   }
 
   /** The credentials found, by `namespace/name` (a Secret without a usable certificate, key or CA gives nothing). */

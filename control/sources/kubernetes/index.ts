@@ -7,6 +7,7 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -21,7 +22,7 @@ import {
 } from "@kubernetes/client-node";
 import { LastGoodMesh, type MeshCheck } from "../assemble.js";
 import { Debouncer } from "../debounce.js";
-import type { ConfigError, MeshConfig } from "../model.js";
+import { type ConfigError, credentialReference, type MeshConfig } from "../model.js";
 import { type ParsedFile, parseObject } from "../parse.js";
 import { reportMissingAccess } from "./access.js";
 import { CredentialWatcher } from "./credentials.js";
@@ -29,6 +30,9 @@ import { Informer } from "./informer.js";
 import { istioKinds, REGISTRY_KINDS, resourceName, type WatchedKind, watchedKinds, watchPath } from "./kinds.js";
 import { kubernetesRegistry } from "./services.js";
 import { type IstioObject, StatusWriter } from "./status.js";
+
+/** How long the start waits for the Secrets the configuration names (a refused one would hold it up forever). */
+const CREDENTIALS_SYNC_WAIT_MS = 5_000;
 
 /** Where a pod finds its service account (Kubernetes mounts it there). */
 const SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -102,7 +106,16 @@ export function watchKubernetes(
   const nodes = watch<V1Node>(REGISTRY_KINDS.nodes, () => core.listNode());
   const credentials = new CredentialWatcher(config, core, changed, log);
   let gatewayNamespaces = new Set<string>();
-  let credentialNames = new Set<string>();
+  let meshSecrets: MeshConfig | undefined;
+  let watchedSecrets = "";
+  // Only the Secrets the mesh names, where the proxies that use them look (usedSecrets); re-chosen when the mesh or
+  // the connected gateways change.
+  const watchSecrets = () => {
+    const secrets = meshSecrets ? usedSecrets(meshSecrets, gatewayNamespaces) : [];
+    if (secrets.join() === watchedSecrets) return;
+    watchedSecrets = secrets.join();
+    credentials.watch(secrets);
+  };
 
   let lastMesh = "";
   let lastErrors = "";
@@ -126,12 +139,8 @@ export function watchKubernetes(
     }
     const { mesh, errors } = assembler.update(units);
 
-    // Only the Secrets that Gateways name, in the namespaces of the gateways that are connected.
-    const names = new Set(mesh.gateways.flatMap((gateway) => gateway.spec.servers.flatMap((server) => (server.tls?.credentialName ? [server.tls.credentialName] : []))));
-    if ([...names].join() !== [...credentialNames].join()) {
-      credentialNames = names;
-      credentials.watch(gatewayNamespaces, credentialNames);
-    }
+    meshSecrets = mesh;
+    watchSecrets();
     mesh.credentials = credentials.credentials();
 
     const warningsText = registry.warnings.join("\n");
@@ -155,11 +164,17 @@ export function watchKubernetes(
   };
 
   const all = [...istio.map(({ informer }) => informer), services, slices, pods, nodes];
-  const ready = Promise.all(all.map((informer) => informer.synced)).then(() => {
+  const ready = Promise.all(all.map((informer) => informer.synced)).then(async () => {
     synced = true;
     const missing = istio.filter(({ informer }) => !informer.listed).map(({ group, plural }) => `${plural}.${group}`);
     if (missing.length > 0) log(`kubernetes: not served by this API server (CRD not installed?), watched until it is: ${missing.join(", ")}`);
     debouncer.cancel();
+    reload(Date.now());
+    // The Secrets the first mesh names (DestinationRules' credentials) are listed before anything is served, so a
+    // sidecar's first configuration has them; one the rules refuse (403, retried) holds the start up only so long.
+    const waited = new AbortController();
+    await Promise.race([credentials.synced(), sleep(CREDENTIALS_SYNC_WAIT_MS, undefined, { signal: waited.signal }).catch(() => {})]);
+    waited.abort();
     reload(Date.now());
   });
   return {
@@ -168,13 +183,37 @@ export function watchKubernetes(
       const next = new Set(namespaces);
       if ([...next].sort().join() === [...gatewayNamespaces].sort().join()) return;
       gatewayNamespaces = next;
-      credentials.watch(gatewayNamespaces, credentialNames);
+      watchSecrets();
     },
     close: async () => {
       debouncer.cancel();
       await Promise.all([...all.map((informer) => informer.stop()), credentials.stop()]);
     },
   };
+}
+
+/** The Secrets (`<namespace>/<name>`, sorted) the mesh's `credentialName`s name, each in the namespace where a proxy
+ * that uses it looks, as istiod's SDS resolves `kubernetes://<name>` in the proxy's namespace: a Gateway server's in
+ * the namespace of each connected gateway; a DestinationRule's SIMPLE or MUTUAL one, with a workloadSelector, in the
+ * rule's own namespace (it selects workloads of that namespace only), else in each connected gateway's namespace
+ * (sidecars ignore it: cluster_tls.go). A name for another namespace (`kubernetes://ns/name`) is never read: no proxy outside `ns` may
+ * use it (pilot/pkg/xds/sds.go), and the control plane reads nothing it would not serve. */
+export function usedSecrets(mesh: Pick<MeshConfig, "gateways" | "destinationRules">, gatewayNamespaces: Iterable<string>): string[] {
+  const gateways = [...gatewayNamespaces];
+  const secrets = new Set<string>();
+  const add = (credentialName: string, namespaces: string[]) => {
+    const reference = credentialReference(credentialName);
+    for (const namespace of namespaces) if (reference.namespace === undefined || reference.namespace === namespace) secrets.add(`${namespace}/${reference.name}`);
+  };
+  for (const gateway of mesh.gateways) for (const server of gateway.spec.servers) if (server.tls?.credentialName) add(server.tls.credentialName, gateways);
+  for (const rule of mesh.destinationRules) {
+    const policies = [rule.spec.trafficPolicy, ...(rule.spec.trafficPolicy?.portLevelSettings ?? []), ...(rule.spec.subsets ?? []).flatMap((subset) => [subset.trafficPolicy, ...(subset.trafficPolicy?.portLevelSettings ?? [])])];
+    for (const tls of policies.map((policy) => policy?.tls)) {
+      if (!tls?.credentialName || (tls.mode !== "SIMPLE" && tls.mode !== "MUTUAL")) continue;
+      add(tls.credentialName, rule.spec.workloadSelector ? [rule.namespace] : gateways);
+    }
+  }
+  return [...secrets].sort();
 }
 
 /** Istio orders configuration by creation time, then namespace and name (the older of two conflicting objects wins):
