@@ -57,7 +57,7 @@ const namespaceWide = (telemetry: Telemetry) => Object.keys(telemetry.spec.selec
  * matches it; each later one overrides the earlier ones field by field. istiod takes the oldest namespace-wide
  * Telemetry of a namespace and orders by creation time; files have no creation time, so Skiff takes the first by
  * name (a second namespace-wide one is a warning). */
-export function applicableTelemetries(mesh: MeshConfig, proxy: ProxyIdentity): Telemetry[] {
+function applicableTelemetries(mesh: MeshConfig, proxy: ProxyIdentity): Telemetry[] {
   const sorted = [...mesh.telemetries].sort((a, b) => a.name.localeCompare(b.name));
   const wide = (namespace: string) => sorted.find((t) => t.namespace === namespace && namespaceWide(t));
   const selects = (t: Telemetry) => Object.entries(t.spec.selector?.matchLabels ?? {}).every(([k, v]) => proxy.labels[k] === v);
@@ -69,7 +69,7 @@ export function applicableTelemetries(mesh: MeshConfig, proxy: ProxyIdentity): T
 }
 
 /** istiod's `fetchProvider`: names compare without case. */
-export function findProvider(mesh: MeshConfig, name: string): ExtensionProvider | undefined {
+function findProvider(mesh: MeshConfig, name: string): ExtensionProvider | undefined {
   return mesh.telemetry.extensionProviders.find((p) => p.name.toLowerCase() === name.toLowerCase());
 }
 
@@ -108,24 +108,37 @@ function tracingSpecs(mesh: MeshConfig, telemetries: Telemetry[]): Record<Side, 
 }
 
 /** `defaultConfig.tracing.sampling` as istiod reads it (`proxyConfigSamplingValue`): 0 (unset) is the default 1%. */
-export function defaultSampling(mesh: MeshConfig): number {
+function defaultSampling(mesh: MeshConfig): number {
   const sampling = mesh.telemetry.defaultSampling;
   return sampling !== undefined && sampling !== 0 && sampling <= 100 ? sampling : DEFAULT_SAMPLING;
+}
+
+/** What the overrides say about one metric on one side (istiod's `metricOverride`). */
+interface MetricOverride {
+  disabled?: boolean;
+  removeTags: Set<string>;
+}
+
+/** The istio-stats configuration of one side: metrics dropped, labels removed per metric. */
+interface StatsPlan {
+  drop: string[];
+  tagsToRemove: Array<{ metric: string; tags: string[] }>;
 }
 
 /** The istio-stats configuration per side, as istiod's `mergeMetrics` and `generateStatsConfig` resolve it: the
  * providers are the last applicable entry's that names some (else `defaultProviders.metrics`); each entry's overrides
  * apply, in order, to its providers (or its parent's) on the sides their `match.mode` names. An override of all metrics
  * with `disabled: true` removes the filter from those sides (until a later override of that side), any other override
- * sets `disabled` per metric, which becomes the filter's `drop` list. Undefined: no filter on that side. istiod builds
- * one stats filter per prometheus provider; Skiff builds one, from the first. */
-function metricsPlan(mesh: MeshConfig, telemetries: Telemetry[]): Record<Side, { drop: string[] } | undefined> {
+ * sets `disabled` and adds `tagOverrides` per metric, which become the filter's `drop` list and `tagsToRemove` (Istio's
+ * stats config `metrics[].drop` and `tags_to_remove`). Undefined: no filter on that side. istiod builds one stats
+ * filter per prometheus provider; Skiff builds one, from the first. */
+function metricsPlan(mesh: MeshConfig, telemetries: Telemetry[]): Record<Side, StatsPlan | undefined> {
   const entries = telemetries.flatMap((t) => t.spec.metrics ?? []);
   const defaults = mesh.telemetry.defaultProviders.metrics;
   const names = (entry: (typeof entries)[number]) => entry.providers?.map((p) => p.name) ?? [];
   const inScope = entries.reduce((scope, entry) => (names(entry).length > 0 ? names(entry) : scope), defaults);
-  // provider -> side -> metric -> disabled
-  const providers = new Map<string, Record<Side, Map<string, boolean | undefined>>>();
+  // provider -> side -> metric -> override
+  const providers = new Map<string, Record<Side, Map<string, MetricOverride>>>();
   const fresh = () => ({ client: new Map(), server: new Map() });
   if (entries.length === 0) for (const name of defaults) providers.set(name, fresh());
   const disabledAll = new Set<string>();
@@ -145,17 +158,25 @@ function metricsPlan(mesh: MeshConfig, telemetries: Telemetry[]): Record<Side, {
         for (const side of sidesOf(override.match?.mode)) {
           disabledAll.delete(`${name}/${side}`);
           for (const each of metric === "ALL_METRICS" ? EVERY_METRIC : [metric]) {
-            if (override.disabled !== undefined) bySide[side].set(each, override.disabled);
+            const merged = bySide[side].get(each) ?? { removeTags: new Set<string>() };
+            if (override.disabled !== undefined) merged.disabled = override.disabled;
+            for (const tag of Object.keys(override.tagOverrides ?? {})) merged.removeTags.add(tag);
+            bySide[side].set(each, merged);
           }
         }
       }
     }
   }
   const prometheus = [...providers.keys()].find((name) => findProvider(mesh, name)?.prometheus);
-  const plan = (side: Side) => {
+  const plan = (side: Side): StatsPlan | undefined => {
     if (prometheus === undefined || disabledAll.has(`${prometheus}/${side}`)) return undefined;
-    const dropped = [...providers.get(prometheus)![side]].filter(([, disabled]) => disabled).map(([metric]) => PROMETHEUS_NAMES[metric as keyof typeof PROMETHEUS_NAMES]);
-    return { drop: dropped.sort() };
+    const overrides = [...providers.get(prometheus)![side]]
+      .map(([metric, override]) => ({ metric: PROMETHEUS_NAMES[metric as keyof typeof PROMETHEUS_NAMES], ...override }))
+      .sort((a, b) => a.metric.localeCompare(b.metric));
+    return {
+      drop: overrides.filter((o) => o.disabled).map((o) => o.metric),
+      tagsToRemove: overrides.filter((o) => !o.disabled && o.removeTags.size > 0).map((o) => ({ metric: o.metric, tags: [...o.removeTags].sort() })),
+    };
   };
   return { client: plan("client"), server: plan("server") };
 }
@@ -188,7 +209,9 @@ export function buildTelemetry(mesh: MeshConfig, registry: Registry, context: Tr
         configuration: {
           reporter: side === "client" ? "source" : "destination",
           ...identity,
-          ...(plan ? (plan.drop.length > 0 ? { drop: plan.drop } : {}) : { metrics: false }),
+          ...(plan
+            ? { ...(plan.drop.length > 0 ? { drop: plan.drop } : {}), ...(plan.tagsToRemove.length > 0 ? { tagsToRemove: plan.tagsToRemove } : {}) }
+            : { metrics: false }),
         },
       });
       statsFilters.set(`${side}/${kind}`, stats);

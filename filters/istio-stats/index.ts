@@ -52,14 +52,43 @@ const METRICS = [
   "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total", "istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total",
 ];
 
-/** A metric dropped by the configuration (Istio's stats config `metrics[].drop`, from Telemetry overrides) is never
- * defined, so it is absent from /stats/prometheus. */
-function counter(dropped: u32, index: i32, name: string): Counter | null {
-  return (dropped & (1 << index)) != 0 ? null : new Counter(name);
+/** How the configuration shapes each metric (Istio's stats config `metrics[]`, from Telemetry overrides): a dropped
+ * metric is never defined, so it is absent from /stats/prometheus; a metric's removed labels are left out of its name
+ * (label sets that differ only in them share one metric). Decided once per label set, when its metrics are defined. */
+class MetricShapes {
+  /** Bit i: METRICS[i] is dropped. */
+  dropped: u32 = 0;
+  /** Per METRICS[i], the labels it goes without. */
+  removed: string[][] = [[], [], [], [], [], [], [], []];
+
+  name(index: i32, tags: string): string | null {
+    if ((this.dropped & (<u32>1 << <u32>index)) != 0) return null;
+    return withoutLabels(tags, this.removed[index]) + METRICS[index];
+  }
 }
 
-function histogram(dropped: u32, index: i32, name: string): Histogram | null {
-  return (dropped & (1 << index)) != 0 ? null : new Histogram(name);
+/** `tags` (`name=.=value;.;...`) without the labels `names`. */
+function withoutLabels(tags: string, names: string[]): string {
+  let out = tags;
+  for (let i = 0; i < names.length; i++) {
+    const key = names[i] + VALUE_SEPARATOR;
+    let at = out.startsWith(key) ? 0 : out.indexOf(FIELD_SEPARATOR + key);
+    if (at < 0) continue;
+    if (at > 0) at += FIELD_SEPARATOR.length;
+    const end = out.indexOf(FIELD_SEPARATOR, at + key.length);
+    out = out.slice(0, at) + (end < 0 ? "" : out.slice(end + FIELD_SEPARATOR.length));
+  }
+  return out;
+}
+
+function counter(shapes: MetricShapes, index: i32, tags: string): Counter | null {
+  const name = shapes.name(index, tags);
+  return name === null ? null : new Counter(name);
+}
+
+function histogram(shapes: MetricShapes, index: i32, tags: string): Histogram | null {
+  const name = shapes.name(index, tags);
+  return name === null ? null : new Histogram(name);
 }
 
 /** The metrics of one label set, defined on first use. */
@@ -68,11 +97,11 @@ class HttpMetrics {
   duration: Histogram | null;
   requestBytes: Histogram | null;
   responseBytes: Histogram | null;
-  constructor(tags: string, dropped: u32) {
-    this.requests = counter(dropped, 0, tags + METRICS[0]);
-    this.duration = histogram(dropped, 1, tags + METRICS[1]);
-    this.requestBytes = histogram(dropped, 2, tags + METRICS[2]);
-    this.responseBytes = histogram(dropped, 3, tags + METRICS[3]);
+  constructor(tags: string, shapes: MetricShapes) {
+    this.requests = counter(shapes, 0, tags);
+    this.duration = histogram(shapes, 1, tags);
+    this.requestBytes = histogram(shapes, 2, tags);
+    this.responseBytes = histogram(shapes, 3, tags);
   }
 }
 
@@ -81,11 +110,11 @@ class TcpMetrics {
   closed: Counter | null;
   sent: Counter | null;
   received: Counter | null;
-  constructor(tags: string, dropped: u32) {
-    this.opened = counter(dropped, 4, tags + METRICS[4]);
-    this.closed = counter(dropped, 5, tags + METRICS[5]);
-    this.sent = counter(dropped, 6, tags + METRICS[6]);
-    this.received = counter(dropped, 7, tags + METRICS[7]);
+  constructor(tags: string, shapes: MetricShapes) {
+    this.opened = counter(shapes, 4, tags);
+    this.closed = counter(shapes, 5, tags);
+    this.sent = counter(shapes, 6, tags);
+    this.received = counter(shapes, 7, tags);
   }
 }
 
@@ -127,8 +156,7 @@ class Observation {
 class IstioStatsRoot extends RootContext {
   outbound: bool = true;
   exchange: bool = true;
-  /** The metrics not recorded: bit i for METRICS[i]. */
-  dropped: u32 = 0;
+  shapes: MetricShapes = new MetricShapes();
   /** `reporter`: fixed by the configuration. */
   reporterTag: string = "";
   local: Peer = UNKNOWN_PEER;
@@ -153,12 +181,19 @@ class IstioStatsRoot extends RootContext {
     const version = config.string("version", UNKNOWN);
     const cluster = config.string("cluster", "Kubernetes");
     const exchange = config.bool("exchange", true);
+    const shapes = new MetricShapes();
     const drop = config.stringArray("drop");
-    let dropped: u32 = 0;
     for (let i = 0; i < drop.length; i++) {
       const index = METRICS.indexOf(drop[i]);
       if (index < 0) config.problem("drop[" + i.toString() + "]", "expected one of " + METRICS.join(", "));
-      else dropped |= <u32>1 << <u32>index;
+      else shapes.dropped |= <u32>1 << <u32>index;
+    }
+    const removals = config.objects("tagsToRemove");
+    for (let i = 0; i < removals.length; i++) {
+      const index = METRICS.indexOf(removals[i].string("metric", ""));
+      if (index < 0) removals[i].problem("metric", "expected one of " + METRICS.join(", "));
+      else shapes.removed[index] = removals[i].stringArray("tags");
+      removals[i].rejectUnknownFields();
     }
     const metrics = config.bool("metrics", true);
     config.rejectUnknownFields();
@@ -169,7 +204,7 @@ class IstioStatsRoot extends RootContext {
     this.outbound = reporter == "source";
     this.reporterTag = tag("reporter", reporter);
     this.exchange = exchange;
-    this.dropped = dropped;
+    this.shapes = shapes;
     this.metrics = metrics;
     this.local = new Peer(workload, namespace, app, version, cluster);
     this.localId = workload + "." + namespace;
@@ -218,7 +253,7 @@ class IstioStatsRoot extends RootContext {
   http(tags: string): HttpMetrics {
     if (this.httpMetrics.has(tags)) return this.httpMetrics.get(tags);
     if (this.httpMetrics.size >= MAX_METRIC_SETS) this.httpMetrics.clear();
-    const metrics = new HttpMetrics(tags, this.dropped);
+    const metrics = new HttpMetrics(tags, this.shapes);
     this.httpMetrics.set(tags, metrics);
     return metrics;
   }
@@ -226,7 +261,7 @@ class IstioStatsRoot extends RootContext {
   tcp(tags: string): TcpMetrics {
     if (this.tcpMetrics.has(tags)) return this.tcpMetrics.get(tags);
     if (this.tcpMetrics.size >= MAX_METRIC_SETS) this.tcpMetrics.clear();
-    const metrics = new TcpMetrics(tags, this.dropped);
+    const metrics = new TcpMetrics(tags, this.shapes);
     this.tcpMetrics.set(tags, metrics);
     return metrics;
   }

@@ -17,6 +17,7 @@ describe("istio-stats configuration", () => {
       [{ reporter: "sideways" }, "reporter"],
       [{ workloadName: "x" }, "workloadName: unknown field"],
       [{ drop: ["istio_requests"] }, "drop[0]: expected one of istio_requests_total, "],
+      [{ tagsToRemove: [{ metric: "requests", tags: ["response_code"] }] }, "tagsToRemove[0].metric: expected one of istio_requests_total, "],
     ] as const) {
       const vm = await Emulator.load(WASM, { pluginConfig: config, logLevel: "info" });
       expect(vm.configAccepted).toBe(false);
@@ -218,5 +219,24 @@ describe("istio-stats with metrics dropped (Telemetry metric overrides)", () => 
     expect(only(vm, "istio_request_bytes").labels.source_workload).toBe("webapp");
     expect(vm.metric(only(vm, "istio_tcp_received_bytes_total").name)).toBe(5);
     expect(vm.metric(only(vm, "istio_tcp_connections_opened_total").name)).toBe(1);
+  });
+});
+
+describe("istio-stats with labels removed (Telemetry tagOverrides REMOVE)", () => {
+  it("leaves the labels out of that metric's name only, so series that differed in them add up in one", async () => {
+    const vm = await load({ reporter: "source", ...WEBAPP, tagsToRemove: [{ metric: "istio_requests_total", tags: ["response_code", "reporter", "connection_security_policy"] }] });
+    for (const status of ["200", "503"]) {
+      const stream = vm.http();
+      stream.sendRequestHeaders({ ":method": "GET", ":path": "/items", ":authority": "catalog" }, { endOfStream: true });
+      stream.sendResponseHeaders({ ":status": status }, { endOfStream: true });
+    }
+    const requests = only(vm, "istio_requests_total");
+    expect(requests.labels).not.toHaveProperty("response_code");
+    expect(requests.labels).not.toHaveProperty("reporter");
+    expect(requests.labels).not.toHaveProperty("connection_security_policy");
+    expect(requests.labels).toMatchObject({ source_workload: "webapp", response_flags: "-", request_protocol: "http" });
+    expect(vm.metric(requests.name)).toBe(2);
+    // The other metrics keep every label: one series per response code.
+    expect(istioMetrics(vm, "istio_request_duration_milliseconds").map((m) => m.labels.response_code).sort()).toEqual(["200", "503"]);
   });
 });

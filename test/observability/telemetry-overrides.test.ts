@@ -1,6 +1,6 @@
 // Telemetry overrides in a real Envoy, configured only by the control plane: a gateway (a client, in Istio's terms)
 // in front of catalog, reporting spans by Zipkin to a real Jaeger. A metric disabled by a Telemetry override is absent
-// from /stats/prometheus while Istio's other metrics are there; a tracing entry for the SERVER side sends no span from
+// from /stats/prometheus while Istio's other metrics are there, and a label a tagOverride removes is off that metric only; a tracing entry for the SERVER side sends no span from
 // the gateway, and one for CLIENT does, at defaultConfig.tracing.sampling (no Telemetry sets a percentage); skiff
 // validate refuses a Telemetry naming a provider meshconfig.yaml does not define.
 import { spawnSync } from "node:child_process";
@@ -26,7 +26,8 @@ extensionProviders:
   zipkin: { service: 127.0.0.1, port: ${zipkinPort} }
 `;
 
-/** The mesh-wide Telemetry: tracing to `provider` for the sides `mode` names; requests_total dropped on the client side. */
+/** The mesh-wide Telemetry: tracing to `provider` for the sides `mode` names; on the client side requests_total
+ * dropped and request_bytes without its response_code label. */
 const telemetry = (mode: string, provider = "jaeger") => `apiVersion: telemetry.istio.io/v1
 kind: Telemetry
 metadata: { name: mesh-default, namespace: istio-system }
@@ -35,6 +36,7 @@ spec:
   metrics:
   - overrides:
     - { match: { metric: REQUEST_COUNT, mode: CLIENT }, disabled: true }
+    - { match: { metric: REQUEST_SIZE, mode: CLIENT }, tagOverrides: { response_code: { operation: REMOVE } } }
 `;
 
 describeE2E("Telemetry overrides in Envoy", () => {
@@ -66,7 +68,7 @@ describeE2E("Telemetry overrides in Envoy", () => {
     await jaeger?.stop();
   });
 
-  it("drops the metric a Telemetry override disables from /stats/prometheus and keeps Istio's others", async () => {
+  it("drops the metric a Telemetry override disables from /stats/prometheus, keeps Istio's others, and takes a removed label off its metric", async () => {
     const tally = await sendMany(gatewayPort, { count: 20, request: () => ({ headers: { host: HOST } }) });
     expect(tally.byStatus).toEqual({ 200: 20 });
     const labels = { reporter: "source", source_workload: "istio-ingressgateway", destination_service: "catalog.shop.svc.cluster.local", response_code: "200" };
@@ -78,7 +80,13 @@ describeE2E("Telemetry overrides in Envoy", () => {
       expect(samples.some((s) => s.name === "istio_request_bytes_count")).toBe(true);
       expect(samples.some((s) => s.name === "istio_response_bytes_count")).toBe(true);
     }, 15_000);
-    expect((await prometheus()).filter((s) => s.name === "istio_requests_total")).toEqual([]);
+    const samples = await prometheus();
+    expect(samples.filter((s) => s.name === "istio_requests_total")).toEqual([]);
+    // tagOverrides REMOVE: request_bytes has no response_code; response_bytes keeps it.
+    const requestBytes = samples.filter((s) => s.name === "istio_request_bytes_count");
+    expect(requestBytes.length).toBeGreaterThan(0);
+    expect(requestBytes.every((s) => !("response_code" in s.labels) && s.labels.source_workload === "istio-ingressgateway")).toBe(true);
+    expect(samples.filter((s) => s.name === "istio_response_bytes_count").every((s) => s.labels.response_code === "200")).toBe(true);
   });
 
   it("sends no span from the gateway for tracing of the SERVER side, and spans for CLIENT at defaultConfig's 100%", async () => {

@@ -221,6 +221,28 @@ describe("metrics overrides", () => {
     expect(stats(other, "client")!.drop).toEqual(["istio_request_bytes"]);
   });
 
+  it("tagOverrides REMOVE: the labels each metric goes without, per side, in the istio-stats configuration", () => {
+    const mesh = configFolder({
+      "services.yaml":
+        SERVICES +
+        telemetry("mesh-default", "istio-system", "metrics:\n- overrides:\n  - { match: { metric: REQUEST_COUNT }, tagOverrides: { response_flags: { operation: REMOVE } } }") +
+        telemetry("catalog", "shop", "selector: { matchLabels: { app: catalog } }\nmetrics:\n- overrides:\n  - { match: { mode: SERVER }, tagOverrides: { request_protocol: { operation: REMOVE } } }"),
+    });
+    expect(mesh.messages).toEqual([]);
+    const translated = mesh.translate(catalog);
+    expect(stats(translated, "client")!.tagsToRemove).toEqual([{ metric: "istio_requests_total", tags: ["response_flags"] }]);
+    // ALL_METRICS (no metric named) on the server side: every metric, merged with the root's for requests_total.
+    expect(stats(translated, "server")!.tagsToRemove).toContainEqual({ metric: "istio_requests_total", tags: ["request_protocol", "response_flags"] });
+    expect(stats(translated, "server")!.tagsToRemove).toContainEqual({ metric: "istio_tcp_sent_bytes_total", tags: ["request_protocol"] });
+    const upsert = configFolder({ "t.yaml": telemetry("t", "shop", "metrics: [{ overrides: [{ tagOverrides: { request_host: { operation: UPSERT, value: request.host } } }] }]") });
+    expect(upsert.messages).toEqual([
+      expect.stringMatching(/^t\.yaml: Telemetry shop\/t: spec\.metrics\[0\]\.overrides\[0\]\.tagOverrides\.request_host\.operation: only "REMOVE" is implemented \(UPSERT's value is a CEL expression/),
+      "t.yaml: Telemetry shop/t: spec.metrics[0].overrides[0].tagOverrides.request_host.value: unknown field, or one Skiff does not implement",
+    ]);
+    const unknown = configFolder({ "t.yaml": telemetry("t", "shop", "metrics: [{ overrides: [{ tagOverrides: { pod: { operation: REMOVE } } }] }]") });
+    expect(unknown.messages).toEqual([expect.stringMatching(/^t\.yaml: Telemetry shop\/t: spec\.metrics\[0\]\.overrides\[0\]\.tagOverrides\.pod: not a label of Istio's metrics \(reporter, /)]);
+  });
+
   it("metrics providers by name: a Telemetry naming prometheus turns Istio's metrics on where defaultProviders.metrics is empty", () => {
     const mesh = configFolder({
       "meshconfig.yaml": "defaultProviders: { metrics: [] }\n",

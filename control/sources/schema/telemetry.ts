@@ -1,7 +1,8 @@
 // Telemetry (telemetry.istio.io): the spec schema. Istio's reference: istio.io/latest/docs/reference/config/telemetry/.
 // Implemented: `selector`, `tracing` (providers, randomSamplingPercentage, customTags, disableSpanReporting, match
 // mode) and `metrics` (providers, overrides by metric and mode with `disabled`: the istio-stats filter off for a side,
-// or a metric dropped). Not: accessLogging, targetRefs, metric tagOverrides, customMetric, reportingInterval, the
+// or a metric dropped; `tagOverrides` with REMOVE). Not: accessLogging, targetRefs, tagOverrides UPSERT (its value
+// is a CEL expression), customMetric, reportingInterval, the
 // tracing fields useRequestIdForTraceSampling, enableIstioTags, disableContextPropagation (refused as unknown fields).
 import { z } from "zod";
 import { labels } from "./common.js";
@@ -44,6 +45,50 @@ export const ISTIO_METRICS = [
 ] as const;
 export type IstioMetric = (typeof ISTIO_METRICS)[number];
 
+/** The labels of Istio's standard metrics (istio.io/latest/docs/reference/config/metrics/), as istio-stats writes them. */
+export const ISTIO_LABELS: readonly string[] = [
+  "reporter",
+  "source_workload",
+  "source_workload_namespace",
+  "source_principal",
+  "source_app",
+  "source_version",
+  "source_canonical_service",
+  "source_canonical_revision",
+  "source_cluster",
+  "destination_workload",
+  "destination_workload_namespace",
+  "destination_principal",
+  "destination_app",
+  "destination_version",
+  "destination_service",
+  "destination_service_name",
+  "destination_service_namespace",
+  "destination_canonical_service",
+  "destination_canonical_revision",
+  "destination_cluster",
+  "request_protocol",
+  "response_code",
+  "grpc_response_status",
+  "response_flags",
+  "connection_security_policy",
+];
+
+/** tagOverrides: REMOVE takes a label off the metric (Istio's stats config `tags_to_remove`); UPSERT (Istio's default
+ * operation) sets a label to a CEL expression, which the istio-stats filter does not evaluate, so it is refused. */
+const tagOverrides = z
+  .record(
+    z.string(),
+    z.strictObject({
+      operation: z.literal("REMOVE", { message: 'only "REMOVE" is implemented (UPSERT\'s value is a CEL expression the istio-stats filter does not evaluate)' }),
+    }),
+  )
+  .superRefine((tags, context) => {
+    for (const name of Object.keys(tags)) {
+      if (!ISTIO_LABELS.includes(name)) context.addIssue({ code: "custom", path: [name], message: `not a label of Istio's metrics (${ISTIO_LABELS.join(", ")})` });
+    }
+  });
+
 const metrics = z.strictObject({
   providers: z.array(providerRef).optional(),
   overrides: z
@@ -56,6 +101,7 @@ const metrics = z.strictObject({
           })
           .optional(),
         disabled: z.boolean().optional(),
+        tagOverrides: tagOverrides.optional(),
       }),
     )
     .optional(),
