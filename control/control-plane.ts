@@ -88,6 +88,13 @@ export interface ControlPlane {
  * tools/bundle-assets.ts), else the checkout's (`npm run build` makes build/filters/); without it, proxies get none. */
 const ISTIO_STATS_MODULE = [fileURLToPath(new URL("./filters/istio-stats.wasm", import.meta.url)), join(PROJECT_ROOT, "build", "filters", "istio-stats.wasm")].find((path) => existsSync(path));
 
+/** One translation, shared by every proxy with the same translationKey. */
+interface Translation {
+  resources: ProxyResources;
+  /** translationNotes: what the status view says about such a proxy. */
+  notes: string[];
+}
+
 /** The Envoy cluster through which proxies fetch modules (translation emits it when a WasmPlugin applies). */
 const MODULE_CLUSTER = "skiff-modules";
 
@@ -164,7 +171,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   // Translation depends on the proxy's identity but not its node id (translationKey), so proxies alike share one
   // translation per config version, and the snapshot cache encodes that shared result once (istiod's push context
   // does the same). Cleared whenever the config changes.
-  let translations = new Map<string, ProxyResources>();
+  let translations = new Map<string, Translation>();
   // A key set fetched for a RequestAuthentication changes the translation of the proxies it applies to.
   const jwks = new JwksCache(() => {
     translations = new Map();
@@ -184,16 +191,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     workloadCertificates: secured !== undefined,
     statsModule: ISTIO_STATS_MODULE === undefined ? undefined : modules.addFile(ISTIO_STATS_MODULE),
   });
-  const resourcesFor = (current: MeshConfig, proxy: ProxyIdentity): ProxyResources => {
+  const translationFor = (current: MeshConfig, proxy: ProxyIdentity): Translation => {
     const kind = translationKey(proxy);
-    let resources = translations.get(kind);
-    if (!resources) {
+    let translation = translations.get(kind);
+    if (!translation) {
       const start = process.hrtime.bigint();
-      resources = inlineServedModules(translate(current, contextFor(current, proxy)), modules, MODULE_CLUSTER);
-      translations.set(kind, resources);
+      const resources = inlineServedModules(translate(current, contextFor(current, proxy)), modules, MODULE_CLUSTER);
+      translation = { resources, notes: translationNotes(current, proxy, { workloadCertificates: secured !== undefined }) };
+      translations.set(kind, translation);
       metrics.translated(proxy.role, Number(process.hrtime.bigint() - start) / 1e9);
     }
-    return resources;
+    return translation;
   };
 
   /** `changedAt`: when the change began (the config burst's first event, or now for a proxy that just connected). */
@@ -201,7 +209,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     if (!mesh) return;
     try {
       const before = cache.get(key)?.version;
-      const snapshot = cache.set(key, resourcesFor(mesh, proxy), { changedAt, notes: translationNotes(mesh, proxy, { workloadCertificates: secured !== undefined }) });
+      const { resources, notes } = translationFor(mesh, proxy);
+      const snapshot = cache.set(key, resources, { changedAt, notes });
       if (snapshot.version !== before) {
         log(`${proxy.nodeId}: snapshot ${snapshot.version} (content ${snapshot.contentVersion})`);
         for (const note of snapshot.notes) log(`${proxy.nodeId}: ${note}`);

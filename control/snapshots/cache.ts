@@ -50,6 +50,8 @@ export class SnapshotCache {
   private memo = new Map<string, EncodedResource>();
   /** Proxies alike are given the very same ProxyResources object: encode it once for all of them. */
   private encodedSets = new WeakMap<ProxyResources, Map<TypeUrl, Map<string, EncodedResource>>>();
+  /** And hash it once: a content version per encoded set, whichever proxies hold it. */
+  private contentVersions = new WeakMap<Snapshot["resources"], string>();
 
   /** Encodes and stores a proxy's resources, then tells the listeners; throws SnapshotError and keeps the old one
    * when a resource does not encode. Returns the stored snapshot (the same one when nothing changed). `resources` is
@@ -59,8 +61,8 @@ export class SnapshotCache {
     const byType = this.encodedSets.get(resources) ?? this.encodeAll(nodeId, resources);
     this.encodedSets.set(resources, byType);
     const previous = this.snapshots.get(nodeId);
-    if (previous && sameResources(previous.resources, byType) && previous.notes.join("\n") === notes.join("\n")) return previous;
-    const snapshot: Snapshot = { version: (previous?.version ?? 0) + 1, contentVersion: contentVersion(byType), resources: byType, changedAt, notes };
+    if (previous && (previous.resources === byType || sameResources(previous.resources, byType)) && previous.notes.join("\n") === notes.join("\n")) return previous;
+    const snapshot: Snapshot = { version: (previous?.version ?? 0) + 1, contentVersion: this.contentVersion(byType), resources: byType, changedAt, notes };
     this.snapshots.set(nodeId, snapshot);
     for (const listener of this.listeners) listener(nodeId, snapshot);
     return snapshot;
@@ -97,6 +99,12 @@ export class SnapshotCache {
   onChange(listener: Listener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  private contentVersion(resources: Snapshot["resources"]): string {
+    let version = this.contentVersions.get(resources);
+    if (version === undefined) this.contentVersions.set(resources, (version = contentVersion(resources)));
+    return version;
   }
 
   private encode(typeUrl: TypeUrl, name: string, body: Record<string, unknown>): EncodedResource {

@@ -3,6 +3,7 @@ import { type ServerDuplexStream, Server, ServerCredentials, type ServiceDefinit
 import type { SnapshotCache } from "../snapshots/cache.js";
 import { aggregatedDiscoveryService, secretDiscoveryService, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse } from "./messages.js";
 import type { ProxyIdentity } from "../resources.js";
+import { PushThrottle } from "./throttle.js";
 import { type AdsStream, DeltaStream, SotwStream, type StreamContext, StreamRefused, type StreamStatus, type XdsObserver } from "./streams.js";
 
 export interface XdsServerOptions {
@@ -29,6 +30,8 @@ export interface XdsServerOptions {
   onProxyDisconnected?: (key: string, identity: ProxyIdentity) => void;
   /** Connections, pushes, ACKs, NACKs and convergence, as they happen (for metrics). */
   observer?: Partial<XdsObserver>;
+  /** Responses written at once across all streams (default 100, istiod's PILOT_PUSH_THROTTLE; see throttle.ts). */
+  pushThrottle?: number;
 }
 
 export interface XdsSecurity {
@@ -40,6 +43,8 @@ export interface XdsSecurity {
 
 export class XdsServer {
   private readonly streams = new Set<AdsStream>();
+  /** The open streams of each snapshot key: a new snapshot wakes only its own proxy's streams. */
+  private readonly streamsByKey = new Map<string, Set<AdsStream>>();
   private readonly server = new Server();
   private readonly stopWatching: () => void;
   private readonly context: StreamContext;
@@ -48,12 +53,16 @@ export class XdsServer {
   private constructor(private readonly options: XdsServerOptions) {
     this.context = {
       cache: options.cache,
+      throttle: new PushThrottle(options.pushThrottle),
       log: (line) => options.log?.(line),
       observer: options.observer,
       snapshotKey: options.snapshotKey ?? ((identity) => identity.nodeId),
       connected: (stream) => {
         this.reportClash(stream);
         this.streams.add(stream);
+        const key = stream.snapshotKey!;
+        const same = this.streamsByKey.get(key) ?? new Set<AdsStream>();
+        this.streamsByKey.set(key, same.add(stream));
         options.observer?.connected?.(stream.identity!, stream.protocol);
         options.onProxyConnected?.(stream.identity!, stream.snapshotKey!);
         stream.pump();
@@ -66,7 +75,7 @@ export class XdsServer {
     else this.server.addService(aggregatedDiscoveryService, { StreamAggregatedResources: sotw, DeltaAggregatedResources: delta });
     for (const service of options.services ?? []) this.server.addService(service.definition, service.implementation);
     this.stopWatching = options.cache.onChange((key) => {
-      for (const stream of this.streams) if (stream.snapshotKey === key) stream.pump();
+      for (const stream of this.streamsByKey.get(key) ?? []) stream.pump();
     });
   }
 
@@ -159,7 +168,11 @@ export class XdsServer {
     this.options.log?.(`${stream.nodeId}: disconnected (${stream.protocol})`);
     this.options.observer?.disconnected?.(stream.identity!, stream.protocol);
     const key = stream.snapshotKey!;
-    if (![...this.streams].some((other) => other.snapshotKey === key)) this.options.onProxyDisconnected?.(key, stream.identity!);
+    const same = this.streamsByKey.get(key)!;
+    same.delete(stream);
+    if (same.size > 0) return;
+    this.streamsByKey.delete(key);
+    this.options.onProxyDisconnected?.(key, stream.identity!);
   }
 
   /** Node ids should name one proxy each; two streams that share one with different identities (a copied

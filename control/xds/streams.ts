@@ -6,7 +6,8 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type { EncodedResource, Snapshot, SnapshotCache } from "../snapshots/cache.js";
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Node } from "./messages.js";
 import { PUSH_ORDER, type ProxyIdentity, TypeUrl } from "../resources.js";
-import { edsNames, knownType, selected, type Subscription, toSend, versionOf, WILDCARD_TYPES } from "./subscriptions.js";
+import type { PushThrottle } from "./throttle.js";
+import { edsNames, edsNamesOf, knownType, sameSubscription, type Selection, SelectionMemo, type Subscription, subscriptionOf, toSend, WILDCARD_TYPES } from "./subscriptions.js";
 
 export type SyncStatus = "SYNCED" | "NOT SENT" | "STALE" | "ERROR";
 
@@ -43,7 +44,10 @@ interface Sent {
 }
 
 interface TypeState {
+  /** Replaced, never modified, when the proxy changes it. */
   subscription: Subscription;
+  /** What the subscription selects from the current snapshot, with its version. */
+  view: SelectionMemo;
   /** Answer the next pass even if nothing changed (a new subscription on this stream, e.g. after a reconnect). */
   mustRespond: boolean;
   sent?: Sent;
@@ -73,6 +77,8 @@ export interface StreamContext {
   cache: SnapshotCache;
   log(line: string): void;
   observer?: Partial<XdsObserver>;
+  /** Bounds the responses being written at once, across streams; without it, each goes out at once. */
+  throttle?: PushThrottle;
   /** The key of a proxy's snapshot in the cache (see XdsServerOptions.snapshotKey). */
   snapshotKey(identity: ProxyIdentity): string;
   /** Decides, on the first request, which identity the stream is served as (throws StreamRefused to refuse it). */
@@ -119,6 +125,8 @@ function identityOf(node: Node | undefined): ProxyIdentity {
 
 const shortName = (typeUrl: string) => typeUrl.slice(typeUrl.lastIndexOf(".") + 1);
 
+type Outcome = "sent" | "unchanged" | "deferred";
+
 export abstract class AdsStream {
   identity?: ProxyIdentity;
   /** Where this stream's snapshot lives in the cache, set with the identity. */
@@ -130,6 +138,8 @@ export abstract class AdsStream {
    * not fully ACKed yet: the start of the convergence measurement. */
   private seenSnapshot?: number;
   private convergingSince?: number;
+  /** The throttle slots of this stream's responses still being written, freed when the stream closes. */
+  private readonly writing = new Set<() => void>();
 
   constructor(
     protected readonly context: StreamContext,
@@ -164,19 +174,35 @@ export abstract class AdsStream {
       if (referencing && (!referencedSettled || !this.endpointsSubscribed())) return;
       const state = this.types.get(typeUrl);
       if (!state) continue;
-      if (state.awaitingNonce || this.timedRespond(typeUrl, state, snapshot, referencesPending)) {
+      // A response that waits for a throttle slot is pending like one awaiting its answer.
+      if (state.awaitingNonce || this.timedRespond(typeUrl, state, snapshot, referencesPending) !== "unchanged") {
         if (!referencing) referencedSettled = false;
       }
     }
   }
 
-  private timedRespond(typeUrl: TypeUrl, state: TypeState, snapshot: Snapshot, referencesPending: boolean): boolean {
+  private timedRespond(typeUrl: TypeUrl, state: TypeState, snapshot: Snapshot, referencesPending: boolean): Outcome {
     const start = process.hrtime.bigint();
     const before = state.sent?.resources;
-    const sent = this.respond(typeUrl, state, toSend(snapshot, typeUrl, state.subscription, state.sent?.resources, referencesPending), snapshot);
-    if (sent) this.context.observer?.pushed?.(typeUrl, Number(process.hrtime.bigint() - start) / 1e9);
-    if (sent && typeUrl === TypeUrl.Cluster && before) this.rewarmEndpoints(before, state.sent!.resources);
-    return sent;
+    const view = state.view.of(snapshot, typeUrl, state.subscription);
+    const outcome = this.respond(typeUrl, state, toSend(view, typeUrl, state.subscription, state.sent?.resources, referencesPending), snapshot);
+    if (outcome !== "sent") return outcome;
+    this.context.observer?.pushed?.(typeUrl, Number(process.hrtime.bigint() - start) / 1e9);
+    if (typeUrl === TypeUrl.Cluster && before) this.rewarmEndpoints(before, state.sent!.resources);
+    return outcome;
+  }
+
+  /** A throttle slot for one response, with the function to call once gRPC has written it; undefined when none is
+   * free (the throttle pumps this stream again later). */
+  protected writeSlot(): (() => void) | undefined {
+    const free = this.context.throttle ? this.context.throttle.acquire(this) : () => {};
+    if (!free) return undefined;
+    const written = () => {
+      this.writing.delete(written);
+      free();
+    };
+    this.writing.add(written);
+    return written;
   }
 
   /** Envoy re-creates an EDS cluster whose definition changed and keeps it warming (the old one serving) until it
@@ -201,7 +227,7 @@ export abstract class AdsStream {
     for (const [typeUrl, state] of this.types) {
       if (!state.sent || state.awaitingNonce) return;
       if (state.nacked && state.nacked.nonce === state.sent.nonce) return;
-      if (versionOf(selected(snapshot, typeUrl, state.subscription)) !== state.sent.version) return;
+      if (state.view.of(snapshot, typeUrl, state.subscription).version !== state.sent.version) return;
     }
     this.context.observer?.converged?.(this.identity!, (Date.now() - this.convergingSince) / 1000);
     this.convergingSince = undefined;
@@ -213,7 +239,7 @@ export abstract class AdsStream {
     for (const [typeUrl, state] of this.types) {
       const row: TypeStatus = { status: "NOT SENT", sentVersion: state.sent?.version, ackedVersion: state.acked?.version };
       if (state.sent) {
-        const wanted = snapshot ? versionOf(selected(snapshot, typeUrl, state.subscription)) : state.sent.version;
+        const wanted = snapshot ? state.view.of(snapshot, typeUrl, state.subscription).version : state.sent.version;
         if (state.nacked && state.nacked.nonce === state.sent.nonce) row.status = "ERROR";
         else row.status = state.awaitingNonce || wanted !== state.sent.version ? "STALE" : "SYNCED";
       }
@@ -239,6 +265,9 @@ export abstract class AdsStream {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // gRPC does not call back for what a cancelled stream did not write.
+    for (const written of this.writing) written();
+    this.context.throttle?.forget(this);
     this.context.closed(this);
   }
 
@@ -259,7 +288,8 @@ export abstract class AdsStream {
 
   protected newState(typeUrl: TypeUrl): TypeState {
     const state: TypeState = {
-      subscription: { wildcard: false, names: new Set() },
+      subscription: subscriptionOf(false, []),
+      view: new SelectionMemo(),
       mustRespond: true,
       known: new Map(),
       rejected: new Map(),
@@ -293,8 +323,9 @@ export abstract class AdsStream {
     this.context.log(`${this.nodeId}: push ${shortName(typeUrl)} version ${sent.version} (snapshot ${snapshot.version}, nonce ${sent.nonce}): ${detail}`);
   }
 
-  /** Sends `resources` of `typeUrl` if the proxy needs them; true when something was sent. */
-  protected abstract respond(typeUrl: TypeUrl, state: TypeState, resources: Map<string, EncodedResource>, snapshot: Snapshot): boolean;
+  /** Sends `resources` of `typeUrl` if the proxy needs them: "sent", "unchanged" (nothing to send), or "deferred"
+   * (something to send, no throttle slot free: nothing changed in the stream's state). */
+  protected abstract respond(typeUrl: TypeUrl, state: TypeState, selection: Selection, snapshot: Snapshot): Outcome;
 
   /** Listeners or routes still have a change to receive, or the proxy rejected theirs and still runs older ones:
    * keep removed clusters and the like until then. */
@@ -303,7 +334,7 @@ export abstract class AdsStream {
       const state = this.types.get(typeUrl);
       if (!state) return false;
       if (state.awaitingNonce !== undefined || (state.nacked && state.nacked.nonce === state.sent?.nonce)) return true;
-      return versionOf(selected(snapshot, typeUrl, state.subscription)) !== state.sent?.version;
+      return state.view.of(snapshot, typeUrl, state.subscription).version !== state.sent?.version;
     });
   }
 
@@ -313,7 +344,7 @@ export abstract class AdsStream {
     const clusters = this.types.get(TypeUrl.Cluster)?.acked?.resources;
     const endpoints = this.types.get(TypeUrl.ClusterLoadAssignment);
     if (!clusters || !endpoints) return true;
-    return edsNames(clusters.values()).every((name) => endpoints.subscription.wildcard || endpoints.subscription.names.has(name));
+    return edsNamesOf(clusters).every((name) => endpoints.subscription.wildcard || endpoints.subscription.names.has(name));
   }
 }
 
@@ -340,17 +371,15 @@ export class SotwStream extends AdsStream {
     } else {
       state.mustRespond = true;
     }
+    // Every request repeats the subscription; most repeat it unchanged.
     const names = request.resource_names ?? [];
-    state.subscription = {
-      wildcard: names.includes("*") || (names.length === 0 && WILDCARD_TYPES.has(typeUrl)),
-      names: new Set(names.filter((name) => name !== "*")),
-    };
+    const wildcard = names.includes("*") || (names.length === 0 && WILDCARD_TYPES.has(typeUrl));
+    if (!sameSubscription(state.subscription, wildcard, names)) state.subscription = subscriptionOf(wildcard, names);
     this.pump();
   }
 
-  protected respond(typeUrl: TypeUrl, state: TypeState, resources: Map<string, EncodedResource>, snapshot: Snapshot): boolean {
-    const version = versionOf(resources);
-    if (!state.mustRespond && state.sent?.version === version) return false;
+  protected respond(typeUrl: TypeUrl, state: TypeState, { resources, version }: Selection, snapshot: Snapshot): Outcome {
+    if (!state.mustRespond && state.sent?.version === version) return "unchanged";
     // Listeners and clusters go whole (what a response leaves out is removed). For endpoints, routes, extension
     // configs and secrets a response may carry only what changed, and leaving a resource out removes nothing
     // (the xDS protocol; also Istio's incremental EDS): with thousands of endpoints, one changed endpoint set is
@@ -362,20 +391,17 @@ export class SotwStream extends AdsStream {
     if (carried.length === 0 && !WILDCARD_TYPES.has(typeUrl)) {
       // Only removals, which these types do not express (the proxy drops them with the cluster or listener).
       state.sent = { ...state.sent!, version, resources };
-      return false;
+      return "unchanged";
     }
+    const written = this.writeSlot();
+    if (!written) return "deferred";
     const sent: Sent = { version, nonce: this.nextNonce(), resources };
     state.sent = sent;
     state.awaitingNonce = sent.nonce;
     state.mustRespond = false;
-    this.call.write({
-      versionInfo: version,
-      typeUrl,
-      nonce: sent.nonce,
-      resources: carried.map((resource) => ({ typeUrl, value: resource.bytes })),
-    });
+    this.call.write({ versionInfo: version, typeUrl, nonce: sent.nonce, resources: carried }, written);
     this.logPush(typeUrl, sent, snapshot, `${carried.length} of ${resources.size} resource(s)`);
-    return true;
+    return "sent";
   }
 }
 
@@ -398,7 +424,7 @@ export class DeltaStream extends AdsStream {
     if (!state) {
       state = this.newState(typeUrl);
       state.known = new Map(Object.entries(request.initial_resource_versions ?? {}));
-      state.subscription.wildcard = WILDCARD_TYPES.has(typeUrl) && subscribe.length === 0;
+      state.subscription = subscriptionOf(WILDCARD_TYPES.has(typeUrl) && subscribe.length === 0, []);
     }
     if (request.response_nonce && request.response_nonce === state.awaitingNonce) {
       const pending = this.pending.get(request.response_nonce);
@@ -411,52 +437,53 @@ export class DeltaStream extends AdsStream {
       for (const name of pending?.removed ?? []) state.known.delete(name);
     }
     // Subscription changes count even on a request with a stale nonce: in delta they are not repeated.
-    for (const name of subscribe) {
-      if (name === "*") state.subscription.wildcard = true;
-      else state.subscription.names.add(name);
-    }
-    for (const name of request.resource_names_unsubscribe ?? []) {
-      if (name === "*") state.subscription.wildcard = false;
-      else {
-        state.subscription.names.delete(name);
-        state.known.delete(name);
-        state.toldMissing.delete(name);
+    const unsubscribe = request.resource_names_unsubscribe ?? [];
+    if (subscribe.length > 0 || unsubscribe.length > 0) {
+      let wildcard = state.subscription.wildcard;
+      const names = new Set(state.subscription.names);
+      for (const name of subscribe) {
+        if (name === "*") wildcard = true;
+        else names.add(name);
       }
+      for (const name of unsubscribe) {
+        if (name === "*") wildcard = false;
+        else {
+          names.delete(name);
+          state.known.delete(name);
+          state.toldMissing.delete(name);
+        }
+      }
+      state.subscription = subscriptionOf(wildcard, names);
     }
     this.pump();
   }
 
-  protected respond(typeUrl: TypeUrl, state: TypeState, resources: Map<string, EncodedResource>, snapshot: Snapshot): boolean {
+  protected respond(typeUrl: TypeUrl, state: TypeState, { resources, version }: Selection, snapshot: Snapshot): Outcome {
     const changed = [...resources.values()].filter(
       (resource) => state.known.get(resource.name) !== resource.version && state.rejected.get(resource.name) !== resource.version,
     );
-    const removed = [...state.known.keys()].filter((name) => !resources.has(name));
     // Tell the proxy once about names it asked for that do not exist, so it does not wait for them.
-    for (const name of state.subscription.names) {
-      if (!resources.has(name) && !state.known.has(name) && !state.toldMissing.has(name)) {
-        removed.push(name);
-        state.toldMissing.add(name);
-      }
-    }
+    const missing = [...state.subscription.names].filter((name) => !resources.has(name) && !state.known.has(name) && !state.toldMissing.has(name));
+    const removed = [...[...state.known.keys()].filter((name) => !resources.has(name)), ...missing];
     if (!changed.length && !removed.length && !state.mustRespond) {
       // The proxy already holds these (e.g. it announced them in initial_resource_versions after a reconnect).
-      state.sent = { version: versionOf(resources), nonce: state.sent?.nonce ?? "", resources };
-      return false;
+      state.sent = { version, nonce: state.sent?.nonce ?? "", resources };
+      return "unchanged";
     }
-    const sent: Sent = { version: versionOf(resources), nonce: this.nextNonce(), resources };
+    const written = this.writeSlot();
+    if (!written) return "deferred";
+    for (const name of missing) state.toldMissing.add(name);
+    const sent: Sent = { version, nonce: this.nextNonce(), resources };
     state.sent = sent;
     state.awaitingNonce = sent.nonce;
     state.mustRespond = false;
     this.pending.set(sent.nonce, { changed, removed });
-    this.call.write({
+    this.call.write(
       // Content, not a counter: every replica tells a proxy the same version for the same configuration.
-      systemVersionInfo: snapshot.contentVersion,
-      typeUrl,
-      nonce: sent.nonce,
-      resources: changed.map((resource) => ({ name: resource.name, version: resource.version, resource: { typeUrl, value: resource.bytes } })),
-      removedResources: removed,
-    });
+      { systemVersionInfo: snapshot.contentVersion, typeUrl, nonce: sent.nonce, resources: changed, removedResources: removed },
+      written,
+    );
     this.logPush(typeUrl, sent, snapshot, `${changed.length} changed, ${removed.length} removed`);
-    return true;
+    return "sent";
   }
 }
