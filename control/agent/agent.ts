@@ -5,11 +5,12 @@
 // (0700): whoever can reach sds.sock can read the workload's key, exactly as with istio-agent's socket.
 import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { AGENT_SDS_SOCKET, AGENT_XDS_SOCKET, bootstrap, type BootstrapOptions, ROOT_SECRET, WORKLOAD_SECRET } from "../bootstrap/bootstrap.js";
 import { emptyResources, TypeUrl } from "../resources.js";
 import { SnapshotCache } from "../snapshots/cache.js";
 import { XdsServer } from "../xds/server.js";
-import { type CertificateClientOptions, controlPlaneCredentials, renewalDelayMs, requestCertificate, type WorkloadCertificate } from "./certificates.js";
+import { CaUnavailableError, type CertificateClientOptions, controlPlaneCredentials, renewalDelayMs, requestCertificate, type WorkloadCertificate } from "./certificates.js";
 import { XdsProxy } from "./xds-proxy.js";
 
 export interface AgentOptions extends CertificateClientOptions {
@@ -39,7 +40,7 @@ export class Agent {
     mkdirSync(options.dir, { recursive: true, mode: 0o700 });
     chmodSync(options.dir, 0o700);
     for (const socket of [AGENT_SDS_SOCKET, AGENT_XDS_SOCKET]) rmSync(join(options.dir, socket), { force: true });
-    const certificate = await requestCertificate(options);
+    const certificate = await firstCertificate(options, log);
     log(`agent: certificate ${certificate.serial} for ${options.namespace}/${options.serviceAccount}, valid until ${certificate.notAfter.toISOString()}`);
     let agent: Agent | undefined;
     const cache = new SnapshotCache();
@@ -140,5 +141,20 @@ export class Agent {
       });
     }, delay);
     this.timer.unref();
+  }
+}
+
+/** The workload's first certificate. While no control plane answers (none started yet, every replica restarting) or
+ * the one that does cannot check the token now, it asks again with backoff (1 s doubling to 30 s), as istio-agent
+ * does, rather than exiting; a refusal (a bad token, a CSR the CA will not sign) ends it at once. */
+async function firstCertificate(options: CertificateClientOptions, log: (line: string) => void): Promise<WorkloadCertificate> {
+  for (let delayMs = 1000; ; delayMs = Math.min(30_000, delayMs * 2)) {
+    try {
+      return await requestCertificate(options);
+    } catch (error) {
+      if (!(error instanceof CaUnavailableError)) throw error;
+      log(`agent: no certificate yet, asking again in ${delayMs} ms: ${error.message}`);
+      await sleep(delayMs);
+    }
   }
 }

@@ -55,6 +55,13 @@ export function controlPlaneCredentials(rootPem: string, certificate?: WorkloadC
     : grpcCredentials.createSsl(Buffer.from(rootPem));
 }
 
+/** No replica answered, none in time, or the one that did could not check the credential now (its TokenReview
+ * failed): asking again later may succeed, unlike a refusal. */
+export class CaUnavailableError extends Error {
+  override name = "CaUnavailableError";
+}
+const TRANSIENT = new Set<number>([grpcStatus.UNAVAILABLE, grpcStatus.DEADLINE_EXCEEDED]);
+
 /** Asks the CA for a certificate with a fresh key. With `current` (still valid) the request is authenticated by it;
  * otherwise by the bootstrap token. */
 export async function requestCertificate(options: CertificateClientOptions, current?: WorkloadCertificate): Promise<WorkloadCertificate> {
@@ -78,7 +85,7 @@ export async function requestCertificate(options: CertificateClientOptions, curr
       const method = certificateService.CreateCertificate;
       const request: CertificateRequest = { csr: csr.toString("pem"), validity_duration: options.ttlSeconds ?? 0 };
       client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request, metadata, { deadline: Date.now() + 10_000 }, (error, value) =>
-        error ? reject(new Error(`CA ${options.address}: ${grpcStatus[error.code]}: ${error.details}`)) : resolve(value!),
+        error ? reject(new (TRANSIENT.has(error.code) ? CaUnavailableError : Error)(`CA ${options.address}: ${grpcStatus[error.code]}: ${error.details}`)) : resolve(value!),
       );
     });
     const chain = response.cert_chain;

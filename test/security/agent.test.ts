@@ -15,6 +15,7 @@ import { Agent, type AgentOptions } from "../../control/agent/agent.js";
 import { requestCertificate } from "../../control/agent/certificates.js";
 import { SDS_CLUSTER } from "../../control/bootstrap/bootstrap.js";
 import { CertificateAuthority } from "../../control/ca/authority.js";
+import { BootstrapTokens } from "../../control/ca/tokens.js";
 import { certificateService, type CertificateRequest, type CertificateResponse } from "../../control/ca/protocol.js";
 import { type ControlPlane, startControlPlane } from "../../control/control-plane.js";
 import { send } from "../harness/client.js";
@@ -242,6 +243,47 @@ it("renews on its own at half the certificate's lifetime", async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it("waits for a control plane that is not up yet, asking again with backoff; a refused token ends it at once", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "skiff-agent-wait-"));
+  const dataDir = join(dir, "data");
+  // The CA's root and token key exist before its control plane runs (as from `skiff ca` or a cacerts Secret).
+  const ca = await CertificateAuthority.open({ dataDir, trustDomain: "cluster.local" });
+  const tokens = BootstrapTokens.open(dataDir);
+  const port = await freePort();
+  const options = (token: () => string, log: string[]) => ({
+    dir: join(dir, "agent"),
+    address: `127.0.0.1:${port}`,
+    rootPem: ca.rootPem,
+    token,
+    namespace: "shop",
+    serviceAccount: "webapp",
+    trustDomain: "cluster.local",
+    node: { nodeId: "webapp-1", role: "sidecar" as const },
+    log: (line: string) => log.push(line),
+  });
+  const log: string[] = [];
+  const starting = Agent.start(options(() => tokens.issue({ namespace: "shop", serviceAccount: "webapp" }, 600), log));
+  let controlPlane: ControlPlane | undefined;
+  let agent: Agent | undefined;
+  try {
+    await expect.poll(() => log.filter((line) => line.startsWith("agent: no certificate yet")).length, { timeout: 20_000 }).toBeGreaterThanOrEqual(2);
+    expect(log[0]).toMatch(/^agent: no certificate yet, asking again in 1000 ms: CA 127\.0\.0\.1:\d+: UNAVAILABLE/);
+    expect(log[1]).toMatch(/asking again in 2000 ms/);
+    controlPlane = await startControlPlane({ configDir: dir, xdsPort: port, httpPort: 0, log: () => {}, security: { dataDir } });
+    agent = await starting;
+    expect(agent.current.chainPem).toContain("BEGIN CERTIFICATE");
+
+    // A refusal is not retried: the CA's reason comes back at once.
+    const refusedLog: string[] = [];
+    await expect(Agent.start({ ...options(() => "not-a-token", refusedLog), dir: join(dir, "refused") })).rejects.toThrow(/UNAUTHENTICATED/);
+    expect(refusedLog).toEqual([]);
+  } finally {
+    await agent?.stop();
+    await controlPlane?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
 
 it("never sends the workload's private key: the CA receives a CSR with the public key only", async () => {
   const dir = mkdtempSync(join(tmpdir(), "skiff-agent-key-"));
