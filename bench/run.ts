@@ -13,10 +13,11 @@ import { runInstructions } from "./sdk-vs-peer/instructions.js";
 import { runSdkVsPeer } from "./sdk-vs-peer/run.js";
 import { runSidecars } from "./sidecars/run.js";
 import { runKubernetes } from "./kubernetes/run.js";
+import { runTcpExchange } from "./tcp-exchange/run.js";
 import { hasNetAdmin } from "../control/mesh/host.js";
 import { writeResultsSection } from "./lib/results.js";
 
-const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters", "cost", "soak", "sidecars", "kubernetes"] as const;
+const BENCHMARKS = ["sdk-vs-peer", "instructions", "filters", "cost", "soak", "sidecars", "kubernetes", "tcp-exchange"] as const;
 const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
   "sdk-vs-peer": "SDK vs peer (issue 3, item 7): size, guest time, inside Envoy",
   instructions: "SDK vs peer: instructions per request (valgrind)",
@@ -25,6 +26,7 @@ const TITLES: Record<(typeof BENCHMARKS)[number], string> = {
   soak: "Soak of the build targets (issue 10): every filter, release and small, at maximum rate for minutes",
   sidecars: "Two sidecars (issue 8, item 8): their instructions per request, and the latency they add between two pods at a fixed rate",
   kubernetes: "Kubernetes as the source (issue 14, item 6): EndpointSlice change -> every proxy ACKed, memory per proxy, against the folder mode",
+  "tcp-exchange": "Istio's TCP metadata exchange (issue 11): Envoy instructions per mTLS connection through two Envoys, with and without it",
 };
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { quick: { type: "boolean", default: false }, rounds: { type: "string" }, "instructions-only": { type: "boolean", default: false }, proxies: { type: "string" }, variants: { type: "string" } } });
@@ -33,7 +35,7 @@ const { values, positionals } = parseArgs({ allowPositionals: true, options: { q
 const selected = values.variants?.split(",").map((name) => name.trim()).filter(Boolean);
 if (selected && (positionals.length !== 1 || positionals[0] !== "cost")) throw new Error("--variants applies to the cost benchmark alone: npm run bench -- cost --variants istio-stats,hello");
 // The sidecar benchmark makes pods (root only); run without root and without naming it, the others still run.
-const which = positionals.length > 0 ? positionals : BENCHMARKS.filter((name) => name !== "kubernetes" && (name !== "sidecars" || hasNetAdmin()));
+const which = positionals.length > 0 ? positionals : BENCHMARKS.filter((name) => name !== "kubernetes" && name !== "tcp-exchange" && (name !== "sidecars" || hasNetAdmin()));
 if (!which.includes("sidecars") && positionals.length === 0) console.log("not root: the sidecars benchmark (pods) is skipped");
 if (positionals.length === 0) console.log("the kubernetes benchmark (kube-apiserver + etcd, about 10 minutes) runs only when named: npm run bench -- kubernetes");
 for (const name of which) if (!(BENCHMARKS as readonly string[]).includes(name)) throw new Error(`unknown benchmark ${name}; have ${BENCHMARKS.join(", ")}`);
@@ -50,6 +52,9 @@ const kubernetesOptions = values.quick
   ? { services: 50, endpointsPerService: 10, proxies: Number(values.proxies ?? 20), changes: 2, writers: 16 }
   : { services: 1000, endpointsPerService: 10, proxies: Number(values.proxies ?? 1000), changes: Number(values.rounds ?? 5), writers: 16 };
 const soakOptions = values.quick ? { warmupS: 3, durationS: 6, sampleS: 3 } : { warmupS: 10, durationS: 90, sampleS: 15 };
+const tcpExchangeOptions = values.quick
+  ? { warmupConnections: 20, windowConnections: 40, windows: 1, concurrency: 4, idleS: 2 }
+  : { warmupConnections: 50, windowConnections: 150, windows: 3, concurrency: 4, idleS: 5 };
 const instructionOptions = values.quick ? { warmupRequests: 200, windowRequests: 300, windows: 1 } : { warmupRequests: 1500, windowRequests: 1500, windows: 3 };
 
 function log(line: string): void {
@@ -58,7 +63,7 @@ function log(line: string): void {
 
 await benchSession(async () => {
   if (which.includes("sdk-vs-peer") || which.includes("filters")) ensureAptTool("wrk", "wrk", log);
-  if (which.includes("instructions") || which.includes("cost") || which.includes("sidecars")) ensureAptTool("valgrind", "valgrind", log);
+  if (which.includes("instructions") || which.includes("cost") || which.includes("sidecars") || which.includes("tcp-exchange")) ensureAptTool("valgrind", "valgrind", log);
   if (which.includes("cost") || which.includes("soak")) ensureAptTool("wrk", "wrk", log);
   for (const name of which) {
     const facts = machineFacts();
@@ -71,6 +76,7 @@ await benchSession(async () => {
       : name === "soak" ? await runSoak(soakOptions, log)
       : name === "sidecars" ? await runSidecars(sidecarOptions, log)
       : name === "kubernetes" ? await runKubernetes(kubernetesOptions, log)
+      : name === "tcp-exchange" ? await runTcpExchange(tcpExchangeOptions, log)
       : await runFilters(envoyOptions, log);
     const header = [
       selected ? `## Cost against the floor, selected variants (${selected.join(", ")}): Envoy CPU and instructions per request, beside no filter and the floor` : `## ${TITLES[name as (typeof BENCHMARKS)[number]]}`,
@@ -80,7 +86,7 @@ await benchSession(async () => {
       `Machine: ${facts.nproc} CPUs (${facts.cpuModel}), load average (1/5/15 min) at start ${facts.loadAverage}, at end ${loadAverage()} ` +
         `(other engineers' test runs share the two cores); Envoy ${facts.envoy}, --concurrency 1, pinned to CPU 0; ` +
         `load generators, upstream Envoy and Node on CPU 1; Node ${facts.node}; ${facts.wrk}. Git commit ${gitHead()}.`,
-      name === "instructions" || name === "soak" || name === "kubernetes" ? "" :
+      name === "instructions" || name === "soak" || name === "kubernetes" || name === "tcp-exchange" ? "" :
       name === "sidecars" && !sidecarOptions.latency ? "No latency rounds (--instructions-only): the sidecars' instruction counts only; every process of the run at nice " + getPriority() + "." :
       name === "sidecars" ? `${sidecarOptions.rounds} rounds, each variant per round: ${sidecarOptions.durationMs / 1000} s at ${sidecarOptions.rate} req/s (open loop from the client pod, 8+ keep-alive connections); both sidecars on CPU 0, the load generator and the server app on CPU 1; every process of the run at nice ${getPriority()}.` :
         `Envoy runs: ${envoyOptions.rounds} rounds, each variant per round: ${envoyOptions.latencyDurationMs / 1000} s at ${envoyOptions.rate} req/s (open loop, 8+ keep-alive connections), then ${envoyOptions.maxRateDurationS} s of wrk -t1 -c${envoyOptions.maxRateConnections}.`,

@@ -8,7 +8,7 @@ import {
   TcpContext, getProperty, getPropertyString, getPropertyU64, log, monotonicNanos, registerRootContext,
 } from "@skiff/proxy-wasm";
 import { base64Encode, decodePeerHeader, encodeExchange, encodeStruct, Peer, peerFromEndpointMetadata, UNKNOWN, UNKNOWN_PEER } from "./peer";
-import { exchangeFrame, FrameReader } from "./tcp-exchange";
+import { ExchangedPeers, exchangeFrame, FrameReader } from "./tcp-exchange";
 export * from "@skiff/proxy-wasm/dispatcher";
 
 const PEER_ID_HEADER = "x-envoy-peer-metadata-id";
@@ -162,8 +162,9 @@ class IstioStatsRoot extends RootContext {
   local: Peer = UNKNOWN_PEER;
   localId: string = "";
   localHeader: string = "";
-  /** This side's TCP metadata exchange frame (tcp-exchange.ts). */
+  /** This side's TCP metadata exchange frame (tcp-exchange.ts), and the peers' frames decoded. */
   localFrame: ArrayBuffer = new ArrayBuffer(0);
+  exchangedPeers: ExchangedPeers = new ExchangedPeers();
   /** False: the filter only takes part in the TCP metadata exchange and records nothing (a workload whose metrics
    * are off still has to take its peers' frames off the stream, as Istio's separate exchange filter does). */
   metrics: bool = true;
@@ -489,7 +490,11 @@ class IstioStatsTcp extends TcpContext {
   /** Feeds one chunk to the frame reader, replacing the buffer with what passes on; the number of bytes passed. */
   takeFrame(frame: FrameReader, chunk: ArrayBuffer, endOfStream: bool, downstream: bool): u64 {
     const out = frame.take(Uint8Array.wrap(chunk), endOfStream);
-    if (frame.done && frame.peer !== null) this.peer = frame.peer;
+    const payload = frame.payload;
+    if (payload !== null) {
+      const told = this.plugin.exchangedPeers.peer(payload);
+      if (told !== null) this.peer = told;
+    }
     if (out === null) return <u64>chunk.byteLength;
     if (downstream) this.downstreamData.replace(out);
     else this.upstreamData.replace(out);

@@ -5,7 +5,7 @@
 // between two real sidecars.
 import { describe, expect, it } from "vitest";
 import type { TcpConnection } from "../../sdk/testing/index.js";
-import { decodeExchangeFrame, endpointMetadata, exchangeFrame, load, only } from "./testing.js";
+import { decodeExchangeFrame, endpointMetadata, exchangeFrame, istioMetrics, load, only } from "./testing.js";
 
 const CATALOG_V2 = { workload: "catalog-v2", namespace: "shop", app: "catalog", version: "v2" };
 const WEBAPP = { workload: "webapp", namespace: "shop", app: "webapp", version: "v1" };
@@ -158,6 +158,19 @@ describe("the TCP metadata exchange at the destination", () => {
     const tags = opened.name.slice(0, -"istio_tcp_connections_opened_total".length);
     expect(vm.metric(`${tags}istio_tcp_received_bytes_total`)).toBe(5);
     expect(vm.metric(`${tags}istio_tcp_sent_bytes_total`)).toBe(10);
+  });
+
+  it("names each caller from its own frame, connection after connection (decoded payloads are reused)", async () => {
+    const vm = await load({ reporter: "destination", ...CATALOG_V2 });
+    const callers = [WEBAPP, { ...WEBAPP, workload: "reports-v3", app: "reports", version: "v3" }, WEBAPP, WEBAPP];
+    for (const caller of callers) {
+      const connection = fromClient(vm.tcp());
+      connection.sendDownstreamData(Buffer.concat([exchangeFrame(caller), Buffer.from("ping\n")]));
+      close(connection);
+      expect(connection.downstream.received).toBe("ping\n");
+    }
+    const opened = istioMetrics(vm, "istio_tcp_connections_opened_total").map((m) => [m.labels.source_workload, m.labels.source_version, vm.metric(m.name)]);
+    expect(opened.sort()).toEqual([["reports-v3", "v3", 1], ["webapp", "v1", 3]]);
   });
 
   it("takes a frame that comes byte by byte", async () => {

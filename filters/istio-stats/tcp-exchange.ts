@@ -35,8 +35,8 @@ export class FrameReader {
   done: bool = false;
   /** Whether the stream started with a frame (its payload may still not have described a peer). */
   found: bool = false;
-  /** The peer the frame described. */
-  peer: Peer | null = null;
+  /** The frame's payload, once read. */
+  payload: Uint8Array | null = null;
 
   /** Takes the next chunk of the stream (`chunk` is the whole data buffer of this callback) and returns the bytes to
    * pass on in its place, or null to leave the buffer as it is. At end of stream an unfinished frame is given back. */
@@ -61,7 +61,7 @@ export class FrameReader {
         this.done = true;
         this.found = true;
         this.held = EMPTY;
-        this.peer = peerFromExchange(data.subarray(HEADER_SIZE, end));
+        this.payload = data.subarray(HEADER_SIZE, end);
         return data.slice(end).buffer;
       }
     }
@@ -78,5 +78,33 @@ export class FrameReader {
     this.done = true;
     this.held = EMPTY;
     return changed ? data.buffer : null;
+  }
+}
+
+/** How many distinct peers' payloads are kept decoded: a workload talks to a few peers, each always sending the same
+ * payload, so most connections find theirs here and reuse its Peer (and the metric labels built with it). */
+const KNOWN_PAYLOADS = 16;
+
+/** Decoded exchange payloads, compared byte for byte (cheaper than decoding, and than building a Peer's labels). */
+export class ExchangedPeers {
+  private payloads: Uint8Array[] = [];
+  private peers: Array<Peer | null> = [];
+  private next: i32 = 0;
+
+  peer(payload: Uint8Array): Peer | null {
+    for (let i = 0; i < this.payloads.length; i++) {
+      const known = this.payloads[i];
+      if (known.length == payload.length && memory.compare(known.dataStart, payload.dataStart, <usize>payload.length) == 0) return this.peers[i];
+    }
+    const peer = peerFromExchange(payload);
+    if (this.payloads.length < KNOWN_PAYLOADS) {
+      this.payloads.push(payload.slice());
+      this.peers.push(peer);
+    } else {
+      this.payloads[this.next] = payload.slice();
+      this.peers[this.next] = peer;
+      this.next = (this.next + 1) % KNOWN_PAYLOADS;
+    }
+    return peer;
   }
 }
