@@ -58,6 +58,9 @@ export interface ControlPlaneOptions {
    * who connects (local development and tests only). Otherwise xDS over TLS with the CA on the same port: a proxy
    * authenticates with its workload certificate and is served as that identity only. */
   security: { plaintext: true } | SecurityOptions;
+  /** With `kubernetes` and security (its certificate comes from the CA): serve the validating admission webhook
+   * (sources/kubernetes/admission.ts) over HTTPS on this address; host default `host`, port default 15017 (0: free). */
+  admissionWebhook?: { host?: string; port?: number };
 }
 
 export interface SecurityOptions {
@@ -78,6 +81,8 @@ export interface ControlPlane {
    * workload's first CSR is authenticated by its service account token instead (TokenReview), so there are none. */
   ca?: CertificateAuthority;
   tokens?: BootstrapTokens;
+  /** With `admissionWebhook`: where it listens. */
+  admissionWebhook?: { host: string; port: number };
   modules: ModuleServer;
   cache: SnapshotCache;
   metrics: ControlPlaneMetrics;
@@ -128,6 +133,9 @@ export function checkListenHosts(host: string, plaintext: boolean, httpHost?: st
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   if ((options.configDir === undefined) === (options.kubernetes === undefined)) throw new Error("startControlPlane needs exactly one source: configDir or kubernetes");
+  if (options.admissionWebhook && !(options.kubernetes && "dataDir" in options.security)) {
+    throw new Error("the admission webhook needs --kubernetes (the API server calls it) and the CA for its certificate (not --plaintext)");
+  }
   const log = options.log ?? (() => {});
   const host = options.host ?? "127.0.0.1";
   const httpHost = checkListenHosts(host, !("dataDir" in options.security), options.httpHost);
@@ -312,15 +320,40 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     `xDS (ADS) on ${host}:${xds.port} ${secured ? `over TLS, with the CA (${secured.ca.origin}, trust domain ${secured.ca.trustDomain}; a first CSR authenticated by a ${secured.tokens.kind})` : "in PLAIN TEXT, unauthenticated (development mode)"}, ` +
       `modules, /status and /metrics on http://${modules.host}:${modules.port}`,
   );
+  // Loaded only when asked for, as the kubernetes source is.
+  let webhook: { stop(): Promise<void>; host: string; port: number } | undefined;
+  if (options.admissionWebhook) {
+    const { AdmissionWebhook, ADMISSION_WEBHOOK_PATH, ADMISSION_WEBHOOK_PORT } = await import("./sources/kubernetes/admission.js");
+    const address = { host: options.admissionWebhook.host ?? host, port: options.admissionWebhook.port ?? ADMISSION_WEBHOOK_PORT };
+    try {
+      const started = await AdmissionWebhook.start({
+        ca: secured!.ca,
+        ...address,
+        certificateTtlSeconds: (options.security as SecurityOptions).workloadTtlSeconds ?? 24 * 3600,
+        moduleDir: options.kubernetes?.moduleDir ?? process.cwd(),
+        log,
+      });
+      webhook = { stop: () => started.stop(), host: address.host, port: started.port };
+    } catch (error) {
+      await Promise.all([watcher!.close(), xds.stop(), modules.stop()]);
+      remote.stop();
+      secured?.credentials.stop();
+      jwks.stop();
+      throw error;
+    }
+    log(`admission webhook on https://${address.host}:${webhook.port}${ADMISSION_WEBHOOK_PATH} (AdmissionReview v1, certificate of this CA)`);
+  }
   const [server, folderWatcher] = [xds, watcher];
   return {
     xds: server,
     ca: secured?.ca,
     tokens: secured?.tokens instanceof BootstrapTokens ? secured.tokens : undefined,
+    ...(webhook ? { admissionWebhook: { host: webhook.host, port: webhook.port } } : {}),
     modules,
     cache,
     metrics,
     stop: async () => {
+      await webhook?.stop();
       await folderWatcher.close();
       remote.stop();
       await server.stop();

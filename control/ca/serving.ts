@@ -43,16 +43,8 @@ export class ServingCredentials extends ServerCredentials {
   }
 
   private async renew(): Promise<void> {
-    const keys = await generateKeyPair();
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: EC_P256 });
-    const chain = await this.ca.signServing(csr.toString("pem"), [CONTROL_PLANE_NAME], [], this.options.ttlSeconds);
-    this.updateSecureContextOptions({
-      key: await privateKeyPem(keys.privateKey),
-      // The leaf and intermediates; the root is the clients' trust anchor, not part of what the server sends.
-      cert: chain.slice(0, -1).join(""),
-      ca: this.ca.rootPem,
-    });
-    const lifetime = new x509.X509Certificate(chain[0]!).notAfter.getTime() - Date.now();
+    const { key, cert, lifetime } = await servingCertificate(this.ca, [], this.options.ttlSeconds);
+    this.updateSecureContextOptions({ key, cert, ca: this.ca.rootPem });
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.renew().catch((error: Error) => this.options.log?.(`control plane certificate renewal failed: ${error.message}`));
@@ -60,4 +52,14 @@ export class ServingCredentials extends ServerCredentials {
     this.timer.unref();
     this.options.log?.(`control plane certificate renewed, valid ${Math.round(lifetime / 1000)} s`);
   }
+}
+
+/** A key made here (never written, never sent) and a certificate the CA signs for CONTROL_PLANE_NAME and `ips`: `cert`
+ * is the leaf and intermediates, since the root is the clients' trust anchor, not part of what a server sends;
+ * `lifetime` in milliseconds from now. */
+export async function servingCertificate(ca: CertificateAuthority, ips: string[], ttlSeconds: number): Promise<{ key: string; cert: string; lifetime: number }> {
+  const keys = await generateKeyPair();
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: EC_P256 });
+  const chain = await ca.signServing(csr.toString("pem"), [CONTROL_PLANE_NAME], ips, ttlSeconds);
+  return { key: await privateKeyPem(keys.privateKey), cert: chain.slice(0, -1).join(""), lifetime: new x509.X509Certificate(chain[0]!).notAfter.getTime() - Date.now() };
 }

@@ -80,11 +80,19 @@ program
     (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
   )
   .option("--plaintext", "serve xDS WITHOUT TLS or authentication, to anyone who connects: local development only")
-  .action(async (options: { config?: string; kubernetes?: boolean; kubeconfig?: string; listen?: { host: string; port?: number }; httpListen?: { host: string; port?: number }; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; tokenAudience?: string[]; plaintext?: boolean }) => {
+  .option(
+    "--admission-webhook [host[:port]]",
+    "with --kubernetes: also serve the validating admission webhook (HTTPS, POST /validate, AdmissionReview v1; certificate from the CA, not with --plaintext) on this address (default: the --listen host, port 15017); register it with examples/kubernetes/admission-webhook.yaml",
+    address,
+  )
+  .action(async (options: { config?: string; kubernetes?: boolean; kubeconfig?: string; listen?: { host: string; port?: number }; httpListen?: { host: string; port?: number }; port: number; httpPort: number; namespace: string; dataDir: string; cacerts?: string; trustDomain: string; workloadCertTtl: number; tokenAudience?: string[]; plaintext?: boolean; admissionWebhook?: true | { host: string; port?: number } }) => {
     if (Boolean(options.config) === Boolean(options.kubernetes || options.kubeconfig)) {
       program.error("give either --config DIR (a folder of YAML) or --kubernetes (a cluster)");
     }
     if (options.tokenAudience && options.config) program.error("--token-audience goes with --kubernetes (service account tokens); the folder mode uses bootstrap tokens (`skiff ca token`)");
+    if (options.admissionWebhook && (!options.kubernetes || options.plaintext)) {
+      program.error("--admission-webhook needs --kubernetes (the API server calls it) and the CA for its certificate (not --plaintext)");
+    }
     const { startControlPlane } = await import("../control-plane.js");
     const controlPlane = await startControlPlane({
       ...(options.config ? { configDir: options.config } : { kubernetes: { config: (await import("../sources/kubernetes/index.js")).loadKubeConfig(options.kubeconfig) } }),
@@ -93,6 +101,7 @@ program
       xdsPort: options.listen?.port ?? options.port,
       httpHost: options.httpListen?.host,
       httpPort: options.httpListen?.port ?? options.httpPort,
+      ...(options.admissionWebhook ? { admissionWebhook: options.admissionWebhook === true ? {} : options.admissionWebhook } : {}),
       log: (line) => console.log(`${new Date().toISOString()} ${line}`),
       security: options.plaintext
         ? { plaintext: true }

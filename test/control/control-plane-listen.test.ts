@@ -35,6 +35,12 @@ describe("skiff control-plane --listen", () => {
     expect(() => readFileSync(join(dir, "data", "ca", "root-cert.pem"))).toThrow();
   });
 
+  it("refuses the admission webhook without a cluster to call it or a CA for its certificate", () => {
+    const webhook = refused("--plaintext", "--admission-webhook");
+    expect(webhook.status).toBe(1);
+    expect(webhook.stderr).toContain("--admission-webhook needs --kubernetes (the API server calls it) and the CA for its certificate (not --plaintext)");
+  });
+
   it("serves secured xDS on any address (here 0.0.0.0) and keeps the HTTP server on 127.0.0.1", async () => {
     const child = spawn(process.execPath, [...CLI, "control-plane", "--config", dir, "--data-dir", join(dir, "data"), "--listen", "0.0.0.0:0", "--http-port", "0"], {
       cwd: PROJECT_ROOT,

@@ -78,7 +78,7 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
 
   it("the API server accepts every object of the manifests as written", async () => {
     expect(manifests.map((object) => `${object.kind}/${object.metadata?.name}`)).toEqual(
-      expect.arrayContaining(["Namespace/skiff-system", "ServiceAccount/skiff", "ClusterRole/skiff-control-plane", "ClusterRoleBinding/skiff-control-plane", "Deployment/skiff-control-plane", "Service/skiff-control-plane", "Deployment/istio-ingressgateway"]),
+      expect.arrayContaining(["Namespace/skiff-system", "ServiceAccount/skiff", "ClusterRole/skiff-control-plane", "ClusterRoleBinding/skiff-control-plane", "Deployment/skiff-control-plane", "Service/skiff-control-plane", "Deployment/istio-ingressgateway", "ValidatingWebhookConfiguration/skiff-validation"]),
     );
     for (const object of manifests) {
       const stored = await cluster.read<Manifest>(object);
@@ -99,6 +99,10 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
     expect(container!.args).toContain(`--listen=$(POD_IP):${xdsPort}`);
     expect(container!.args).toContain("--kubernetes");
     expect(container!.args).not.toContain("--plaintext");
+    // The webhook the API server calls through the Service (admission-webhook.yaml: port 443, its certificate's name).
+    const webhookPort = service.spec.ports.find((port) => port.targetPort === "https-webhook")!;
+    expect(webhookPort.port).toBe(443);
+    expect(container!.args).toContain(`--admission-webhook=$(POD_IP):${container!.ports.find((port) => port.name === "https-webhook")!.containerPort}`);
   });
 
   it("the service account may do what the control plane needs, and not read Secrets at large", async () => {
@@ -140,11 +144,11 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
     // The kubelet's part: $(POD_IP), the Secret and emptyDir volumes at their mount paths, the service account's token.
     // The ports are free ones of this machine (a pod has its own).
     const mounts: Record<string, string> = { cacerts: join(dir, "cacerts"), data: join(dir, "data") };
-    const ports = { "--listen": await freePort(), "--http-listen": await freePort() };
+    const ports = { "--listen": await freePort(), "--http-listen": await freePort(), "--admission-webhook": await freePort() };
     const args = container.args.map((arg) => {
       let value = arg.replace("$(POD_IP)", "127.0.0.1");
       const [option, address] = value.split("=");
-      if (option === "--listen" || option === "--http-listen") value = `${option}=${address!.split(":")[0]}:${ports[option]}`;
+      if (option! in ports) value = `${option}=${address!.split(":")[0]}:${ports[option as keyof typeof ports]}`;
       for (const mount of container.volumeMounts) if (mounts[mount.name]) value = value.replace(mount.mountPath, mounts[mount.name]!);
       return value;
     });
@@ -155,6 +159,7 @@ describeE2E("Kubernetes: Skiff in a cluster (examples/kubernetes/)", () => {
         expect(child!.exitCode, log.join("\n")).toBeNull();
         expect(log.join("\n")).toContain(`xDS (ADS) on 127.0.0.1:${ports["--listen"]} over TLS, with the CA (`);
         expect(log.join("\n")).toContain(`modules, /status and /metrics on http://127.0.0.1:${ports["--http-listen"]}`);
+        expect(log.join("\n")).toContain(`admission webhook on https://127.0.0.1:${ports["--admission-webhook"]}/validate`);
       }, 120_000);
       // Every informer listed with the rules of rbac.yaml (a refused one logs HTTP 403 and retries).
       expect(log.filter((line) => line.includes("HTTP 403"))).toEqual([]);
