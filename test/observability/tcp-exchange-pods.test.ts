@@ -3,7 +3,8 @@
 // mTLS, ALPN istio-peer-exchange) and puts Istio's exchange frame in front of the stream; db's sidecar takes it off,
 // answers with its own, and each side's istio_tcp_* metrics name the other from the frames. db's ServiceEntry endpoint
 // has no labels, so the endpoint metadata alone would name it `db` version `latest`: `db-v1` on the webapp side can
-// only come from the exchange. A server without a sidecar (legacy) gets exactly the bytes the app sent.
+// only come from the exchange. A server-first protocol passes untouched; a server without a sidecar (legacy) gets
+// exactly the bytes the app sent.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +19,8 @@ const DB = "db.shop.svc.cluster.local";
 const LEGACY = "legacy.shop.svc.cluster.local";
 const DB_PORT = 5432;
 const LEGACY_PORT = 5433;
+/** db's server-first port: it greets and closes before the client says anything. */
+const GREET_PORT = 5434;
 /** The application's bytes start like an exchange frame (magic 0x3D230467): only the sidecars' own frames may go. */
 const PAYLOAD = Buffer.concat([Buffer.from([0x3d, 0x23, 0x04, 0x67, 0, 0, 0, 4]), Buffer.from("ping\n"), Buffer.alloc(3000, 7)]);
 
@@ -27,7 +30,7 @@ metadata: { name: db, namespace: shop }
 spec:
   hosts: [${DB}]
   location: MESH_INTERNAL
-  ports: [{ number: ${DB_PORT}, name: tcp, protocol: TCP }]
+  ports: [{ number: ${DB_PORT}, name: tcp, protocol: TCP }, { number: ${GREET_PORT}, name: tcp-greet, protocol: TCP }]
   resolution: STATIC
   endpoints: [{ address: ${db}, serviceAccount: db }]
 ---
@@ -70,7 +73,7 @@ describePods("Istio's TCP metadata exchange between sidecars (istio-stats)", () 
     mesh.addService(DB);
     mesh.addService(LEGACY);
     [dbApp, legacyApp, webappApp] = await Promise.all([db.startApp(), legacy.startApp(), webapp.startApp()]);
-    await Promise.all([dbApp.echoTcp(DB_PORT), legacyApp.echoTcp(LEGACY_PORT)]);
+    await Promise.all([dbApp.echoTcp(DB_PORT), dbApp.greet(GREET_PORT, "db greets first"), legacyApp.echoTcp(LEGACY_PORT)]);
     [dbSidecar, webappSidecar] = await Promise.all([
       startSecuredSidecar(db, controlPlane, { serviceAccount: "db" }),
       startSecuredSidecar(webapp, controlPlane, { serviceAccount: "webapp" }),
@@ -127,6 +130,10 @@ describePods("Istio's TCP metadata exchange between sidecars (istio-stats)", () 
     expect(toDb.map((sample) => [sample.labels.destination_workload, sample.labels.destination_version, sample.labels.destination_principal])).toEqual([
       ["db-v1", "v1", dbSidecar.identity],
     ]);
+  });
+
+  it("a server-first protocol through both sidecars: the greeting arrives exactly (the client never spoke, so no frame either way)", async () => {
+    expect((await webappApp.greeting(DB, GREET_PORT)).said).toBe("db greets first");
   });
 
   it("a server without a sidecar gets exactly the app's bytes and is named from its endpoint", async () => {
