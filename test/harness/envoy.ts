@@ -172,7 +172,8 @@ export class Envoy {
     const text = await this.admin(`/stats${filter ? `?filter=${encodeURIComponent(filter)}` : ""}`);
     const stats = new Map<string, number>();
     for (const line of text.split("\n")) {
-      const match = /^([^:]+): (\d+)$/.exec(line);
+      // Names may hold colons themselves (Istio's tags: `spiffe://...` principals); the value is the last `: N`.
+      const match = /^(.+): (\d+)$/.exec(line);
       if (match) stats.set(match[1], Number(match[2]));
     }
     return stats;
