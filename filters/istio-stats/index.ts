@@ -4,7 +4,7 @@
 // own stats and metadata_exchange filters (istio/proxy extensions/stats, extensions/metadata_exchange); this filter
 // follows their labels and exchange format. See README.md for how the names reach /stats/prometheus.
 import {
-  ConfigReader, Counter, DataAction, HeadersAction, Histogram, HttpContext, LogLevel, NetworkAction, PeerType, PropertyPath, RootContext,
+  ConfigReader, Counter, DataAction, EncodedHeader, HeaderNames, HeadersAction, Histogram, HttpContext, LogLevel, NetworkAction, PeerType, PropertyPath, RootContext,
   TcpContext, getProperty, getPropertyString, getPropertyU64, log, monotonicNanos, registerRootContext,
 } from "@skiff/proxy-wasm";
 import { base64Encode, decodePeerHeader, encodeExchange, encodeStruct, Peer, peerFromEndpointMetadata, UNKNOWN, UNKNOWN_PEER } from "./peer";
@@ -17,9 +17,16 @@ const PEER_HEADER = "x-envoy-peer-metadata";
  * (`(name=\.=(.*?);\.;)`) turn each into a tag, leaving `istio_requests_total` as the name. */
 const VALUE_SEPARATOR = "=.=";
 const FIELD_SEPARATOR = ";.;";
-/** Peers and metric sets are cached; past these sizes the cache starts over (a bound, not an LRU). */
+/** Peers, services and metric sets are cached; past these sizes a cache starts over (a bound, not an LRU). */
 const MAX_PEERS = 1000;
+const MAX_SERVICES = 1000;
 const MAX_METRIC_SETS = 10000;
+
+// The headers each side reads, each set with one host call for the whole map (HeaderMap.getEach).
+const SOURCE_REQUEST = new HeaderNames([":authority", "content-type"]);
+const DESTINATION_REQUEST = new HeaderNames([":authority", "content-type", PEER_HEADER, PEER_ID_HEADER]);
+const SOURCE_RESPONSE = new HeaderNames([":status", "grpc-status", PEER_HEADER, PEER_ID_HEADER]);
+const DESTINATION_RESPONSE = new HeaderNames([":status", "grpc-status"]);
 
 const RESPONSE_FLAGS = ["LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM", "DF", "DO", "DR", "UDO"];
 
@@ -91,6 +98,54 @@ function histogram(shapes: MetricShapes, index: i32, tags: string): Histogram | 
   return name === null ? null : new Histogram(name);
 }
 
+/** Label values as small numbers, one table per label, for the metric cache's key (HTTP_KEY). A one-entry memo
+ * answers the common case, the same value as the last request's, without hashing. Cleared with the metric cache, so
+ * it holds at most as many values as the cache has metric sets. */
+class ValueIds {
+  ids: Map<string, u32> = new Map();
+  last: string | null = null;
+  lastId: u32 = 0;
+
+  id(value: string): u32 {
+    const last = this.last;
+    if (last !== null && last == value) return this.lastId;
+    let id: u32;
+    if (this.ids.has(value)) {
+      id = this.ids.get(value);
+    } else {
+      id = <u32>this.ids.size + 1;
+      this.ids.set(value, id);
+    }
+    this.last = value;
+    this.lastId = id;
+    return id;
+  }
+
+  clear(): void {
+    this.ids.clear();
+    this.last = null;
+  }
+}
+
+/** Every peer gets a number on first use, unique in the VM (roots share UNKNOWN_PEER). */
+let peerKeys: u32 = 0;
+
+function peerKey(peer: Peer): u32 {
+  if (peer.key == 0) peer.key = ++peerKeys;
+  return peer.key;
+}
+
+/** The HTTP metric cache's key: what decides a request's labels, as numbers (peers, service, principals, protocol,
+ * security policy, response code, gRPC status, response flags), read as a 40-byte string for the Map. Finding a
+ * request's metric set this way hashes 40 bytes instead of building and hashing the ~1,500 bytes of its ~25 labels;
+ * the labels are built only for a label set not seen before. */
+const HTTP_KEY_FIELDS = 10;
+const HTTP_KEY = new StaticArray<u32>(HTTP_KEY_FIELDS);
+
+function httpKeyString(): string {
+  return String.UTF16.decodeUnsafe(changetype<usize>(HTTP_KEY), HTTP_KEY_FIELDS * 4);
+}
+
 /** The metrics of one label set, defined on first use. */
 class HttpMetrics {
   requests: Counter | null;
@@ -141,6 +196,31 @@ function tag(name: string, value: string): string {
   return name + VALUE_SEPARATOR + (value.length > 0 ? value : UNKNOWN) + FIELD_SEPARATOR;
 }
 
+/** The host of Istio's cluster name `outbound|port|subset|host`; "" for any other cluster. */
+function clusterService(cluster: string): string {
+  if (!cluster.startsWith("outbound|")) return "";
+  const parts = cluster.split("|");
+  return parts.length == 4 ? parts[3] : "";
+}
+
+/** The Host header without its port (an IPv6 literal keeps its brackets); unknown when empty. */
+function hostService(authority: string): string {
+  const colon = authority.lastIndexOf(":");
+  return authority.length == 0 ? UNKNOWN : colon > 0 && authority.indexOf("]") < colon ? authority.slice(0, colon) : authority;
+}
+
+/** Bytes as a Map key: their 16-bit units, after one unit holding the byte count's parity (so that bytes ending in
+ * a zero and the same bytes without it differ). */
+function bytesKey(bytes: ArrayBuffer): string {
+  const size = bytes.byteLength;
+  const units = 1 + ((size + 1) >> 1);
+  const buffer = new StaticArray<u16>(units);
+  const base = changetype<usize>(buffer);
+  store<u16>(base, <u16>(size & 1));
+  memory.copy(base + 2, changetype<usize>(bytes), <usize>size);
+  return String.UTF16.decodeUnsafe(base, <usize>units * 2);
+}
+
 /** What one request or connection says about itself, besides the two peers. */
 class Observation {
   service: string = UNKNOWN;
@@ -160,8 +240,9 @@ class IstioStatsRoot extends RootContext {
   /** `reporter`: fixed by the configuration. */
   reporterTag: string = "";
   local: Peer = UNKNOWN_PEER;
-  localId: string = "";
-  localHeader: string = "";
+  /** The exchange headers this side sends, encoded once (written on every request or response). */
+  localIdHeader: EncodedHeader = new EncodedHeader(PEER_ID_HEADER, "");
+  localMetadataHeader: EncodedHeader = new EncodedHeader(PEER_HEADER, "");
   /** This side's TCP metadata exchange frame (tcp-exchange.ts), and the peers' frames decoded. */
   localFrame: ArrayBuffer = new ArrayBuffer(0);
   exchangedPeers: ExchangedPeers = new ExchangedPeers();
@@ -170,7 +251,16 @@ class IstioStatsRoot extends RootContext {
   metrics: bool = true;
   configured: bool = false;
   peers: Map<string, Peer> = new Map();
+  /** Upstream peers by their endpoint metadata's bytes (as a string key), decoded once per distinct metadata. */
+  upstreamPeers: Map<string, Peer> = new Map();
+  /** The service of a cluster name ("" for a cluster that is not Istio's), and of a Host header. */
+  clusterServices: Map<string, string> = new Map();
+  hostServices: Map<string, string> = new Map();
   httpMetrics: Map<string, HttpMetrics> = new Map();
+  services: ValueIds = new ValueIds();
+  principals: ValueIds = new ValueIds();
+  codes: ValueIds = new ValueIds();
+  grpcStatuses: ValueIds = new ValueIds();
   tcpMetrics: Map<string, TcpMetrics> = new Map();
 
   onConfigure(size: usize): bool {
@@ -208,13 +298,14 @@ class IstioStatsRoot extends RootContext {
     this.shapes = shapes;
     this.metrics = metrics;
     this.local = new Peer(workload, namespace, app, version, cluster);
-    this.localId = workload + "." + namespace;
+    const id = workload + "." + namespace;
     const node = encodeStruct(
       ["CLUSTER_ID", "NAME", "NAMESPACE", "WORKLOAD_NAME"], [cluster, workload, namespace, workload],
       "LABELS", ["app", "service.istio.io/canonical-name", "service.istio.io/canonical-revision", "version"], [app, app, version, version],
     );
-    this.localHeader = base64Encode(node);
-    this.localFrame = exchangeFrame(encodeExchange(node, this.localId));
+    this.localIdHeader = new EncodedHeader(PEER_ID_HEADER, id);
+    this.localMetadataHeader = new EncodedHeader(PEER_HEADER, base64Encode(node));
+    this.localFrame = exchangeFrame(encodeExchange(node, id));
     this.configured = true;
     return true;
   }
@@ -251,11 +342,34 @@ class IstioStatsRoot extends RootContext {
       tag("connection_security_policy", seen.securityPolicy);
   }
 
-  http(tags: string): HttpMetrics {
-    if (this.httpMetrics.has(tags)) return this.httpMetrics.get(tags);
-    if (this.httpMetrics.size >= MAX_METRIC_SETS) this.httpMetrics.clear();
+  /** The metric set of a request's labels: found by HTTP_KEY, defined (its labels built) the first time. */
+  http(source: Peer, destination: Peer, seen: Observation, flags: u64): HttpMetrics {
+    if (this.httpMetrics.size >= MAX_METRIC_SETS) {
+      this.httpMetrics.clear();
+      this.services.clear();
+      this.principals.clear();
+      this.codes.clear();
+      this.grpcStatuses.clear();
+    }
+    unchecked((HTTP_KEY[0] = peerKey(source)));
+    unchecked((HTTP_KEY[1] = peerKey(destination)));
+    unchecked((HTTP_KEY[2] = this.services.id(seen.service)));
+    unchecked((HTTP_KEY[3] = this.principals.id(seen.sourcePrincipal)));
+    unchecked((HTTP_KEY[4] = this.principals.id(seen.destinationPrincipal)));
+    unchecked((HTTP_KEY[5] = (seen.protocol == "grpc" ? 1 : 0) | (seen.securityPolicy == "mutual_tls" ? 2 : seen.securityPolicy == "none" ? 4 : 0)));
+    unchecked((HTTP_KEY[6] = this.codes.id(seen.responseCode)));
+    unchecked((HTTP_KEY[7] = this.grpcStatuses.id(seen.grpcStatus)));
+    unchecked((HTTP_KEY[8] = <u32>flags));
+    unchecked((HTTP_KEY[9] = <u32>(flags >> 32)));
+    const key = httpKeyString();
+    if (this.httpMetrics.has(key)) return this.httpMetrics.get(key);
+    const tags = this.tags(source, destination, seen) +
+      tag("response_code", seen.responseCode) +
+      // Istio's grpc_response_status is empty for plain HTTP.
+      "grpc_response_status" + VALUE_SEPARATOR + seen.grpcStatus + FIELD_SEPARATOR +
+      tag("response_flags", responseFlags(flags));
     const metrics = new HttpMetrics(tags, this.shapes);
-    this.httpMetrics.set(tags, metrics);
+    this.httpMetrics.set(key, metrics);
     return metrics;
   }
 
@@ -267,26 +381,46 @@ class IstioStatsRoot extends RootContext {
     return metrics;
   }
 
-  /** The upstream's peer from istiod-style endpoint metadata, when the response brought none. */
+  /** The upstream's peer from istiod-style endpoint metadata, when the response brought none; decoded once per
+   * distinct metadata (the bytes are the cache's key, so a changed endpoint is decoded again). */
   upstreamPeer(): Peer {
     const bytes = getProperty(UPSTREAM_HOST_METADATA);
     if (bytes === null) return UNKNOWN_PEER;
-    const peer = peerFromEndpointMetadata(Uint8Array.wrap(bytes));
-    return peer !== null ? peer : UNKNOWN_PEER;
+    const key = bytesKey(bytes);
+    if (this.upstreamPeers.has(key)) return this.upstreamPeers.get(key);
+    const decoded = peerFromEndpointMetadata(Uint8Array.wrap(bytes));
+    const peer = decoded !== null ? decoded : UNKNOWN_PEER;
+    if (this.upstreamPeers.size >= MAX_PEERS) this.upstreamPeers.clear();
+    this.upstreamPeers.set(key, peer);
+    return peer;
   }
 
-  /** The service from the cluster name (`outbound|port|subset|host`, Istio's), else the Host without its port. */
+  /** The service from the cluster name (`outbound|port|subset|host`, Istio's), else the Host without its port; both
+   * worked out once per name. */
   observeService(seen: Observation, authority: string): void {
     const cluster = getPropertyString(CLUSTER_NAME);
-    if (cluster !== null && cluster.startsWith("outbound|")) {
-      const parts = cluster.split("|");
-      if (parts.length == 4 && parts[3].length > 0) {
-        seen.service = parts[3];
+    if (cluster !== null) {
+      let service: string;
+      if (this.clusterServices.has(cluster)) {
+        service = this.clusterServices.get(cluster);
+      } else {
+        service = clusterService(cluster);
+        if (this.clusterServices.size >= MAX_SERVICES) this.clusterServices.clear();
+        this.clusterServices.set(cluster, service);
+      }
+      if (service.length > 0) {
+        seen.service = service;
         return;
       }
     }
-    const colon = authority.lastIndexOf(":");
-    seen.service = authority.length == 0 ? UNKNOWN : colon > 0 && authority.indexOf("]") < colon ? authority.slice(0, colon) : authority;
+    if (this.hostServices.has(authority)) {
+      seen.service = this.hostServices.get(authority);
+      return;
+    }
+    const service = hostService(authority);
+    if (this.hostServices.size >= MAX_SERVICES) this.hostServices.clear();
+    this.hostServices.set(authority, service);
+    seen.service = service;
   }
 
   /** Principals and connection_security_policy as Istio reports them: from the peer certificates' URI SANs; the
@@ -337,19 +471,20 @@ class IstioStatsHttp extends HttpContext {
     const root = this.plugin;
     this.start = monotonicNanos();
     const headers = this.request.headers;
-    const authority = headers.get(":authority");
+    const found = headers.getEach(root.outbound ? SOURCE_REQUEST : DESTINATION_REQUEST);
+    const authority = found[0];
     if (authority !== null) this.authority = authority;
-    const contentType = headers.get("content-type");
+    const contentType = found[1];
     this.grpc = contentType !== null && contentType.startsWith("application/grpc");
     if (root.outbound) {
       if (root.exchange) {
-        headers.set(PEER_ID_HEADER, root.localId);
-        headers.set(PEER_HEADER, root.localHeader);
+        headers.setEncoded(root.localIdHeader);
+        headers.setEncoded(root.localMetadataHeader);
       }
     } else {
-      const header = headers.get(PEER_HEADER);
+      const header = found[2];
       if (header !== null) {
-        this.peer = root.peer(headers.get(PEER_ID_HEADER), header);
+        this.peer = root.peer(found[3], header);
         this.answerPeer = root.exchange;
         headers.remove(PEER_HEADER);
         headers.remove(PEER_ID_HEADER);
@@ -361,23 +496,22 @@ class IstioStatsHttp extends HttpContext {
   onResponseHeaders(numHeaders: u32, endOfStream: bool): HeadersAction {
     const root = this.plugin;
     const headers = this.response.headers;
-    const status = headers.get(":status");
+    const found = headers.getEach(root.outbound ? SOURCE_RESPONSE : DESTINATION_RESPONSE);
+    const status = found[0];
     if (status !== null) this.responseCode = status;
-    if (this.grpc) {
-      // A trailers-only gRPC answer carries grpc-status in the headers.
-      const grpcStatus = headers.get("grpc-status");
-      if (grpcStatus !== null) this.grpcStatus = grpcStatus;
-    }
+    // A trailers-only gRPC answer carries grpc-status in the headers.
+    const grpcStatus = found[1];
+    if (this.grpc && grpcStatus !== null) this.grpcStatus = grpcStatus;
     if (root.outbound) {
-      const header = headers.get(PEER_HEADER);
+      const header = found[2];
       if (header !== null) {
-        this.peer = root.peer(headers.get(PEER_ID_HEADER), header);
+        this.peer = root.peer(found[3], header);
         headers.remove(PEER_HEADER);
         headers.remove(PEER_ID_HEADER);
       }
     } else if (this.answerPeer) {
-      headers.set(PEER_ID_HEADER, root.localId);
-      headers.set(PEER_HEADER, root.localHeader);
+      headers.setEncoded(root.localIdHeader);
+      headers.setEncoded(root.localMetadataHeader);
     }
     return HeadersAction.Continue;
   }
@@ -397,16 +531,13 @@ class IstioStatsHttp extends HttpContext {
     root.observeService(seen, this.authority);
     root.observeSecurity(seen);
     seen.protocol = this.grpc ? "grpc" : "http";
+    seen.responseCode = this.responseCode;
+    seen.grpcStatus = this.grpcStatus;
     const told = this.peer;
     const other: Peer = told !== null ? told : root.outbound ? root.upstreamPeer() : UNKNOWN_PEER;
     const source = root.outbound ? root.local : other;
     const destination = root.outbound ? other : root.local;
-    const tags = root.tags(source, destination, seen) +
-      tag("response_code", this.responseCode) +
-      // Istio's grpc_response_status is empty for plain HTTP.
-      "grpc_response_status" + VALUE_SEPARATOR + this.grpcStatus + FIELD_SEPARATOR +
-      tag("response_flags", responseFlags(getPropertyU64(RESPONSE_FLAGS_PROPERTY)));
-    const metrics = root.http(tags);
+    const metrics = root.http(source, destination, seen, getPropertyU64(RESPONSE_FLAGS_PROPERTY));
     const requests = metrics.requests;
     if (requests !== null) requests.increment();
     const duration = metrics.duration;

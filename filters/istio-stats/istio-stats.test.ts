@@ -103,6 +103,44 @@ describe("istio-stats as the source (outbound sidecar, gateway)", () => {
     ]);
   });
 
+  it("keeps one series per label set: a request differing in any one label gets its own", async () => {
+    const vm = await load({ reporter: "source", ...WEBAPP });
+    const send = (change: { cluster?: string; san?: string; metadata?: string; flags?: number; grpcStatus?: string } = {}) => {
+      const stream = vm.http();
+      stream.setProperty(["xds", "cluster_name"], change.cluster ?? "outbound|80||catalog.shop.svc.cluster.local");
+      if (change.san) stream.setProperty(["upstream", "uri_san_peer_certificate"], change.san);
+      if (change.metadata) stream.setProperty(["xds", "upstream_host_metadata"], endpointMetadata(change.metadata));
+      if (change.flags) stream.setProperty(["response", "flags"], change.flags);
+      const grpc = change.grpcStatus !== undefined;
+      stream.sendRequestHeaders({ ":method": "GET", ":path": "/", ":authority": "catalog", ...(grpc ? { "content-type": "application/grpc" } : {}) }, { endOfStream: true });
+      stream.sendResponseHeaders({ ":status": "200", ...(grpc ? { "grpc-status": change.grpcStatus } : {}) }, { endOfStream: true });
+    };
+    send();
+    send({ cluster: "outbound|80||reviews.shop.svc.cluster.local" });
+    send({ san: "spiffe://cluster.local/ns/shop/sa/catalog" });
+    send({ metadata: "catalog-v1;shop;catalog;v1;Kubernetes" });
+    send({ metadata: "catalog-v2;shop;catalog;v2;Kubernetes" });
+    send({ flags: 1 << 2 });
+    send({ grpcStatus: "0" });
+    send({ grpcStatus: "2" });
+    send();
+    send({ metadata: "catalog-v2;shop;catalog;v2;Kubernetes" });
+    const series = istioMetrics(vm, "istio_requests_total").map((m) => [
+      m.labels.destination_service_name, m.labels.destination_principal, m.labels.destination_workload, m.labels.response_flags,
+      m.labels.request_protocol, m.labels.grpc_response_status, vm.metric(m.name),
+    ]);
+    expect(series.sort()).toEqual([
+      ["catalog", "spiffe://cluster.local/ns/shop/sa/catalog", "unknown", "-", "http", "", 1],
+      ["catalog", "unknown", "catalog-v1", "-", "http", "", 1],
+      ["catalog", "unknown", "catalog-v2", "-", "http", "", 2],
+      ["catalog", "unknown", "unknown", "-", "grpc", "0", 1],
+      ["catalog", "unknown", "unknown", "-", "grpc", "2", 1],
+      ["catalog", "unknown", "unknown", "-", "http", "", 2],
+      ["catalog", "unknown", "unknown", "UT", "http", "", 1],
+      ["reviews", "unknown", "unknown", "-", "http", "", 1],
+    ]);
+  });
+
   it("falls back to istiod's endpoint metadata for a destination without a sidecar", async () => {
     const vm = await load({ reporter: "source", workload: "istio-ingressgateway", namespace: "istio-system", app: "istio-ingressgateway" });
     const stream = vm.http();

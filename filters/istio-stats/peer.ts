@@ -23,6 +23,8 @@ export class Peer {
    * exchange named are cached, so their labels are built once, not on every request): as the source or the
    * destination, each in two parts around the principal label, which depends on the connection. */
   labels: string[] | null = null;
+  /** A number naming this peer in the metric cache's keys (index.ts), given on first use; 0 until then. */
+  key: u32 = 0;
 }
 
 export const UNKNOWN_PEER = new Peer();

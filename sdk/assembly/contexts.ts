@@ -1,7 +1,7 @@
 // The API a filter author writes against: a root context per plugin, an HTTP or TCP context per stream. Every
 // callback has a no-op default, so a filter overrides only what it needs. Read this file to learn the SDK.
 import * as host from "./hostcalls";
-import { HeaderNames } from "./hostcalls";
+import { EncodedHeader, HeaderNames } from "./hostcalls";
 import { UNARY_CALLOUT, registerCallout } from "./registry";
 import {
   BufferType, DataAction, GrpcStatus, Header, HeadersAction, MapType, MetricType, NetworkAction, PeerType,
@@ -34,6 +34,8 @@ export class HeaderMap {
   getEach(names: HeaderNames): Array<string | null> { return host.getHeaderValues(this.type, names); }
   /** Sets `name` to `value`, replacing any existing values. */
   set(name: string, value: string): WasmResult { return host.replaceHeader(this.type, name, value); }
+  /** set() with a header encoded once (EncodedHeader, made at load): for a header written on every request. */
+  setEncoded(header: EncodedHeader): WasmResult { return host.replaceEncodedHeader(this.type, header); }
   /** Adds a value, keeping existing ones. */
   add(name: string, value: string): WasmResult { return host.addHeader(this.type, name, value); }
   /** Removes every value of `name`; Ok also when there was none. */

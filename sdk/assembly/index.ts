@@ -8,7 +8,7 @@ export {
 } from "./contexts";
 export { RootContextFactory, registerRootContext } from "./registry";
 export {
-  HeaderNames, PropertyPath, SharedValue, callForeignFunction, clearRouteCache, dequeueSharedQueue, enqueueSharedQueue, getProperty,
+  EncodedHeader, HeaderNames, PropertyPath, SharedValue, callForeignFunction, clearRouteCache, dequeueSharedQueue, enqueueSharedQueue, getProperty,
   getPropertyString, getPropertyU64, getSharedData, log, logEnabled, logLevel, monotonicNanos, nowNanos, randomBytes,
   randomU64, registerSharedQueue, resolveSharedQueue, setProperty, setSharedData,
 } from "./hostcalls";

@@ -82,13 +82,14 @@ describe("HTTP headers", () => {
     const stream = vm.http();
     const action = stream.sendRequestHeaders([
       [":method", "GET"], [":path", "/"], [":authority", "a"], ["x-probe", "mutate"], ["x-remove-me", "1"],
-      ["x-replaced", "old-1"], ["x-replaced", "old-2"],
+      ["x-replaced", "old-1"], ["x-replaced", "old-2"], ["x-encoded", "old"],
     ]);
     expect(action).toBe("continue");
     const headers = stream.requestHeaders;
     expect(headers.has("x-remove-me")).toBe(false);
     expect(headers.getAll("x-added")).toEqual(["one", "two"]);
     expect(headers.getAll("x-replaced")).toEqual(["new"]);
+    expect(headers.getAll("x-encoded")).toEqual(["encoded-once"]);
     expect(headers.entries()[0][0]).toBe(":method");
     expect(headers.get("x-probe-count")).toBe(String(headers.size - 1));
     expect(stream.routeCacheCleared).toBeGreaterThan(0);

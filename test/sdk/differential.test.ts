@@ -39,8 +39,8 @@ const scenarios: Scenario[] = [
   },
   {
     name: "headers added, replaced and removed",
-    request: { headers: { "x-probe": "mutate", "x-remove-me": "1", "x-replaced": "old" } },
-    upstreamHeaders: ["x-added", "x-replaced", "x-remove-me"],
+    request: { headers: { "x-probe": "mutate", "x-remove-me": "1", "x-replaced": "old", "x-encoded": "old" } },
+    upstreamHeaders: ["x-added", "x-replaced", "x-remove-me", "x-encoded"],
   },
   {
     name: "request headers are gone once their callback continued (BadArgument, not NotFound)",

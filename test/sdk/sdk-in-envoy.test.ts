@@ -31,7 +31,7 @@ describeE2E("the SDK in Envoy (--concurrency 2)", () => {
   it("reads, adds, replaces and removes headers on both directions", async () => {
     const response = await send(port, {
       path: "/headers",
-      headers: { "x-probe": "mutate", "x-probe-echo": "x-client", "x-client": "yes", "x-remove-me": "1", "x-replaced": "old" },
+      headers: { "x-probe": "mutate", "x-probe-echo": "x-client", "x-client": "yes", "x-remove-me": "1", "x-replaced": "old", "x-encoded": "old" },
     });
     expect(response.status).toBe(200);
     expect(response.headers["x-probe-greeting"]).toBe("from-envoy");
@@ -40,6 +40,7 @@ describeE2E("the SDK in Envoy (--concurrency 2)", () => {
     expect(seen.headers["x-remove-me"]).toBeUndefined();
     expect(seen.headers["x-replaced"]).toBe("new");
     expect(seen.headers["x-added"]).toBe("one, two");
+    expect(seen.headers["x-encoded"]).toBe("encoded-once");
   });
 
   it("replaces a request body and a response body", async () => {
