@@ -42,14 +42,18 @@ export interface InstructionResult {
 export async function callgrindControl(pid: number, ...command: string[]): Promise<void> {
   const [uid, gid] = ["Uid", "Gid"].map((field) => new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);
   const asOwner = Number(uid) === process.getuid?.() ? [] : ["setpriv", "--reuid", uid, "--regid", gid, "--clear-groups", "--"];
-  const [binary, ...args] = [...asOwner, "callgrind_control", ...command, String(pid)];
+  // The FIFOs' prefix valgrind was given (callgrindWrapper): callgrind_control must name the same one.
+  const prefix = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").find((arg) => arg.startsWith("--vgdb-prefix="));
+  const [binary, ...args] = [...asOwner, "callgrind_control", ...(prefix ? [prefix] : []), ...command, String(pid)];
   await run(binary, args, { timeout: 120_000 });
 }
 
 /** The command that runs Envoy under callgrind with counting off until asked (`callgrind_control -i on`), its dumps
- * in `dir`; --smc-check lets valgrind see V8's generated code change. */
+ * in `dir`; --smc-check lets valgrind see V8's generated code change. vgdb's FIFOs go in `dir` too: under the
+ * default prefix (/tmp/vgdb-pipe-*-<pid>-...) a FIFO a killed run left behind, owned by another user, makes a later
+ * Envoy with that pid fail to start ("cannot create shared_mem file ... Permission denied"). */
 export function callgrindWrapper(dir: string): string[] {
-  return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file", `--callgrind-out-file=${dir}/callgrind.%p`];
+  return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file", `--vgdb-prefix=${dir}/vgdb`, `--callgrind-out-file=${dir}/callgrind.%p`];
 }
 
 /** Zeroes the counts, runs `during` (returning its duration in seconds), dumps, and returns the dump's total. Windows
