@@ -91,7 +91,7 @@ export interface ControlPlane {
 
 /** Istio's standard metrics come from this filter: the module the packed package carries (dist/filters/, compiled by
  * tools/bundle-assets.ts), else the checkout's (`npm run build` makes build/filters/); without it, proxies get none. */
-const ISTIO_STATS_MODULE = [fileURLToPath(new URL("./filters/istio-stats.wasm", import.meta.url)), join(PROJECT_ROOT, "build", "filters", "istio-stats.wasm")].find((path) => existsSync(path));
+export const ISTIO_STATS_MODULE = [fileURLToPath(new URL("./filters/istio-stats.wasm", import.meta.url)), join(PROJECT_ROOT, "build", "filters", "istio-stats.wasm")].find((path) => existsSync(path));
 
 /** One translation, shared by every proxy with the same translationKey. */
 interface Translation {

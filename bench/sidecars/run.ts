@@ -11,10 +11,10 @@
 // the server. Their steady figure is the instruction count of both sidecars per request, as for the others; with
 // keep-alive connections the TLS handshake happens once per connection (in the uncounted warm-up), so the per-request
 // cost measured is mostly TLS's record layer (encrypt + decrypt on each side) and, for RBAC, the policy check.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
+import { ISTIO_STATS_MODULE } from "../../control/control-plane.js";
 import { requireNetAdmin } from "../../control/mesh/host.js";
 import { type Envoy, startEnvoy, waitFor } from "../../test/harness/envoy.js";
 import { passthroughSidecarBootstrap } from "../../test/harness/passthrough-sidecar.js";
@@ -367,7 +367,7 @@ function report(variants: Variant[], options: SidecarBenchOptions, proofs: strin
     "",
     "Anchor: Istio publishes +0.23 ms P90 and +0.30 ms P99 for two sidecars at 1000 req/s (Istio 1.20 performance page; its " +
       "sidecars also do mTLS and telemetry, with 2 workers, 1 KB payloads, on dedicated nodes). " +
-      (existsSync(join(PROJECT_ROOT, "build", "filters", "istio-stats.wasm"))
+      (ISTIO_STATS_MODULE
         ? "Every Skiff pair here runs istio-stats, Istio's standard metrics, which the control plane attaches by default; only the mTLS rows do mTLS; on two shared cores."
         : "istio-stats was not built (`npm run build`), so no Skiff pair here records Istio's metrics; only the mTLS rows do mTLS; on two shared cores."),
     ];

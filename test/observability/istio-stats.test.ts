@@ -11,7 +11,7 @@ import { describeE2E } from "../harness/e2e.js";
 import { type Envoy, startEnvoy } from "../harness/envoy.js";
 import { metricValue, parseMetrics, type Sample } from "../harness/metrics-text.js";
 import { startUpstream, type Upstream } from "../harness/upstream.js";
-import { destinationRule, eventually, freePort, GATEWAY, type Mesh, serviceEntry, startMesh } from "../scenarios/mesh.js";
+import { destinationRule, eventually, freePort, GATEWAY, gatewayRoute, type Mesh, NINETY_TEN, serviceEntry, startMesh } from "../scenarios/mesh.js";
 
 const HOST = "catalog.example.com";
 
@@ -44,26 +44,7 @@ describeE2E("istio-stats: Istio's standard metrics from Envoy", () => {
           serviceEntry("catalog", servicePort, { v1: v1.port, v2: await v2Sidecar.listenerPort() }),
           destinationRule("catalog", ["v1", "v2"]),
         ].join("---\n"),
-        "gateway.yaml": `apiVersion: networking.istio.io/v1beta1
-kind: Gateway
-metadata: { name: gw, namespace: shop }
-spec:
-  selector: { istio: ingressgateway }
-  servers:
-  - port: { number: ${gatewayPort}, name: http, protocol: HTTP }
-    hosts: ["${HOST}"]
----
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: { name: catalog, namespace: shop }
-spec:
-  hosts: ["${HOST}"]
-  gateways: [gw]
-  http:
-  - route:
-    - { destination: { host: catalog, subset: version-v1 }, weight: 90 }
-    - { destination: { host: catalog, subset: version-v2 }, weight: 10 }
-`,
+        "gateway.yaml": gatewayRoute(gatewayPort, HOST, "catalog", NINETY_TEN),
       },
       GATEWAY,
     );

@@ -10,31 +10,11 @@ import { PROJECT_ROOT } from "../../control/envoy-binary/locate.js";
 import { startPrometheus } from "../harness/backends.js";
 import { sendMany } from "../harness/client.js";
 import { describeE2E } from "../harness/e2e.js";
-import { type CatalogVersions, eventually, freePort, GATEWAY, type Mesh, startCatalogVersions, startMesh } from "../scenarios/mesh.js";
+import { type CatalogVersions, eventually, freePort, GATEWAY, gatewayRoute, type Mesh, NINETY_TEN, startCatalogVersions, startMesh } from "../scenarios/mesh.js";
 
 const HOST = "catalog.example.com";
 
-const gatewayYaml = (port: number, timeout = "0s") => `apiVersion: networking.istio.io/v1beta1
-kind: Gateway
-metadata: { name: gw, namespace: shop }
-spec:
-  selector: { istio: ingressgateway }
-  servers:
-  - port: { number: ${port}, name: http, protocol: HTTP }
-    hosts: ["${HOST}"]
----
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: { name: catalog, namespace: shop }
-spec:
-  hosts: ["${HOST}"]
-  gateways: [gw]
-  http:
-  - route:
-    - { destination: { host: catalog, subset: version-v1 }, weight: 90 }
-    - { destination: { host: catalog, subset: version-v2 }, weight: 10 }
-    timeout: ${timeout}
-`;
+const gatewayYaml = (port: number, timeout = "0s") => gatewayRoute(port, HOST, "catalog", `${NINETY_TEN}    timeout: ${timeout}\n`);
 
 /** A Gateway server on a port another process holds: Envoy cannot bind it and refuses the listener update (NACK). */
 const takenPortGateway = (port: number) => `apiVersion: networking.istio.io/v1beta1

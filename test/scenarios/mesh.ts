@@ -1,10 +1,10 @@
 // A mesh for scenario tests: YAML files written into a temp folder, the control plane watching it, and one real Envoy
 // started from a `skiff bootstrap` bootstrap that names only the ADS server. Nothing else configures the Envoy.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freeLocalPort } from "../../control/backends/process.js";
 import { bootstrap } from "../../control/bootstrap/bootstrap.js";
 import { type ControlPlane, type ControlPlaneOptions, startControlPlane } from "../../control/control-plane.js";
 import type { ProxyIdentity } from "../../control/resources.js";
@@ -77,13 +77,7 @@ export async function startMesh(
 }
 
 /** A port free right now, for a Gateway server or a ServiceEntry port (Envoy binds the number the YAML names). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+export const freePort = freeLocalPort;
 
 /** Waits until `check` passes (Envoy applies pushed config asynchronously). */
 export async function eventually<T>(check: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
@@ -146,9 +140,16 @@ spec:
 ${http}`;
 }
 
+/** The seed's 90/10 shift between catalog's subsets (destinationRule's `version-v1`, `version-v2`), as a route for
+ * gatewayRoute. */
+export const NINETY_TEN = `    - { destination: { host: catalog, subset: version-v1 }, weight: 90 }
+    - { destination: { host: catalog, subset: version-v2 }, weight: 10 }
+`;
+
 /** A Gateway `gw` in namespace shop serving `host` on `port` (for the ingress gateway), and a VirtualService that
- * routes that host to the service `destination`. */
-export function gatewayRoute(port: number, host: string, destination: string): string {
+ * routes that host to the service `destination`; `route`, the route's YAML (its lines under `- route:`), replaces
+ * the one destination, e.g. a weighted split between subsets. */
+export function gatewayRoute(port: number, host: string, destination: string, route = `    - destination: { host: ${destination} }\n`): string {
   return `apiVersion: networking.istio.io/v1beta1
 kind: Gateway
 metadata: { name: gw, namespace: shop }
@@ -166,8 +167,7 @@ spec:
   gateways: [gw]
   http:
   - route:
-    - destination: { host: ${destination} }
-`;
+${route}`;
 }
 
 /** The seed's catalog in two versions: upstreams `catalog-v1` and `catalog-v2`, and `yaml`, their ServiceEntry on
